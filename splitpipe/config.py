@@ -1,0 +1,113 @@
+"""RunConfig: every option of `splitpipe run` and `compare`, typed, validated, loadable from TOML."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["RunConfig", "load_toml", "parse_floats"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One experiment. Field names are the CLI flags with underscores."""
+
+    technique: str = "pipelearn"
+    """fl, sl, sfl or pipelearn."""
+    model: str = "vgg5"
+    dataset: str = "digits"
+    devices: int = 4
+    network: str = "4g"
+    """A profile name, UP/DOWN/MS, or a comma list with one per device."""
+    device_speed: str = "1"
+    """Slowdown factor against this host (0.1 = ten times slower); a comma list for one per device."""
+    server_speed: float = 1.0
+    batch_size: int = 32
+    micro_batches: int = 4
+    split: int | None = None
+    """Cut point (unit index) between device and server parts; default: half the units."""
+    epochs: int = 5
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    timing: str = "measured"
+    """measured: host time x speed; profile: fixed per-unit durations measured once at start."""
+    profile: str | None = None
+    """A profile.json for profile timing (default: measure this host at start)."""
+    partition: str = "iid"
+    alpha: float = 0.5
+    aggregation_interval: int = 1
+    server_device: str = "cpu"
+    out: str | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.devices < 1:
+            problems.append(f"devices must be >= 1, got {self.devices}")
+        if self.batch_size < 1:
+            problems.append(f"batch-size must be >= 1, got {self.batch_size}")
+        if self.micro_batches < 1:
+            problems.append(f"micro-batches must be >= 1, got {self.micro_batches}")
+        elif self.micro_batches > self.batch_size:
+            problems.append(f"micro-batches {self.micro_batches} exceeds the batch size {self.batch_size}")
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.timing not in ("measured", "profile"):
+            problems.append(f"timing must be 'measured' or 'profile', got '{self.timing}'")
+        if self.partition not in ("iid", "dirichlet"):
+            problems.append(f"partition must be 'iid' or 'dirichlet', got '{self.partition}'")
+        if not self.server_speed > 0:
+            problems.append(f"server-speed must be > 0, got {self.server_speed}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def with_(self, **changes: Any) -> RunConfig:
+        return replace(self, **changes)
+
+    def device_speeds(self) -> list[float]:
+        return parse_floats("device-speed", self.device_speed)
+
+    def networks(self) -> list[str]:
+        return [n.strip() for n in self.network.split(",")]
+
+
+def parse_floats(what: str, text: str | float) -> list[float]:
+    items = [text] if isinstance(text, (int, float)) else str(text).split(",")
+    try:
+        values = [float(v) for v in items]
+    except ValueError:
+        raise ValueError(f"{what} must be a number or a comma list of numbers, got '{text}'") from None
+    for v in values:
+        if not v > 0:
+            raise ValueError(f"{what} must be > 0, got {v:g}")
+    return values
+
+
+FIELD_NAMES = {f.name for f in fields(RunConfig)} - {"extra"}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a run config; unknown keys are an error that names them."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - FIELD_NAMES)
+    if unknown:
+        raise ValueError(f"unknown keys in {path}: {', '.join(unknown)}")
+    return raw

@@ -1,0 +1,49 @@
+"""load_dataset: one string names a dataset, from the embedded digits to an .npz file."""
+
+from __future__ import annotations
+
+from splitpipe.data.dataset import Dataset
+from splitpipe.data.digits import load_digits
+from splitpipe.data.npz import load_npz
+from splitpipe.data.synthetic import SYNTHETIC_OPTIONS, load_synthetic
+from splitpipe.data.vision import VISION_DATASETS, load_vision
+
+__all__ = ["DATASET_NAMES", "load_dataset"]
+
+#: Names load_dataset knows; "npz:PATH" loads a file besides.
+DATASET_NAMES = ("digits", "synthetic", "cifar10", "mnist", "fashion-mnist", "svhn")
+
+#: Keyword options each dataset accepts.
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "digits": (),
+    "synthetic": tuple(SYNTHETIC_OPTIONS),
+    **{name: ("download",) for name in VISION_DATASETS},
+    "npz:PATH": (),
+}
+
+
+def load_dataset(spec: str, *, seed: int = 0, root: str | None = None, **options: object) -> Dataset:
+    """Load the dataset `spec` names ("digits", "cifar10", "npz:data/x.npz", ...).
+
+    `seed` fixes the train/test split (digits, npz without test arrays) or the
+    data itself (synthetic); `root` is where torchvision datasets live
+    (default $SPLITPIPE_DATA or ~/.cache/splitpipe); `options` are per dataset,
+    e.g. image_size=64 for synthetic or download=True for cifar10.
+    """
+    name = "npz:PATH" if spec.startswith("npz:") else spec
+    if name not in OPTIONS:
+        raise ValueError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASET_NAMES)}, npz:PATH")
+    unknown = sorted(set(options) - set(OPTIONS[name]))
+    if unknown:
+        accepted = ", ".join(OPTIONS[name]) or "none"
+        raise ValueError(f"dataset {spec!r} has no option {', '.join(unknown)} (options: {accepted})")
+    if name == "npz:PATH":
+        path = spec[len("npz:") :]
+        if not path:
+            raise ValueError("dataset 'npz:' needs a path, as in npz:data/train.npz")
+        return load_npz(path, seed=seed)
+    if name == "digits":
+        return load_digits(seed=seed)
+    if name == "synthetic":
+        return load_synthetic(seed=seed, **options)  # type: ignore[arg-type]
+    return load_vision(name, root=root, **options)  # type: ignore[arg-type]

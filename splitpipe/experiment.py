@@ -1,0 +1,162 @@
+"""One emulated experiment: data, model, plan and schedule in; report and spans out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from splitpipe.config import RunConfig
+from splitpipe.data import Dataset, load_dataset, partition
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.events import run_schedule
+from splitpipe.engine.timing import MeasuredTiming, ProfileTiming, Timing, part_units
+from splitpipe.models import build_model
+from splitpipe.network import parse_network
+from splitpipe.plan import Plan, Topology, star_topology
+from splitpipe.profile import Profile, measure_profile
+from splitpipe.schedules import BUILDERS, build_schedule
+from splitpipe.span import Span
+from splitpipe.trace import epoch_metrics
+
+__all__ = ["Setup", "prepare", "emulate", "RunResult"]
+
+
+@dataclass
+class Setup:
+    """What every engine needs for one configuration: data, initial model, shards, plan."""
+
+    config: RunConfig
+    dataset: Dataset
+    model: nn.Sequential
+    shards: list[np.ndarray]
+    plan: Plan
+
+    @property
+    def topology(self) -> Topology:
+        return self.plan.topology
+
+
+@dataclass
+class RunResult:
+    report: dict[str, object]
+    spans: list[Span]
+
+
+def prepare(config: RunConfig) -> Setup:
+    """Load data, build the model (seeded) and the plan; every bad value is named."""
+    if config.technique not in BUILDERS:
+        raise ValueError(f"unknown technique '{config.technique}'; choose one of: {', '.join(BUILDERS)}")
+    networks = [parse_network(n) for n in config.networks()]
+    topology = star_topology(config.devices, networks, config.device_speeds(), config.server_speed)
+    dataset = load_dataset(config.dataset, seed=config.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes)
+    shards = partition(dataset.y_train.numpy(), config.devices, config.partition, config.alpha, config.seed)
+    plan = Plan(
+        technique=config.technique,
+        topology=topology,
+        num_units=len(model),
+        cuts=cuts_for(config, len(model)),
+        batch_size=config.batch_size,
+        micro_batches=config.micro_batches,
+        shard_sizes=tuple(len(s) for s in shards),
+        owners=tuple(f"device{i}" for i in range(config.devices)),
+        aggregation_interval=config.aggregation_interval,
+    )
+    return Setup(config, dataset, model, shards, plan)
+
+
+def cuts_for(config: RunConfig, num_units: int) -> tuple[int, ...]:
+    if config.technique == "fl":
+        return ()
+    split = num_units // 2 if config.split is None else config.split
+    if not 1 <= split <= num_units - 1:
+        raise ValueError(f"split {split} out of range: must be in 1..{num_units - 1} for {config.model} ({num_units} units)")
+    return (split,)
+
+
+def make_timing(setup: Setup) -> Timing:
+    speeds = {n.name: n.speed for n in setup.topology.nodes}
+    if setup.config.timing == "measured":
+        return MeasuredTiming(speeds)
+    profile = host_profile(setup)
+    return ProfileTiming({n: profile for n in speeds}, speeds, part_units(setup.plan.num_units, setup.plan.cuts))
+
+
+def host_profile(setup: Setup) -> Profile:
+    if setup.config.profile:
+        return Profile.load(setup.config.profile)
+    import copy
+
+    batch = setup.plan.batch_size
+    sizes = {batch, max(1, -(-batch // setup.plan.micro_batches))}
+    sample = tuple(setup.dataset.x_train.shape[1:])
+    return measure_profile(copy.deepcopy(setup.model), sample, sorted(sizes), name=setup.config.model)
+
+
+Progress = Callable[[int, dict[str, object]], None]
+
+
+def emulate(setup: Setup, progress: Progress | None = None) -> RunResult:
+    """Train for config.epochs on the virtual clock; one report entry per epoch."""
+    config, plan = setup.config, setup.plan
+    timing = make_timing(setup)
+    node_devices = {}
+    if config.server_device != "cpu":
+        node_devices = {plan.server: torch.device(config.server_device)}
+    executor = TensorExecutor(
+        setup.model, plan, setup.dataset, setup.shards, timing,
+        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        seed=config.seed, node_devices=node_devices,
+    )
+    nodes = setup.topology.names
+    links = [f"{a}->{b}" for a, b in setup.topology.links]
+    epochs: list[dict[str, object]] = []
+    spans: list[Span] = []
+    for epoch in range(config.epochs):
+        schedule = build_schedule(plan, epoch)
+        executor.begin_epoch(epoch, schedule)
+        wall = time.perf_counter()
+        epoch_spans = run_schedule(schedule, setup.topology, executor, epoch)
+        wall = time.perf_counter() - wall
+        loss = executor.end_epoch()
+        row: dict[str, object] = {"epoch": epoch, **epoch_metrics(epoch_spans, nodes, links)}
+        row["train_loss"] = loss
+        row["test_accuracy"] = executor.evaluate(schedule)
+        row["wall_s"] = wall
+        epochs.append(row)
+        spans.extend(epoch_spans)
+        if progress is not None:
+            progress(epoch, row)
+    return RunResult(report_header(setup, timing.name) | {"epochs": epochs}, spans)
+
+
+def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[str, object]:
+    config, plan = setup.config, setup.plan
+    return {
+        "technique": config.technique,
+        "engine": engine,
+        "timing": timing,
+        "model": config.model,
+        "dataset": config.dataset,
+        "devices": config.devices,
+        "network": config.network,
+        "plan": {
+            "cuts": list(plan.cuts),
+            "micro_batches": 1 if config.technique in ("fl", "sl", "sfl") else plan.micro_batches,
+            "batch_size": plan.batch_size,
+            "aggregation_interval": plan.aggregation_interval,
+            "shard_sizes": list(plan.shard_sizes),
+            "device_speed": config.device_speeds(),
+            "server_speed": config.server_speed,
+            "lr": config.lr,
+            "momentum": config.momentum,
+            "seed": config.seed,
+            "partition": config.partition,
+        },
+    }

@@ -1,0 +1,185 @@
+"""Per-unit cost profile: forward/backward/step seconds by batch size, output and parameter bytes.
+
+The emulator's deterministic timing and the predictor read durations from a Profile, so
+that a timeline is exactly reproducible for a given profile.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["UnitCost", "Profile", "measure_profile", "state_bytes"]
+
+LABEL_BYTES = 8  # int64 per sample
+
+
+@dataclass(frozen=True)
+class UnitCost:
+    """Costs of one unit. `forward_s[n]` is seconds for a batch of n samples."""
+
+    forward_s: dict[int, float]
+    backward_s: dict[int, float]
+    step_s: float
+    output_bytes: int  # per sample
+    param_bytes: int  # parameters and buffers: what FedAvg and replication move
+
+
+def _interpolate(table: dict[int, float], n: int) -> float:
+    """Linear in the batch size through the measured points (extrapolated at the ends)."""
+    sizes = sorted(table)
+    if n in table:
+        return table[n]
+    if len(sizes) == 1:
+        return table[sizes[0]] * n / sizes[0]
+    lo, hi = (sizes[0], sizes[1]) if n < sizes[0] else (sizes[-2], sizes[-1])
+    for a, b in zip(sizes, sizes[1:]):
+        if a <= n <= b:
+            lo, hi = a, b
+            break
+    slope = (table[hi] - table[lo]) / (hi - lo)
+    return max(0.0, table[lo] + slope * (n - lo))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A model's per-unit costs on one machine (`device`: "cpu", "cuda")."""
+
+    model: str
+    device: str
+    input_bytes: int  # per sample
+    units: tuple[UnitCost, ...]
+    copy_s_per_byte: float = 1e-10
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def forward_s(self, units: range, samples: int) -> float:
+        return sum(_interpolate(self.units[u].forward_s, samples) for u in units)
+
+    def backward_s(self, units: range, samples: int) -> float:
+        return sum(_interpolate(self.units[u].backward_s, samples) for u in units)
+
+    def step_s(self, units: range) -> float:
+        return sum(self.units[u].step_s for u in units)
+
+    def param_bytes(self, units: range) -> int:
+        return sum(self.units[u].param_bytes for u in units)
+
+    def boundary_bytes(self, cut: int) -> int:
+        """Bytes per sample crossing cut `cut` (the output of unit cut-1; the input at 0)."""
+        return self.input_bytes if cut == 0 else self.units[cut - 1].output_bytes
+
+    def scaled(self, factor: float) -> Profile:
+        """The same model on a machine `factor` times as fast."""
+        units = tuple(
+            UnitCost({n: t / factor for n, t in u.forward_s.items()},
+                     {n: t / factor for n, t in u.backward_s.items()},
+                     u.step_s / factor, u.output_bytes, u.param_bytes)
+            for u in self.units
+        )
+        return Profile(self.model, self.device, self.input_bytes, units, self.copy_s_per_byte / factor, self.meta)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Profile:
+        raw = json.loads(text)
+        units = tuple(
+            UnitCost({int(k): float(v) for k, v in u["forward_s"].items()},
+                     {int(k): float(v) for k, v in u["backward_s"].items()},
+                     float(u["step_s"]), int(u["output_bytes"]), int(u["param_bytes"]))
+            for u in raw["units"]
+        )
+        return cls(raw["model"], raw["device"], int(raw["input_bytes"]), units,
+                   float(raw.get("copy_s_per_byte", 1e-10)), dict(raw.get("meta", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"profile file not found: {path}")
+        try:
+            return cls.from_json(path.read_text())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"profile file {path} is not a splitpipe profile: {exc}") from None
+
+
+def state_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def _median_time(fn, repeats: int, warmup: int, sync) -> float:  # type: ignore[no-untyped-def]
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_profile(
+    model: nn.Sequential,
+    sample_shape: Sequence[int],
+    batch_sizes: Sequence[int],
+    *,
+    name: str = "model",
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 2,
+    lr: float = 0.01,
+) -> Profile:
+    """Time every unit's forward, backward and optimizer step (median of `repeats` after `warmup`)."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = model.to(dev).train()
+    sizes = sorted(set(int(b) for b in batch_sizes if b >= 1))
+    forward: list[dict[int, float]] = [{} for _ in model]
+    backward: list[dict[int, float]] = [{} for _ in model]
+    out_bytes: list[int] = [0] * len(model)
+    for n in sizes:
+        x = torch.randn(n, *sample_shape, device=dev)
+        for u, unit in enumerate(model):
+            inp = x.detach().requires_grad_(u > 0)
+            forward[u][n] = _median_time(lambda: unit(inp), repeats, warmup, sync)
+            out = unit(inp)
+            grad = torch.randn_like(out)
+
+            def back() -> None:
+                o = unit(inp)
+                o.backward(grad)
+
+            backward[u][n] = max(0.0, _median_time(back, repeats, warmup, sync) - forward[u][n])
+            out_bytes[u] = out[0].numel() * out.element_size()
+            x = out.detach()
+    costs = []
+    for u, unit in enumerate(model):
+        params = [p for p in unit.parameters() if p.requires_grad]
+        step_s = 0.0
+        if params:
+            opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            step_s = _median_time(opt.step, repeats, warmup, sync)
+        costs.append(UnitCost(forward[u], backward[u], step_s, out_bytes[u], state_bytes(unit)))
+    copy = _copy_cost(dev, repeats, warmup, sync)
+    input_bytes = int(torch.Size(sample_shape).numel()) * 4
+    return Profile(name, dev.type, input_bytes, tuple(costs), copy)
+
+
+def _copy_cost(dev: torch.device, repeats: int, warmup: int, sync) -> float:  # type: ignore[no-untyped-def]
+    """Seconds per byte of averaging/copying weights (FedAvg, snapshot, load)."""
+    a = torch.randn(1 << 20, device=dev)
+    b = torch.randn(1 << 20, device=dev)
+    seconds = _median_time(lambda: a.mul(0.5).add_(b, alpha=0.5), repeats, warmup, sync)
+    return seconds / a.nbytes

@@ -1,0 +1,195 @@
+"""Run artefacts on disk: report.json, metrics.csv, compare.csv, and the plots beside them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import numbers
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from splitpipe.report.compare_plot import plot_compare
+from splitpipe.report.timeline import plot_timeline
+from splitpipe.span import Span
+
+__all__: list[str] = []
+
+#: The first columns of metrics.csv; per-node idle and per-link bytes follow.
+METRICS_COLUMNS = (
+    "epoch",
+    "time_s",
+    "bound_s",
+    "efficiency",
+    "throughput_Bps",
+    "train_loss",
+    "test_accuracy",
+)
+
+#: The keys of `summarize`, in the column order of compare.csv and the tables.
+SUMMARY_COLUMNS = (
+    "epoch_time_s",
+    "server_idle_s",
+    "device_idle_s",
+    "throughput_Bps",
+    "efficiency",
+    "test_accuracy",
+    "train_loss",
+)
+
+#: The node whose idle time is "server idle"; nodes named device* are the devices.
+SERVER = "server"
+DEVICE_PREFIX = "device"
+
+
+def write_run(
+    out_dir: str | Path, report: dict[str, Any], spans: Sequence[Span]
+) -> list[Path]:
+    """Write report.json, metrics.csv and (when there are spans) timeline.png into `out_dir`."""
+    out = Path(out_dir)
+    epochs = _epochs(report)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = out / "report.json", out / "metrics.csv"
+    # Serialise first, so a value json cannot encode leaves no half-written file.
+    text = json.dumps(report, indent=2, default=_jsonable)
+    json_path.write_text(text + "\n", encoding="utf-8")
+    columns = metrics_columns(epochs)
+    _write_csv(
+        csv_path, columns, ([_metrics_cell(e, c) for c in columns] for e in epochs)
+    )
+    paths = [json_path, csv_path]
+    if spans:
+        png_path = out / "timeline.png"
+        plot_timeline(spans, png_path, title=str(report.get("technique", "")))
+        paths.append(png_path)
+    return paths
+
+
+def write_compare(
+    out_dir: str | Path, reports: Mapping[str, dict[str, Any]]
+) -> list[Path]:
+    """Write compare.csv (one summary row per technique) and compare.png into `out_dir`."""
+    if not reports:
+        raise ValueError("write_compare needs at least one report (got none)")
+    rows = {technique: summarize(report) for technique, report in reports.items()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out / "compare.csv", out / "compare.png"
+    columns = ("technique",) + SUMMARY_COLUMNS
+    lines = (
+        [technique] + [row[c] for c in SUMMARY_COLUMNS]
+        for technique, row in rows.items()
+    )
+    _write_csv(csv_path, columns, lines)
+    plot_compare(rows, png_path)
+    return [csv_path, png_path]
+
+
+def summarize(report: dict[str, Any]) -> dict[str, float]:
+    """Condense a run to one row: means over epochs, accuracy and loss of the last epoch.
+
+    Missing values (no "server" node, no device* node, an epoch without
+    accuracy) come out as NaN rather than zero.
+    """
+    epochs = _epochs(report)
+    if not epochs:
+        raise ValueError("report has no epochs; summarize needs at least one")
+    last = max(epochs, key=lambda epoch: epoch["epoch"])
+    return {
+        "epoch_time_s": _mean(e.get("time_s") for e in epochs),
+        "server_idle_s": _mean(e["idle_s"].get(SERVER) for e in epochs),
+        "device_idle_s": _mean(_device_idle(e["idle_s"]) for e in epochs),
+        "throughput_Bps": _mean(e.get("throughput_Bps") for e in epochs),
+        "efficiency": _mean(e.get("efficiency") for e in epochs),
+        "test_accuracy": _number(last.get("test_accuracy")),
+        "train_loss": _number(last.get("train_loss")),
+    }
+
+
+def metrics_columns(epochs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Header of metrics.csv: fixed columns, idle_s:<node>, bytes:<link>, predicted_time_s."""
+    nodes = sorted({node for e in epochs for node in e["idle_s"]})
+    links = sorted({link for e in epochs for link in e["bytes"]})
+    columns = list(METRICS_COLUMNS)
+    columns += [f"idle_s:{node}" for node in nodes] + [
+        f"bytes:{link}" for link in links
+    ]
+    if any("predicted_time_s" in e for e in epochs):
+        columns.append("predicted_time_s")
+    return columns
+
+
+def _metrics_cell(epoch: Mapping[str, Any], column: str) -> object:
+    key, _, name = column.partition(":")
+    if name:
+        return epoch[key].get(name)
+    return epoch.get(column)
+
+
+def _epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The report's epochs, checked for the keys the files need; every problem is raised once."""
+    epochs = report.get("epochs")
+    if not isinstance(epochs, list):
+        raise TypeError(
+            f"report['epochs'] must be a list of dicts (got {type(epochs).__name__})"
+        )
+    required = METRICS_COLUMNS + ("idle_s", "bytes")
+    problems = []
+    for index, epoch in enumerate(epochs):
+        if not isinstance(epoch, Mapping):
+            problems.append(f"epochs[{index}] is {type(epoch).__name__}, not a dict")
+            continue
+        missing = [key for key in required if key not in epoch]
+        if missing:
+            problems.append(f"epochs[{index}] lacks {', '.join(missing)}")
+    if problems:
+        raise ValueError(
+            f"bad report ({'; '.join(problems)}); each epoch needs {list(required)}"
+        )
+    return epochs
+
+
+def _device_idle(idle: Mapping[str, float]) -> float:
+    return _mean(v for node, v in idle.items() if node.startswith(DEVICE_PREFIX))
+
+
+def _number(value: object) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise ValueError(f"report metric must be a number or null (got {value!r})")
+
+
+def _mean(values: Iterable[object]) -> float:
+    numbers = [number for number in map(_number, values) if not math.isnan(number)]
+    return sum(numbers) / len(numbers) if numbers else math.nan
+
+
+def _write_csv(
+    path: Path, columns: Sequence[str], rows: Iterable[Sequence[object]]
+) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_csv_value(value) for value in row] for row in rows)
+
+
+def _csv_value(value: object) -> object:
+    """Missing (None or NaN) is an empty cell; everything else is written as it is."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def _jsonable(value: object) -> object:
+    """Turn numpy scalars and arrays, and paths, into plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(
+        f"report value {value!r} of type {type(value).__name__} is not JSON"
+    )

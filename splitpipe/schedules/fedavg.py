@@ -1,0 +1,63 @@
+"""FedAvg as actions: owners and replicas send weights to an aggregator lane, which averages
+them (sample-weighted) and sends the result back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from splitpipe.schedules.ir import AGG_LANE, AGGREGATE, LOAD, RECV, SEND, SNAPSHOT, Action, Tag
+
+__all__ = ["Member", "fedavg"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """A replica taking part in averaging: it lives on `node`, runs in `lane` and has `weight`."""
+
+    node: str
+    lane: int
+    part: int
+    replica: int
+    weight: float
+
+
+def fedavg(
+    lists: dict[tuple[str, int], list[Action]],
+    members: Sequence[Member],
+    aggregator: str,
+    epoch: int,
+) -> None:
+    """Append to `lists` the actions that average each part over `members` at `aggregator`.
+
+    Remote members snapshot, send, then wait for the average and load it. Replicas on the
+    aggregator itself are snapshotted by their own lane (so the average waits for their
+    last step) and loaded by the aggregator lane.
+    """
+    agg = lists.setdefault((aggregator, AGG_LANE), [])
+    by_part: dict[int, list[Member]] = {}
+    for m in members:
+        by_part.setdefault(m.part, []).append(m)
+    for part, group in sorted(by_part.items()):  # (1) gather and average
+        sources = []
+        for m in group:
+            tag = Tag("weights", m.lane, part, epoch)
+            sources.append(tag)
+            own = lists.setdefault((m.node, m.lane), [])
+            own.append(Action(SNAPSHOT, part=part, lane=m.lane, replica=m.replica, tag=tag))
+            own.append(Action(SEND, part=part, lane=m.lane, peer=aggregator, tag=tag))
+            agg.append(Action(RECV, part=part, lane=AGG_LANE, peer=m.node, tag=tag))
+        total = sum(m.weight for m in group)
+        weights = tuple(m.weight / total for m in group)
+        average = Tag("avg", AGG_LANE, part, epoch)
+        agg.append(Action(AGGREGATE, part=part, lane=AGG_LANE, tag=average, sources=tuple(sources), weights=weights))
+    for part, group in sorted(by_part.items()):  # (2) hand the average back
+        average = Tag("avg", AGG_LANE, part, epoch)
+        for m in group:
+            if m.node == aggregator:
+                agg.append(Action(LOAD, part=part, lane=AGG_LANE, replica=m.replica, tag=average))
+                continue
+            agg.append(Action(SEND, part=part, lane=AGG_LANE, peer=m.node, tag=average))
+            own = lists[(m.node, m.lane)]
+            own.append(Action(RECV, part=part, lane=m.lane, peer=aggregator, tag=average))
+            own.append(Action(LOAD, part=part, lane=m.lane, replica=m.replica, tag=average))

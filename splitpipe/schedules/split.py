@@ -1,0 +1,89 @@
+"""Split federated learning (SFL v1) and PipeLearn: one device part, one server replica per device.
+
+PipeLearn cuts each mini-batch into N micro-batches and pipelines them; SFL is the same
+program with N = 1. Per device lane i and server lane i, one mini-batch::
+
+    device i : F0.0 F0.1 .. F0.N-1 | B0.0 B0.1 .. B0.N-1 | U0      (1) forwards, (2) backwards
+                 \\act  \\act           ^grad  ^grad
+    server i :  F1.0 B1.0  F1.1 B1.1 ..                  | U1      (3) one micro-batch at a time
+
+(1) each activation (and its labels) is sent as soon as it exists, overlapping the next
+forward; (2) backwards run in order as gradients return; (3) the server runs forward and
+backward per micro-batch as it arrives. Gradients accumulate; one step per mini-batch.
+"""
+
+from __future__ import annotations
+
+from splitpipe.plan import Plan
+from splitpipe.schedules.fedavg import Member, fedavg
+from splitpipe.schedules.ir import (
+    BACKWARD,
+    FORWARD,
+    RECV,
+    SEND,
+    STEP,
+    Action,
+    Replica,
+    Schedule,
+    Tag,
+    programs_from_lists,
+)
+from splitpipe.schedules.steps import owner_steps
+
+__all__ = ["build_sfl", "build_pipelearn", "check_two_parts"]
+
+
+def check_two_parts(plan: Plan) -> None:
+    if plan.parts != 2:
+        raise ValueError(
+            f"{plan.technique} splits the model into 2 parts (one cut), got cuts {plan.cuts}"
+        )
+
+
+def build_pipelearn(plan: Plan, epoch: int) -> Schedule:
+    return _build(plan, epoch, plan.micro_batches)
+
+
+def build_sfl(plan: Plan, epoch: int) -> Schedule:
+    return _build(plan, epoch, 1)
+
+
+def _build(plan: Plan, epoch: int, micro_batches: int) -> Schedule:
+    check_two_parts(plan)
+    server = plan.server
+    lists: dict[tuple[str, int], list[Action]] = {}
+    members, replicas = [], []
+    evaluate: dict[int, list[tuple[Replica, float]]] = {0: [], 1: []}
+    weights = plan.fedavg_weights()
+    for i, device in enumerate(plan.owners):
+        dev = lists.setdefault((device, i), [])
+        srv = lists.setdefault((server, i), [])
+        for step, sizes in owner_steps(plan, i, micro_batches):
+            for mb in range(len(sizes)):  # (1)
+                dev.append(Action(FORWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+                dev.append(Action(SEND, lane=i, peer=server, tag=Tag("act", i, 0, step, mb), samples=sizes[mb]))
+                dev.append(Action(SEND, lane=i, peer=server, tag=Tag("label", i, 0, step, mb), samples=sizes[mb]))
+            for mb in range(len(sizes)):  # (3)
+                srv.append(Action(RECV, part=1, lane=i, peer=device, tag=Tag("act", i, 0, step, mb), samples=sizes[mb]))
+                srv.append(Action(RECV, part=1, lane=i, peer=device, tag=Tag("label", i, 0, step, mb), samples=sizes[mb]))
+                srv.append(Action(FORWARD, part=1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+                srv.append(Action(BACKWARD, part=1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+                srv.append(Action(SEND, part=1, lane=i, peer=device, tag=Tag("grad", i, 1, step, mb), samples=sizes[mb]))
+            srv.append(Action(STEP, part=1, lane=i, replica=i, step=step))
+            for mb in range(len(sizes)):  # (2)
+                dev.append(Action(RECV, lane=i, peer=server, tag=Tag("grad", i, 1, step, mb), samples=sizes[mb]))
+                dev.append(Action(BACKWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+            dev.append(Action(STEP, part=0, lane=i, replica=i, step=step))
+        for part, node in ((0, device), (1, server)):
+            replica = Replica(node, part, i)
+            replicas.append(replica)
+            evaluate[part].append((replica, weights[i]))
+            members.append(Member(node, i, part, i, weights[i]))
+    if plan.aggregates_after(epoch):
+        fedavg(lists, members, server, epoch)
+    return Schedule(
+        programs=programs_from_lists(lists),
+        replicas=tuple(replicas),
+        evaluate={p: tuple(v) for p, v in evaluate.items()},
+        data_lanes={(d, i): i for i, d in enumerate(plan.owners)},
+    )

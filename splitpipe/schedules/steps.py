@@ -1,0 +1,17 @@
+"""The mini-batches and micro-batches of one data owner's epoch, as sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from splitpipe.plan import Plan, micro_batch_sizes, steps_per_epoch
+
+__all__ = ["owner_steps"]
+
+
+def owner_steps(plan: Plan, owner: int, micro_batches: int | None = None) -> Iterator[tuple[int, list[int]]]:
+    """(step, micro-batch sizes) for each mini-batch of owner `owner` in one epoch."""
+    samples = plan.shard_sizes[owner]
+    n = plan.micro_batches if micro_batches is None else micro_batches
+    for step in range(steps_per_epoch(samples, plan.batch_size)):
+        yield step, micro_batch_sizes(samples, plan.batch_size, n, step)
