@@ -1,0 +1,51 @@
+"""Train several techniques on the same plan and compare epoch time, idle time and accuracy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from splitpipe.cli.options import add_experiment_flags, config_from_args
+from splitpipe.cli.progress import epoch_bar
+from splitpipe.experiment import emulate, prepare
+from splitpipe.report import format_table, summarize, write_compare, write_run
+from splitpipe.schedules import TECHNIQUES
+
+__all__ = ["add_arguments", "execute"]
+
+COLUMNS = ["technique", "epoch_time_s", "server_idle_s", "device_idle_s", "throughput_Bps", "efficiency",
+           "test_accuracy"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_flags(parser)
+    parser.add_argument("--techniques", default="fl,sl,sfl,pipelearn",
+                        help="comma list of techniques (default: fl,sl,sfl,pipelearn)")
+
+
+def parse_techniques(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TECHNIQUES]
+    if unknown or not names:
+        raise ValueError(f"unknown technique '{','.join(unknown) or text}'; choose from: {', '.join(TECHNIQUES)}")
+    return names
+
+
+def execute(args: argparse.Namespace) -> int:
+    techniques = parse_techniques(args.techniques)
+    base = config_from_args(args)
+    configs = {t: base.with_(technique=t) for t in techniques}
+    setups = {t: prepare(c) for t, c in configs.items()}  # every bad value fails before training
+    reports, rows = {}, []
+    for technique, setup in setups.items():
+        with epoch_bar(base.epochs, technique, base.progress) as progress:
+            result = emulate(setup, progress)
+        reports[technique] = result.report
+        rows.append({"technique": technique, **summarize(result.report)})
+        if base.out:
+            write_run(Path(base.out) / technique, result.report, result.spans)
+    print(format_table(rows, COLUMNS))
+    if base.out:
+        for path in write_compare(base.out, reports):
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,65 @@
+"""The experiment flags shared by run, compare, plan and launch, and their merge with a TOML file."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from splitpipe.config import RunConfig, load_toml
+
+__all__ = ["add_experiment_flags", "config_from_args"]
+
+_DEFAULTS = RunConfig()
+
+#: flag -> (type, help). Defaults come from RunConfig; a flag left out keeps the TOML's value.
+FLAGS: dict[str, tuple[Any, str]] = {
+    "model": (str, "model: vgg5, resnet18, mobilenet_v3_small, vgg19, resnet101"),
+    "dataset": (str, "digits (embedded), synthetic, cifar10, mnist, fashion-mnist, svhn, npz:PATH"),
+    "devices": (int, "number of devices (data owners)"),
+    "network": (str, "4g, 4g+, wifi, lan, dc, none, UP/DOWN/MS in Mbit/s and ms, or a comma list per device"),
+    "device_speed": (str, "device speed against this host (0.1 = 10x slower), or a comma list per device"),
+    "server_speed": (float, "server speed against this host (20 = a GPU server 20x this host)"),
+    "batch_size": (int, "mini-batch size per device"),
+    "micro_batches": (int, "micro-batches per mini-batch (PipeLearn)"),
+    "split": (int, "cut point: the unit index where the server part starts (default: half the units)"),
+    "epochs": (int, "training epochs"),
+    "lr": (float, "SGD learning rate"),
+    "momentum": (float, "SGD momentum"),
+    "weight_decay": (float, "SGD weight decay"),
+    "seed": (int, "seed for data split, shuffling and initial weights"),
+    "timing": (str, "measured (host time x speed) or profile (fixed per-unit durations, reproducible)"),
+    "profile": (str, "profile.json to use for --timing profile (default: measure this host at start)"),
+    "partition": (str, "iid or dirichlet"),
+    "alpha": (float, "Dirichlet concentration for --partition dirichlet (smaller = more skewed)"),
+    "aggregation_interval": (int, "epochs between FedAvg rounds"),
+    "server_device": (str, "torch device for the server's parts: cpu or cuda"),
+    "out": (str, "directory for report.json, metrics.csv and plots"),
+}
+
+
+def add_experiment_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="optional TOML file; its keys are the flag names with underscores")
+    for name, (kind, help_text) in FLAGS.items():
+        default = getattr(_DEFAULTS, name)
+        shown = f" (default: {default})" if default is not None else ""
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=help_text + shown)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                        help="do not draw a progress bar")
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> RunConfig:
+    """Defaults, then the TOML file, then the flags given on the command line."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(load_toml(args.config))
+    names = {f.name for f in fields(RunConfig)}
+    for name in names:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return RunConfig(**values)
+    except TypeError as exc:
+        raise ValueError(f"bad configuration: {exc}") from None
