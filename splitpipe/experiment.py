@@ -45,17 +45,25 @@ class Setup:
 class RunResult:
     report: dict[str, object]
     spans: list[Span]
+    model: nn.Sequential | None = None
+    """The global model at the end (each part averaged as for evaluation)."""
 
 
-def prepare(config: RunConfig) -> Setup:
-    """Load data, build the model (seeded) and the plan; every bad value is named."""
+def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
+    """Load data, build the model (seeded) and the plan; every bad value is named.
+
+    `model` replaces the zoo model: any nn.Sequential whose children are the units.
+    """
     if config.technique not in BUILDERS:
         raise ValueError(f"unknown technique '{config.technique}'; choose one of: {', '.join(BUILDERS)}")
     networks = [parse_network(n) for n in config.networks()]
     topology = star_topology(config.devices, networks, config.device_speeds(), config.server_speed)
     dataset = load_dataset(config.dataset, seed=config.seed)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes)
+    if model is None:
+        model = build_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes)
+    elif not isinstance(model, nn.Sequential) or len(model) < 1:
+        raise ValueError(f"a custom model must be a non-empty nn.Sequential of units, got {type(model).__name__}")
     shards = partition(dataset.y_train.numpy(), config.devices, config.partition, config.alpha, config.seed)
     plan = Plan(
         technique=config.technique,
@@ -133,7 +141,8 @@ def emulate(setup: Setup, progress: Progress | None = None) -> RunResult:
         spans.extend(epoch_spans)
         if progress is not None:
             progress(epoch, row)
-    return RunResult(report_header(setup, timing.name) | {"epochs": epochs}, spans)
+    final = executor.global_model(schedule)
+    return RunResult(report_header(setup, timing.name) | {"epochs": epochs}, spans, final)
 
 
 def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[str, object]:

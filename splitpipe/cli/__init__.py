@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from splitpipe.cli import compare, run
 
@@ -15,8 +16,15 @@ __all__ = ["main"]
 COMMANDS = {"run": run, "compare": compare}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line that names the bad flag or value (the usage is under --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="splitpipe",
         description="Pipeline-parallel collaborative learning: emulate, predict and run FL, SL, SFL, PipeLearn and more.",
     )

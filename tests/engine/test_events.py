@@ -1,0 +1,101 @@
+"""The event engine: hand-computed critical path, FIFO links, deadlock detection."""
+
+import math
+
+import numpy as np
+import pytest
+from torch import nn
+
+from splitpipe.data import load_dataset
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.events import ScheduleStuck, run_schedule
+from splitpipe.engine.timing import ProfileTiming, part_units
+from splitpipe.network import LinkSpec
+from splitpipe.plan import Node, Plan, Topology
+from splitpipe.profile import Profile, UnitCost
+from splitpipe.schedules import build_schedule
+from splitpipe.schedules.ir import RECV, SEND, Action, Replica, Schedule, Tag
+
+
+def two_node_plan() -> Plan:
+    topology = Topology(
+        (Node("server", "server"), Node("device0", "device")),
+        {("device0", "server"): LinkSpec(64.0, 0.5), ("server", "device0"): LinkSpec(128.0, 0.5)},
+    )
+    return Plan("pipelearn", topology, num_units=2, cuts=(1,), batch_size=4, micro_batches=2,
+                shard_sizes=(4,), owners=("device0",), aggregation_interval=2)
+
+
+def hand_profile() -> Profile:
+    units = (UnitCost({2: 1.0}, {2: 2.0}, 0.5, 32, 0), UnitCost({2: 0.3}, {2: 0.6}, 0.1, 40, 0))
+    return Profile("tiny", "cpu", 256, units, copy_s_per_byte=0.0)
+
+
+def test_profile_timing_equals_hand_computed_critical_path() -> None:
+    plan = two_node_plan()
+    model = nn.Sequential(nn.Sequential(nn.Flatten(), nn.Linear(64, 8)), nn.Linear(8, 10))
+    timing = ProfileTiming({n: hand_profile() for n in ("server", "device0")},
+                           {"server": 1.0, "device0": 1.0}, part_units(2, plan.cuts))
+    executor = TensorExecutor(model, plan, load_dataset("digits"), [np.arange(4)], timing)
+    schedule = build_schedule(plan, epoch=0)
+    executor.begin_epoch(0, schedule)
+    spans = run_schedule(schedule, plan.topology, executor)
+    # device: F0.0 [0,1], F0.1 [1,2]; uplink 64 B/s: act0 [1,2] (+0.5 -> 2.5), label0 [2,2.25] (2.75),
+    # act1 [2.25,3.25] (3.75), label1 [3.25,3.5] (4.0); server: F1.0 [2.75,3.05] B1.0 [3.05,3.65],
+    # grad0 down [3.65,4.15] (4.65); F1.1 [4.0,4.3] B1.1 [4.3,4.9] grad1 [4.9,5.4] (5.9), U1 [4.9,5.0];
+    # device: B0.0 [4.65,6.65] B0.1 [6.65,8.65] U0 [8.65,9.15]
+    assert max(s.end for s in spans) == pytest.approx(9.15)
+    device = [(s.label, s.start, s.end) for s in spans if s.resource == "device0"]
+    assert device[2] == ("B0.0", pytest.approx(4.65), pytest.approx(6.65))
+    uplink = [(s.start, s.end, s.bytes) for s in spans if s.resource == "device0->server"]
+    assert uplink == [(1.0, 2.0, 64), (2.0, 2.25, 16), (2.25, 3.25, 64), (3.25, 3.5, 16)]
+    executor.end_epoch()
+
+
+class CountingExecutor:
+    """No tensors: compute takes one second, every message is 10 bytes."""
+
+    def compute(self, node: str, action: Action) -> float:
+        return 1.0
+
+    def send(self, node: str, action: Action) -> tuple[object, int]:
+        return None, 10
+
+    def receive(self, node: str, action: Action, payload: object) -> None:
+        pass
+
+
+def test_link_is_fifo_and_latency_does_not_occupy_it() -> None:
+    topology = Topology((Node("a", "device"), Node("b", "server")), {("a", "b"): LinkSpec(10.0, 5.0)})
+    tags = [Tag("act", 0, 0, 0, m) for m in range(3)]
+    sender = tuple(Action(SEND, peer="b", tag=t) for t in tags)
+    receiver = tuple(Action(RECV, peer="a", tag=t) for t in tags)
+    schedule = Schedule({"a": {0: sender}, "b": {0: receiver}}, (), {})
+    spans = run_schedule(schedule, topology, CountingExecutor())
+    assert [(s.start, s.end) for s in spans] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+
+
+def test_deadlock_is_reported_with_the_blocked_lanes() -> None:
+    topology = Topology((Node("a", "device"), Node("b", "server")), {})
+    waits = (Action(RECV, peer="b", tag=Tag("grad", 0, 1, 0, 0)),)
+    schedule = Schedule({"a": {0: waits}, "b": {0: ()}}, (), {})
+    with pytest.raises(ScheduleStuck, match=r"(?s)not progressing.*a lane 0: waits at #0 R"):
+        run_schedule(schedule, topology, CountingExecutor())
+
+
+def test_node_runs_the_input_that_arrived_first() -> None:
+    """Two lanes on one node: the one whose message arrives first computes first."""
+    topology = Topology(
+        (Node("s", "server"), Node("d0", "device"), Node("d1", "device")),
+        {("d0", "s"): LinkSpec(1.0, 0.0), ("d1", "s"): LinkSpec(100.0, 0.0)},
+    )
+    lanes = {}
+    for lane in (0, 1):
+        tag = Tag("act", lane, 0, 0, 0)
+        lanes[lane] = (Action(RECV, lane=lane, peer=f"d{lane}", tag=tag), Action("F", part=1, lane=lane))
+    devices = {f"d{i}": {i: (Action(SEND, lane=i, peer="s", tag=Tag("act", i, 0, 0, 0)),)} for i in (0, 1)}
+    schedule = Schedule({"s": lanes, **devices}, (Replica("s", 1, 0),), {})
+    spans = run_schedule(schedule, topology, CountingExecutor())
+    server = [s for s in spans if s.resource == "s"]
+    assert [s.lane for s in server] == [1, 0]
+    assert math.isclose(server[0].start, 0.1)
