@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["RunConfig", "load_toml", "parse_floats"]
+__all__ = ["RunConfig", "load_toml", "parse_floats", "parse_ints"]
 
 
 @dataclass(frozen=True)
@@ -20,19 +21,31 @@ class RunConfig:
     """One experiment. Field names are the CLI flags with underscores."""
 
     technique: str = "pipelearn"
-    """fl, sl, sfl or pipelearn."""
+    """fl, sl, sfl, pipelearn, mpsl or ftpipehd."""
     model: str = "vgg5"
     dataset: str = "digits"
     devices: int = 4
     network: str = "4g"
     """A profile name, UP/DOWN/MS, or a comma list with one per device."""
-    device_speed: str = "1"
+    device_speed: str = "0.1"
     """Slowdown factor against this host (0.1 = ten times slower); a comma list for one per device."""
     server_speed: float = 1.0
     batch_size: int = 32
     micro_batches: int = 4
     split: int | None = None
     """Cut point (unit index) between device and server parts; default: half the units."""
+    cuts: str | None = None
+    """mpsl and ftpipehd: comma list of cut points (unit indices), P-1 cuts for P parts;
+    default: an even cut. The other techniques use `split`."""
+    owners: int | None = None
+    """mpsl: data owners, each keeping the first and last part (default: `devices`)."""
+    compute_nodes: int | None = None
+    """mpsl: compute nodes in the chain, one per middle part (default: len(cuts) - 1, else 2)."""
+    stages: int | None = None
+    """ftpipehd: stages, the central node and stages-1 workers (default: len(cuts) + 1, else
+    one per stage speed if several are given, else 4)."""
+    stage_speeds: str = "1"
+    """ftpipehd: speed of each stage against this host, central first: one number or a comma list."""
     epochs: int = 5
     lr: float = 0.01
     momentum: float = 0.9
@@ -70,11 +83,32 @@ class RunConfig:
             problems.append(f"partition must be 'iid' or 'dirichlet', got '{self.partition}'")
         if not self.server_speed > 0:
             problems.append(f"server-speed must be > 0, got {self.server_speed}")
+        problems += self._multihop_problems()
         if problems:
             raise ValueError("; ".join(problems))
 
     def with_(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
+
+    def _multihop_problems(self) -> list[str]:
+        problems = []
+        for name, value, least in (("owners", self.owners, 1), ("compute-nodes", self.compute_nodes, 1),
+                                   ("stages", self.stages, 2)):
+            if value is not None and value < least:
+                problems.append(f"{name} must be >= {least}, got {value}")
+        for check in (self.cut_points, self.stage_speed_list):
+            try:
+                check()
+            except ValueError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def cut_points(self) -> tuple[int, ...] | None:
+        """`cuts` as integers, or None when not given."""
+        return None if self.cuts is None else tuple(parse_ints("cuts", self.cuts))
+
+    def stage_speed_list(self) -> list[float]:
+        return parse_floats("stage-speeds", self.stage_speeds)
 
     def device_speeds(self) -> list[float]:
         return parse_floats("device-speed", self.device_speed)
@@ -93,6 +127,20 @@ def parse_floats(what: str, text: str | float) -> list[float]:
         if not v > 0:
             raise ValueError(f"{what} must be > 0, got {v:g}")
     return values
+
+
+def parse_ints(what: str, text: str | int | Sequence[int]) -> list[int]:
+    """A comma list (or a TOML list) of integers."""
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    else:
+        items = [text] if isinstance(text, int) else [t for t in str(text).split(",") if t.strip()]
+    try:
+        if any(isinstance(v, (bool, float)) for v in items):
+            raise ValueError
+        return [int(v) for v in items]
+    except ValueError:
+        raise ValueError(f"{what} must be a comma list of integers, got '{text}'") from None
 
 
 FIELD_NAMES = {f.name for f in fields(RunConfig)} - {"extra"}

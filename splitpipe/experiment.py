@@ -16,6 +16,7 @@ from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
 from splitpipe.engine.timing import MeasuredTiming, ProfileTiming, Timing, part_units
 from splitpipe.models import build_model
+from splitpipe.multihop import MULTIHOP, multihop_plan, server_side_nodes
 from splitpipe.network import parse_network
 from splitpipe.plan import Plan, Topology, star_topology
 from splitpipe.profile import Profile, measure_profile
@@ -56,14 +57,17 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
     """
     if config.technique not in BUILDERS:
         raise ValueError(f"unknown technique '{config.technique}'; choose one of: {', '.join(BUILDERS)}")
-    networks = [parse_network(n) for n in config.networks()]
-    topology = star_topology(config.devices, networks, config.device_speeds(), config.server_speed)
     dataset = load_dataset(config.dataset, seed=config.seed)
     torch.manual_seed(config.seed)
     if model is None:
         model = build_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes)
     elif not isinstance(model, nn.Sequential) or len(model) < 1:
         raise ValueError(f"a custom model must be a non-empty nn.Sequential of units, got {type(model).__name__}")
+    if config.technique in MULTIHOP:  # mpsl, ftpipehd: chains of nodes, P >= 3 parts
+        shards, plan = multihop_plan(config, dataset, len(model))
+        return Setup(config, dataset, model, shards, plan)
+    networks = [parse_network(n) for n in config.networks()]
+    topology = star_topology(config.devices, networks, config.device_speeds(), config.server_speed)
     shards = partition(dataset.y_train.numpy(), config.devices, config.partition, config.alpha, config.seed)
     plan = Plan(
         technique=config.technique,
@@ -116,7 +120,7 @@ def emulate(setup: Setup, progress: Progress | None = None) -> RunResult:
     timing = make_timing(setup)
     node_devices = {}
     if config.server_device != "cpu":
-        node_devices = {plan.server: torch.device(config.server_device)}
+        node_devices = {n: torch.device(config.server_device) for n in server_side_nodes(plan)}
     executor = TensorExecutor(
         setup.model, plan, setup.dataset, setup.shards, timing,
         lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
@@ -137,6 +141,10 @@ def emulate(setup: Setup, progress: Progress | None = None) -> RunResult:
         row["train_loss"] = loss
         row["test_accuracy"] = executor.evaluate(schedule)
         row["wall_s"] = wall
+        row["compute_wall_s"] = executor.compute_wall_s
+        row["memory_bytes"] = executor.memory_peaks()
+        if node_devices:
+            row["cuda_memory_bytes"] = executor.cuda_peaks()
         epochs.append(row)
         spans.extend(epoch_spans)
         if progress is not None:
@@ -161,6 +169,9 @@ def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[st
             "batch_size": plan.batch_size,
             "aggregation_interval": plan.aggregation_interval,
             "shard_sizes": list(plan.shard_sizes),
+            "owners": list(plan.owners),
+            "chain": list(plan.chain),
+            "node_speed": {n.name: n.speed for n in setup.topology.nodes},
             "device_speed": config.device_speeds(),
             "server_speed": config.server_speed,
             "lr": config.lr,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def state_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
-def _median_time(fn, repeats: int, warmup: int, sync) -> float:  # type: ignore[no-untyped-def]
+def _median_time(fn: Callable[[], object], repeats: int, warmup: int, sync: Callable[[], object]) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -128,6 +128,28 @@ def _median_time(fn, repeats: int, warmup: int, sync) -> float:  # type: ignore[
     return statistics.median(times)
 
 
+def _forward_backward_s(
+    unit: nn.Module, inp: torch.Tensor, repeats: int, warmup: int, sync: Callable[[], object]
+) -> tuple[float, float, torch.Tensor]:
+    """Median forward and backward seconds of one unit, each timed on its own."""
+    forward, backward = [], []
+    out = unit(inp)
+    grad = torch.randn_like(out)
+    for i in range(warmup + repeats):
+        sync()
+        t0 = time.perf_counter()
+        out = unit(inp)
+        sync()
+        t1 = time.perf_counter()
+        out.backward(grad)
+        sync()
+        t2 = time.perf_counter()
+        if i >= warmup:
+            forward.append(t1 - t0)
+            backward.append(t2 - t1)
+    return statistics.median(forward), statistics.median(backward), out.detach()
+
+
 def measure_profile(
     model: nn.Sequential,
     sample_shape: Sequence[int],
@@ -135,15 +157,21 @@ def measure_profile(
     *,
     name: str = "model",
     device: str = "cpu",
-    repeats: int = 5,
-    warmup: int = 2,
+    repeats: int = 7,
+    warmup: int = 3,
     lr: float = 0.01,
 ) -> Profile:
-    """Time every unit's forward, backward and optimizer step (median of `repeats` after `warmup`)."""
+    """Time every unit's forward, backward and optimizer step (median of `repeats` after `warmup`).
+
+    Each unit runs on a real input of the right shape (the previous unit's output). The model
+    is used in place: pass a copy if its BatchNorm statistics matter.
+    """
     dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync: Callable[[], object] = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     model = model.to(dev).train()
     sizes = sorted(set(int(b) for b in batch_sizes if b >= 1))
+    if not sizes:
+        raise ValueError(f"profile batch sizes must be >= 1, got {list(batch_sizes)}")
     forward: list[dict[int, float]] = [{} for _ in model]
     backward: list[dict[int, float]] = [{} for _ in model]
     out_bytes: list[int] = [0] * len(model)
@@ -151,17 +179,8 @@ def measure_profile(
         x = torch.randn(n, *sample_shape, device=dev)
         for u, unit in enumerate(model):
             inp = x.detach().requires_grad_(u > 0)
-            forward[u][n] = _median_time(lambda: unit(inp), repeats, warmup, sync)
-            out = unit(inp)
-            grad = torch.randn_like(out)
-
-            def back() -> None:
-                o = unit(inp)
-                o.backward(grad)
-
-            backward[u][n] = max(0.0, _median_time(back, repeats, warmup, sync) - forward[u][n])
-            out_bytes[u] = out[0].numel() * out.element_size()
-            x = out.detach()
+            forward[u][n], backward[u][n], x = _forward_backward_s(unit, inp, repeats, warmup, sync)
+            out_bytes[u] = x[0].numel() * x.element_size()
     costs = []
     for u, unit in enumerate(model):
         params = [p for p in unit.parameters() if p.requires_grad]
@@ -177,7 +196,7 @@ def measure_profile(
     return Profile(name, dev.type, input_bytes, tuple(costs), copy)
 
 
-def _copy_cost(dev: torch.device, repeats: int, warmup: int, sync) -> float:  # type: ignore[no-untyped-def]
+def _copy_cost(dev: torch.device, repeats: int, warmup: int, sync: Callable[[], object]) -> float:
     """Seconds per byte of averaging/copying weights (FedAvg, snapshot, load)."""
     a = torch.randn(1 << 20, device=dev)
     b = torch.randn(1 << 20, device=dev)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from splitpipe.data import Dataset, batches
+from splitpipe.engine.memory import MemoryMeter
 from splitpipe.engine.timing import Timing
 from splitpipe.models import split_model
 from splitpipe.plan import Plan
@@ -41,14 +43,26 @@ __all__ = ["TensorExecutor", "average_states", "payload_bytes"]
 State = dict[str, torch.Tensor]
 
 
-def average_states(states: Sequence[State], weights: Sequence[float]) -> State:
-    """Weighted average of state dicts; integer buffers (BN's batch counter) are rounded."""
+def average_states(
+    states: Sequence[State], weights: Sequence[float], keys: Iterable[str] | None = None
+) -> State:
+    """Weighted average of state dicts; integer buffers (BN's batch counter) are rounded.
+
+    Each key is averaged over the states that hold it; where some states lack it, the
+    weights of those that hold it are renormalised to sum to 1 (owners with different cuts
+    hold a unit in different parts). `keys` picks the output (default: every key seen).
+    """
     out: State = {}
-    for key, first in states[0].items():
+    for key in dict.fromkeys(k for s in states for k in s) if keys is None else keys:
+        held = [(s[key], w) for s, w in zip(states, weights) if key in s]
+        if len(held) < len(states):
+            total = sum(w for _, w in held)
+            held = [(t, w / total) for t, w in held]
+        first = held[0][0]
         if first.is_floating_point():
-            out[key] = sum(w * s[key] for s, w in zip(states, weights))  # type: ignore[assignment]
+            out[key] = sum(w * t for t, w in held)  # type: ignore[assignment]
         else:
-            mean = sum(w * s[key].double() for s, w in zip(states, weights))
+            mean = sum(w * t.double() for t, w in held)
             out[key] = torch.round(mean).to(first.dtype)  # type: ignore[union-attr]
     return out
 
@@ -77,10 +91,18 @@ class TensorExecutor:
         weight_decay: float = 0.0,
         seed: int = 0,
         node_devices: Mapping[str, torch.device] | None = None,
+        node: str | None = None,
     ) -> None:
         self.plan = plan
-        self.template = split_model(model, plan.cuts)
+        self.node = node  # a runtime node keeps only its own replicas and data; None keeps all
+        self.model = model
+        # One template per part id: owners with their own cuts (plan.layouts) add part ids.
+        self.template = [part for cuts in plan.layouts() for part in split_model(model, cuts)]
         self.last_part = len(self.template) - 1
+        ranges = plan.part_units()
+        self.first_parts = {p for p, r in enumerate(ranges) if r.start == 0}
+        self.last_parts = {p for p, r in enumerate(ranges) if r.stop == plan.num_units}
+        self.mixed_cuts = len(plan.layouts()) > 1
         self.dataset = dataset
         self.shards = shards
         self.timing = timing
@@ -90,12 +112,14 @@ class TensorExecutor:
         self.replicas: dict[Replica, tuple[nn.Module, torch.optim.Optimizer]] = {}
         self.store: dict[str, dict[Tag, object]] = defaultdict(dict)
         self.saved: dict[tuple[str, int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.memory = MemoryMeter()  # per-node peak bytes; what it counts: engine/memory.py
         self.handlers: dict[str, Callable[[str, Action], None]] = {
             FORWARD: self._forward, BACKWARD: self._backward, STEP: self._step,
             SNAPSHOT: self._snapshot, AGGREGATE: self._aggregate, LOAD: self._load,
         }
         self.loss_sum = 0.0
         self.loss_count = 0
+        self.compute_wall_s = 0.0  # host seconds spent inside compute actions this epoch
         self.data_lanes: Mapping[tuple[str, int], int] = {}
         self.epoch_batches: dict[int, list[np.ndarray]] = {}
         self.cursor: dict[tuple[int, int], int] = {}
@@ -103,16 +127,18 @@ class TensorExecutor:
     # -- epoch life cycle ------------------------------------------------------------
     def begin_epoch(self, epoch: int, schedule: Schedule) -> None:
         for replica in schedule.replicas:
-            if replica not in self.replicas:
+            if replica not in self.replicas and self.node in (None, replica.node):
                 module = copy.deepcopy(self.template[replica.part]).to(self.device(replica.node))
                 self.replicas[replica] = (module, self.optimizer(module.parameters()))
         self.data_lanes = schedule.data_lanes
         self.epoch_batches = {
             shard: batches(self.shards[shard], self.plan.batch_size, epoch, self.seed)
-            for shard in set(schedule.data_lanes.values())
+            for (owner, _), shard in schedule.data_lanes.items() if self.node in (None, owner)
         }
         self.cursor.clear()
         self.loss_sum, self.loss_count = 0.0, 0
+        self.compute_wall_s = 0.0
+        self._begin_memory()
 
     def end_epoch(self) -> float:
         """Drop what is left in the stores; return the epoch's mean training loss."""
@@ -128,10 +154,13 @@ class TensorExecutor:
     def compute(self, node: str, action: Action) -> float:
         cuda = self.device(node).type == "cuda"
         start = time.perf_counter()
-        self.handlers[action.op](node, action)
+        with self._metered(node, action):
+            self.handlers[action.op](node, action)
         if cuda:
             torch.cuda.synchronize()
-        return self.timing.duration(node, action, time.perf_counter() - start)
+        measured = time.perf_counter() - start
+        self.compute_wall_s += measured
+        return self.timing.duration(node, action, measured)
 
     def send(self, node: str, action: Action) -> tuple[object, int]:
         tag = action.tag
@@ -143,6 +172,50 @@ class TensorExecutor:
     def receive(self, node: str, action: Action, payload: object) -> None:
         assert action.tag is not None
         self.store[node][action.tag] = _to_device(payload, self.device(node))
+        self.memory.measure(node, self.store[node])
+
+    # -- memory ----------------------------------------------------------------------
+    def _begin_memory(self) -> None:
+        for replica in self.replicas:
+            self._recount(replica)
+        self.memory.begin_epoch({r.node for r in self.replicas})
+        for dev in {d for d in self.node_devices.values() if d.type == "cuda"}:
+            torch.cuda.reset_peak_memory_stats(dev)
+
+    def _recount(self, replica: Replica) -> None:
+        module, optimizer = self.replicas[replica]
+        self.memory.refresh(replica, replica.node, module, optimizer)
+
+    @contextmanager
+    def _metered(self, node: str, a: Action) -> Iterator[None]:
+        """Count the node's bytes around one compute action (engine/memory.py says what)."""
+        store = self.store[node]
+        key = (node, a.part, a.lane, a.step, a.mb)
+        replica = Replica(node, a.part, a.replica)
+        if a.op == FORWARD:
+            with self.memory.saving(node, key, self.module(replica)):
+                yield
+            self.memory.hold(node, key, *self.saved[key])
+        elif a.op == BACKWARD:
+            incoming = store.get(Tag("grad", a.lane, a.part + 1, a.step, a.mb))
+            yield
+            self._recount(replica)
+            self.memory.measure(node, store, *([incoming] if isinstance(incoming, torch.Tensor) else []))
+            self.memory.release(key)
+        else:
+            yield
+            if a.op == STEP:
+                self._recount(replica)
+        self.memory.measure(node, store)
+
+    def memory_peaks(self) -> dict[str, int]:
+        """Peak bytes per node this epoch, counted tensor by tensor (engine/memory.py)."""
+        return self.memory.peaks()
+
+    def cuda_peaks(self) -> dict[str, int]:
+        """The CUDA allocator's peak this epoch for each node on a GPU (nodes on one GPU share it)."""
+        return {node: int(torch.cuda.max_memory_allocated(dev))
+                for node, dev in sorted(self.node_devices.items()) if dev.type == "cuda"}
 
     # -- handlers --------------------------------------------------------------------
     def module(self, replica: Replica) -> nn.Module:
@@ -152,7 +225,7 @@ class TensorExecutor:
         module = self.module(Replica(node, a.part, a.replica))
         module.train()
         store = self.store[node]
-        if a.part == 0:
+        if a.part in self.first_parts:
             x, y = self._micro_batch(node, a)
             store[Tag("label", a.lane, 0, a.step, a.mb)] = y
             inp = x
@@ -160,7 +233,7 @@ class TensorExecutor:
             inp = store.pop(Tag("act", a.lane, a.part - 1, a.step, a.mb)).detach().requires_grad_()  # type: ignore[union-attr]
         out = module(inp)
         key = (node, a.part, a.lane, a.step, a.mb)
-        if a.part == self.last_part:
+        if a.part in self.last_parts:
             y = store.pop(Tag("label", a.lane, 0, a.step, a.mb))
             ce = F.cross_entropy(out, y, reduction="sum")  # type: ignore[arg-type]
             self.loss_sum += ce.item()
@@ -173,11 +246,11 @@ class TensorExecutor:
     def _backward(self, node: str, a: Action) -> None:
         inp, out = self.saved.pop((node, a.part, a.lane, a.step, a.mb))
         store = self.store[node]
-        if a.part == self.last_part:
+        if a.part in self.last_parts:
             out.backward()
         else:
             out.backward(store.pop(Tag("grad", a.lane, a.part + 1, a.step, a.mb)))  # type: ignore[arg-type]
-        if a.part > 0:
+        if a.part not in self.first_parts:
             store[Tag("grad", a.lane, a.part, a.step, a.mb)] = inp.grad
 
     def _step(self, node: str, a: Action) -> None:
@@ -191,6 +264,11 @@ class TensorExecutor:
 
     def _aggregate(self, node: str, a: Action) -> None:
         store = self.store[node]
+        if self.mixed_cuts:  # each source feeds several parts' averages; the keys are the part's
+            states = [store[t] for t in a.sources]
+            keys = self.template[a.part].state_dict().keys()
+            self.store[node][a.tag] = average_states(states, a.weights, keys)  # type: ignore[arg-type,index]
+            return
         states = [store.pop(t) for t in a.sources]
         self.store[node][a.tag] = average_states(states, a.weights)  # type: ignore[arg-type,index]
 
@@ -215,18 +293,30 @@ class TensorExecutor:
         return min(self.plan.batch_size, samples - a.step * self.plan.batch_size)
 
     # -- evaluation --------------------------------------------------------------------
-    def global_model(self, schedule: Schedule) -> nn.Sequential:
-        """The model FedAvg would give now: each part averaged over schedule.evaluate's replicas."""
+    def global_model(self, schedule: Schedule, states: Mapping[Replica, State] | None = None) -> nn.Sequential:
+        """The model FedAvg would give now: each part averaged over schedule.evaluate's replicas.
+
+        `states` stands in for replicas this executor does not hold (a runtime node's peers).
+        """
+        others = states or {}
+        if self.mixed_cuts:  # parts overlap (per-owner cuts): average each unit over its holders
+            entries = [e for _, group in sorted(schedule.evaluate.items()) for e in group]
+            held = [_to_device(others[r] if r in others else self.module(r).state_dict(), torch.device("cpu"))
+                    for r, _ in entries]
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(average_states(held, [w for _, w in entries]))  # type: ignore[arg-type]
+            return model
         units: list[nn.Module] = []
         for part, entries in sorted(schedule.evaluate.items()):
-            states = [_to_device(self.module(r).state_dict(), torch.device("cpu")) for r, _ in entries]
+            replica_states = [_to_device(others[r] if r in others else self.module(r).state_dict(), torch.device("cpu"))
+                       for r, _ in entries]
             module = copy.deepcopy(self.template[part])
-            module.load_state_dict(average_states(states, [w for _, w in entries]))  # type: ignore[arg-type]
+            module.load_state_dict(average_states(replica_states, [w for _, w in entries]))  # type: ignore[arg-type]
             units.extend(module)
         return nn.Sequential(*units)
 
-    def evaluate(self, schedule: Schedule, batch_size: int = 512) -> float:
-        model = self.global_model(schedule).eval()
+    def evaluate(self, schedule: Schedule, batch_size: int = 512, states: Mapping[Replica, State] | None = None) -> float:
+        model = self.global_model(schedule, states).eval()
         correct = 0
         with torch.no_grad():
             for start in range(0, len(self.dataset.y_test), batch_size):
