@@ -28,8 +28,12 @@ def load_dataset(spec: str, *, seed: int = 0, root: str | None = None, **options
     `seed` fixes the train/test split (digits, npz without test arrays) or the
     data itself (synthetic); `root` is where torchvision datasets live
     (default $SPLITPIPE_DATA or ~/.cache/splitpipe); `options` are per dataset,
-    e.g. image_size=64 for synthetic or download=True for cifar10.
+    e.g. image_size=64 for synthetic or download=True for cifar10. Options may also be
+    written into the spec, as on the command line: "synthetic:image_size=16,train_size=400".
     """
+    if ":" in spec and not spec.startswith("npz:"):
+        spec, inline = spec.split(":", 1)
+        options = {**parse_options(spec, inline), **options}
     name = "npz:PATH" if spec.startswith("npz:") else spec
     if name not in OPTIONS:
         raise ValueError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASET_NAMES)}, npz:PATH")
@@ -47,3 +51,24 @@ def load_dataset(spec: str, *, seed: int = 0, root: str | None = None, **options
     if name == "synthetic":
         return load_synthetic(seed=seed, **options)  # type: ignore[arg-type]
     return load_vision(name, root=root, **options)  # type: ignore[arg-type]
+
+
+def parse_options(name: str, text: str) -> dict[str, object]:
+    """"a=1,b=true" -> {"a": 1, "b": True}; values are ints, floats, booleans or strings."""
+    options: dict[str, object] = {}
+    for pair in filter(None, text.split(",")):
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"dataset option {pair!r} of {name!r} must be KEY=VALUE, as in {name}:image_size=16")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        options[key.strip()] = value
+    return options

@@ -272,3 +272,13 @@ def test_dataset_lists_every_problem() -> None:
             torch.zeros(1, dtype=torch.int64),
             2,
         )
+
+
+def test_options_can_be_written_into_the_spec() -> None:
+    data = load_dataset("synthetic:image_size=16,train_size=40,test_size=10,classes=3")
+    assert data.x_train.shape == (40, 3, 16, 16) and data.num_classes == 3 and len(data.y_test) == 10
+
+
+def test_bad_option_in_the_spec_is_named() -> None:
+    with pytest.raises(ValueError, match="image_sz"):
+        load_dataset("synthetic:image_sz=16")
