@@ -1,0 +1,291 @@
+"""Serialization, in paired functions: tensors, state dicts and JSON control bodies to and from frames.
+
+Nothing received is unpickled or torch.load-ed: tensor bytes become tensors with
+torch.frombuffer under a whitelisted dtype, after the shape is checked against the byte count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from splitpipe.runtime.transport.base import Payload, check_payload
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import ControlHeader as ProtoControlHeader
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import DataHeader as ProtoDataHeader
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import Frame as ProtoFrame
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import Tag as ProtoTag
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import TensorHeader as ProtoTensorHeader
+from splitpipe.schedules.ir import KINDS, Tag
+
+__all__ = [
+    "CodecError", "Decoded", "DTYPES", "MAX_CONTROL_BYTES",
+    "tag_to_proto", "tag_from_proto", "tensor_to_bytes", "tensor_from_bytes",
+    "control_to_bytes", "control_from_bytes", "payload_to_frames", "control_to_frames",
+    "messages_from_frames", "payload_from_frames", "FrameAssembler",
+]
+
+#: The only dtypes accepted off the wire, by their name in the header.
+DTYPES: dict[str, torch.dtype] = {
+    name: getattr(torch, name) for name in (
+        "float64", "float32", "float16", "bfloat16",
+        "int64", "int32", "int16", "int8", "uint8", "bool",
+    )
+}
+_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+#: Largest control body (JSON) accepted, before max_message_bytes.
+MAX_CONTROL_BYTES = 64 << 20
+
+
+class CodecError(ValueError):
+    """A received message is malformed; it is dropped, the stream goes on."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One reassembled message: data (tag and payload) or control."""
+
+    tag: Tag | None
+    payload: Payload | None
+    control: dict | None
+
+
+def tag_to_proto(tag: Tag) -> ProtoTag:
+    return ProtoTag(kind=tag.kind, lane=tag.lane, part=tag.part, step=tag.step, mb=tag.mb)
+
+
+def tag_from_proto(proto: ProtoTag) -> Tag:
+    if proto.kind not in KINDS:
+        raise CodecError(f"unknown message kind '{proto.kind[:40]}'; kinds are {sorted(KINDS)}")
+    return Tag(proto.kind, proto.lane, proto.part, proto.step, proto.mb)
+
+
+def _tensor_view(tensor: torch.Tensor, key: str) -> tuple[ProtoTensorHeader, memoryview]:
+    """Header and a byte view of the tensor's contiguous CPU data (may alias the tensor: copy before keeping)."""
+    name = _NAMES.get(tensor.dtype)
+    if name is None:
+        raise TypeError(f"tensor {key or '(payload)'} has dtype {tensor.dtype}, not one of {sorted(DTYPES)}")
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    view = flat.view(torch.uint8).numpy().data if flat.numel() else memoryview(b"")
+    return ProtoTensorHeader(key=key, dtype=name, shape=list(tensor.shape), nbytes=view.nbytes), view
+
+
+def tensor_to_bytes(tensor: torch.Tensor, key: str = "") -> tuple[ProtoTensorHeader, bytes]:
+    """Header (key, dtype, shape, nbytes) and a copy of the raw little-endian bytes of a tensor."""
+    header, view = _tensor_view(tensor, key)
+    return header, view.tobytes()
+
+
+def _expected_nbytes(header: ProtoTensorHeader) -> int:
+    """Bytes the header's dtype and shape need; CodecError if the header is inconsistent."""
+    what = f"tensor '{header.key[:60]}'" if header.key else "tensor"
+    dtype = DTYPES.get(header.dtype)
+    if dtype is None:
+        raise CodecError(f"{what} has dtype '{header.dtype[:40]}', not one of {sorted(DTYPES)}")
+    if any(d < 0 for d in header.shape):
+        raise CodecError(f"{what} has a negative dimension in shape {list(header.shape)}")
+    need = math.prod(header.shape) * torch.empty((), dtype=dtype).element_size()
+    if need != header.nbytes:
+        raise CodecError(f"{what} of shape {list(header.shape)} and dtype {header.dtype} needs "
+                         f"{need} bytes, but the header says {header.nbytes}")
+    return need
+
+
+def tensor_from_bytes(header: ProtoTensorHeader, data: bytearray | np.ndarray) -> torch.Tensor:
+    """Inverse of tensor_to_bytes: a tensor over `data` (no copy), after checking dtype and size."""
+    need = _expected_nbytes(header)
+    if len(data) != need:
+        raise CodecError(f"tensor '{header.key[:60]}' needs {need} bytes, got {len(data)}")
+    dtype = DTYPES[header.dtype]
+    if need == 0:
+        return torch.empty(tuple(header.shape), dtype=dtype)
+    return torch.frombuffer(data, dtype=dtype).reshape(tuple(header.shape))
+
+
+def control_to_bytes(body: dict, max_bytes: int = MAX_CONTROL_BYTES) -> bytes:
+    """A control body as compact UTF-8 JSON; TypeError if it is not a JSON-serialisable dict."""
+    if not isinstance(body, dict):
+        raise TypeError(f"control body must be a dict, got {type(body).__name__}")
+    try:
+        data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"control body is not JSON-serialisable: {exc}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"control body of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    return data
+
+
+def control_from_bytes(data: bytes | bytearray | np.ndarray, max_bytes: int = MAX_CONTROL_BYTES) -> dict:
+    """Inverse of control_to_bytes: CodecError unless `data` is a JSON object within the size limit."""
+    if len(data) > max_bytes:
+        raise CodecError(f"control body of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        body = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CodecError(f"control body is not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise CodecError(f"control body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _chunked(message: int, first: ProtoFrame, views: list[memoryview], chunk_bytes: int) -> list[ProtoFrame]:
+    """`first`, then the bytes of `views` back to back in chunks of `chunk_bytes`: each byte copied once."""
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    frames, pieces, size = [first], [], 0
+    for view in views:
+        while view.nbytes:
+            take = min(view.nbytes, chunk_bytes - size)
+            pieces.append(view[:take])
+            view, size = view[take:], size + take
+            if size == chunk_bytes:
+                frames.append(ProtoFrame(message=message, index=len(frames), chunk=b"".join(pieces)))
+                pieces, size = [], 0
+    if size:
+        frames.append(ProtoFrame(message=message, index=len(frames), chunk=b"".join(pieces)))
+    frames[-1].last = True
+    return frames
+
+
+def payload_to_frames(message: int, tag: Tag, payload: Payload, chunk_bytes: int) -> list[ProtoFrame]:
+    """Frames of one data message: a header, then the tensors' bytes in chunks of at most `chunk_bytes`."""
+    check_payload(payload)
+    items = [("", payload)] if isinstance(payload, torch.Tensor) else list(payload.items())
+    headers, views = zip(*(_tensor_view(t, key) for key, t in items)) if items else ((), ())
+    header = ProtoDataHeader(tag=tag_to_proto(tag), state_dict=isinstance(payload, dict), tensors=headers)
+    return _chunked(message, ProtoFrame(message=message, data=header), list(views), chunk_bytes)
+
+
+def control_to_frames(message: int, body: dict, chunk_bytes: int,
+                      max_bytes: int = MAX_CONTROL_BYTES) -> list[ProtoFrame]:
+    """Frames of one control message: a header with the JSON length, then the JSON in chunks."""
+    data = control_to_bytes(body, max_bytes)
+    first = ProtoFrame(message=message, control=ProtoControlHeader(nbytes=len(data)))
+    return _chunked(message, first, [memoryview(data)], chunk_bytes)
+
+
+def messages_from_frames(frames: Iterable[ProtoFrame], max_message_bytes: int,
+                         max_control_bytes: int = MAX_CONTROL_BYTES) -> Iterator[Decoded | CodecError]:
+    """Inverse of payload_to_frames / control_to_frames over a whole stream.
+
+    Yields each reassembled message, or a CodecError for each malformed one (whose remaining
+    frames are skipped), and never buffers more than a header allows within the limits.
+    """
+    assembler = FrameAssembler(max_message_bytes, min(max_control_bytes, max_message_bytes))
+    for frame in frames:
+        yield from assembler.feed(frame)
+    yield from assembler.finish()
+
+
+def payload_from_frames(frames: Iterable[ProtoFrame], max_message_bytes: int = 1 << 30) -> tuple[Tag, Payload]:
+    """The one data message in `frames`; CodecError if it is malformed or not a data message."""
+    out = list(messages_from_frames(frames, max_message_bytes))
+    if len(out) != 1:
+        raise CodecError(f"expected one message, got {len(out)}")
+    if isinstance(out[0], CodecError):
+        raise out[0]
+    if out[0].tag is None or out[0].payload is None:
+        raise CodecError("expected a data message, got a control message")
+    return out[0].tag, out[0].payload
+
+
+class FrameAssembler:
+    """Reassembles the frames of one stream, message by message, checking each against the limits."""
+
+    def __init__(self, max_message_bytes: int, max_control_bytes: int) -> None:
+        self.max_message_bytes, self.max_control_bytes = max_message_bytes, max_control_bytes
+        self._skip: int | None = None       # number of a rejected message whose frames are ignored
+        self._reset()
+
+    def _reset(self) -> None:
+        self._message: int | None = None
+        self._header: ProtoDataHeader | ProtoControlHeader | None = None
+        self._buffers: list[np.ndarray] = []
+        self._slot, self._offset, self._received, self._expected, self._next = 0, 0, 0, 0, 0
+
+    def _reject(self, message: int, reason: str) -> CodecError:
+        self._reset()
+        self._skip = message
+        return CodecError(f"message {message}: {reason}; dropped")
+
+    def feed(self, frame: ProtoFrame) -> list[Decoded | CodecError]:
+        """Messages completed or rejected by this frame (usually none, at most two)."""
+        if frame.message == self._skip:
+            return []
+        out: list[Decoded | CodecError] = []
+        if frame.index == 0 and self._message is not None:   # the previous message never ended
+            out.append(self._reject(self._message, f"truncated at {self._received} of {self._expected} "
+                                                   f"bytes by the start of message {frame.message}"))
+        try:
+            done = self._start(frame) if frame.index == 0 else self._add(frame)
+        except CodecError as exc:
+            out.append(self._reject(frame.message, str(exc)))
+            return out
+        if done is not None:
+            out.append(done)
+        return out
+
+    def finish(self) -> list[CodecError]:
+        """Call at the end of the stream: an unfinished message is an error."""
+        if self._message is None:
+            return []
+        return [self._reject(self._message, f"stream ended after {self._received} of {self._expected} bytes")]
+
+    def _start(self, frame: ProtoFrame) -> Decoded | None:
+        body = frame.WhichOneof("body")
+        if body == "data":
+            header = frame.data
+            tag_from_proto(header.tag)
+            sizes = [_expected_nbytes(t) for t in header.tensors]
+            if not header.state_dict and len(sizes) != 1:
+                raise CodecError(f"a tensor message must carry one tensor, got {len(sizes)}")
+            keys = [t.key for t in header.tensors]
+            if header.state_dict and len(set(keys)) != len(keys):
+                raise CodecError("state-dict keys repeat")
+            limit, total = self.max_message_bytes, sum(sizes)
+        elif body == "control":
+            header, sizes, limit = frame.control, [frame.control.nbytes], self.max_control_bytes
+            total = header.nbytes
+        else:
+            raise CodecError(f"frame 0 must be a data or control header, got {body or 'an empty frame'}")
+        if total > limit:
+            raise CodecError(f"{total} bytes exceed the limit of {limit} bytes")
+        self._message, self._header, self._expected, self._next = frame.message, header, total, 1
+        self._buffers = [np.empty(n, dtype=np.uint8) for n in sizes]   # filled below, not zeroed
+        return self._complete() if frame.last else None
+
+    def _add(self, frame: ProtoFrame) -> Decoded | None:
+        if frame.message != self._message:
+            raise CodecError(f"frame {frame.index} arrived without its header")
+        if frame.index != self._next:
+            raise CodecError(f"frame {self._next} missing (got frame {frame.index})")
+        if frame.WhichOneof("body") != "chunk":
+            raise CodecError(f"frame {frame.index} must be a chunk, got {frame.WhichOneof('body') or 'nothing'}")
+        data = np.frombuffer(frame.chunk, dtype=np.uint8)
+        if self._received + len(data) > self._expected:
+            raise CodecError(f"more bytes than the {self._expected} its header declares")
+        while data.size:   # copy across tensor boundaries into each tensor's own (aligned) buffer
+            while len(self._buffers[self._slot]) == self._offset:
+                self._slot, self._offset = self._slot + 1, 0
+            buffer = self._buffers[self._slot]
+            n = min(len(data), len(buffer) - self._offset)
+            buffer[self._offset:self._offset + n] = data[:n]
+            self._offset, self._received, data = self._offset + n, self._received + n, data[n:]
+        self._next += 1
+        return self._complete() if frame.last else None
+
+    def _complete(self) -> Decoded:
+        message, header, buffers = self._message, self._header, self._buffers
+        if self._received != self._expected:
+            raise CodecError(f"truncated: last frame after {self._received} of {self._expected} bytes")
+        self._reset()
+        if isinstance(header, ProtoControlHeader):
+            return Decoded(None, None, control_from_bytes(buffers[0], self.max_control_bytes))
+        assert isinstance(header, ProtoDataHeader) and message is not None
+        tensors = [tensor_from_bytes(t, b) for t, b in zip(header.tensors, buffers)]
+        payload: Payload = dict(zip((t.key for t in header.tensors), tensors)) if header.state_dict else tensors[0]
+        return Decoded(tag_from_proto(header.tag), payload, None)

@@ -1,0 +1,207 @@
+"""Transport over gRPC: one long-lived client stream per (sender, receiver) pair, opened on first send."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from concurrent import futures
+
+import grpc
+
+from splitpipe.network import LinkSpec
+from splitpipe.runtime.shaping import LinkShaper
+from splitpipe.runtime.transport.base import (
+    Message,
+    Payload,
+    Transport,
+    TransportError,
+    check_payload,
+    payload_nbytes,
+)
+from splitpipe.runtime.transport.codec import MAX_CONTROL_BYTES, control_to_frames, payload_to_frames
+from splitpipe.runtime.transport.proto.splitpipe_pb2_grpc import add_LinkServicer_to_server
+from splitpipe.runtime.transport.security import (
+    TlsConfig,
+    auth_metadata,
+    channel_credentials,
+    server_credentials,
+)
+from splitpipe.runtime.transport.sender import PeerSender
+from splitpipe.runtime.transport.servicer import LinkServicer
+from splitpipe.schedules.ir import Tag
+
+__all__ = ["GrpcTransport", "grpc_options"]
+
+log = logging.getLogger("splitpipe.transport")
+
+#: Room above chunk_bytes in a frame for the header (a state dict lists every key, dtype and shape).
+FRAME_HEADROOM = 4 << 20
+#: Threads serving incoming streams; each open stream holds one for its lifetime.
+MAX_STREAMS = 256
+
+
+def grpc_options(chunk_bytes: int) -> list[tuple[str, int]]:
+    """Channel and server options: frame size limits and keepalive (pings every 30 s, 10 s to answer)."""
+    frame_limit = chunk_bytes + FRAME_HEADROOM
+    return [
+        ("grpc.max_send_message_length", frame_limit),
+        ("grpc.max_receive_message_length", frame_limit),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+class GrpcTransport(Transport):
+    """One node's gRPC endpoint: a server for incoming streams and a sender per peer.
+
+    `listen` is "HOST:PORT" (port 0 picks a free one; see .port / .address after start()).
+    `peers` maps node names to "host:port" and can grow with add_peer. `links[peer]` shapes
+    this node -> peer. Every stream carries this node's name and its HMAC under `secret`;
+    with `tls`, channels use mutual TLS as well. Reassembled messages larger than
+    `max_message_bytes` are refused; payloads travel in chunks of `chunk_bytes` (use the same
+    value on every node: it sets the gRPC frame limit). `connect_timeout` bounds connecting to
+    a peer and flushing at close().
+    """
+
+    def __init__(self, name: str, listen: str, peers: Mapping[str, str], secret: bytes,
+                 links: Mapping[str, LinkSpec] | None = None, tls: TlsConfig | None = None,
+                 max_message_bytes: int = 1 << 30, chunk_bytes: int = 4 << 20,
+                 connect_timeout: float = 30.0) -> None:
+        if not name:
+            raise ValueError("node name must not be empty")
+        if not isinstance(secret, bytes) or not secret:
+            raise ValueError(f"node '{name}' needs a non-empty shared secret (bytes)")
+        for what, value in (("max_message_bytes", max_message_bytes), ("chunk_bytes", chunk_bytes),
+                            ("connect_timeout", connect_timeout)):
+            if not value > 0:
+                raise ValueError(f"{what} must be positive, got {value}")
+        self._split_address(listen)
+        self.name, self._listen, self._secret, self._tls = name, listen, secret, tls
+        self._peers = dict(peers)
+        self._max_message_bytes, self._chunk_bytes = max_message_bytes, chunk_bytes
+        self._connect_timeout = connect_timeout
+        self._options = grpc_options(chunk_bytes)
+        self._credentials = channel_credentials(tls) if tls is not None else None
+        self._shaper = LinkShaper(links)
+        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._senders: dict[str, PeerSender] = {}
+        self._lock = threading.Lock()
+        self._server: grpc.Server | None = None
+        self._port: int | None = None
+        self._closed = False
+        self._stopping = threading.Event()   # set by close(): incoming streams being cut is expected
+
+    @staticmethod
+    def _split_address(address: str) -> tuple[str, int]:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"address '{address}' must be HOST:PORT with a port from 0 to 65535")
+        return host, int(port)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise TransportError(f"transport of node '{self.name}' is not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        return f"{self._split_address(self._listen)[0]}:{self.port}"
+
+    def start(self) -> None:
+        """Listen for peers' streams; call once, before anyone sends to this node."""
+        if self._server is not None:
+            raise TransportError(f"transport of node '{self.name}' is already started")
+        server = grpc.server(futures.ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"splitpipe-recv-{self.name}"),
+                             options=[*self._options, ("grpc.so_reuseport", 0)])   # a taken port is an error
+        add_LinkServicer_to_server(LinkServicer(self.name, self._secret, self._inbox.put, self._max_message_bytes,
+                                                min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping),
+                                    server)
+        try:
+            if self._tls is None:
+                port = server.add_insecure_port(self._listen)
+            else:
+                port = server.add_secure_port(self._listen, server_credentials(self._tls))
+        except RuntimeError as exc:
+            raise TransportError(f"node '{self.name}' cannot listen on '{self._listen}': {exc}") from None
+        if not port:
+            raise TransportError(f"node '{self.name}' cannot listen on '{self._listen}'")
+        server.start()
+        self._server, self._port = server, port
+        log.info("node '%s' listening on %s%s", self.name, self.address, " with mutual TLS" if self._tls else "")
+
+    def add_peer(self, name: str, address: str) -> None:
+        """Make `name` reachable at `address` ("host:port"); a peer's address cannot change once streamed to."""
+        self._split_address(address)
+        with self._lock:
+            sender = self._senders.get(name)
+            if sender is not None and sender.address != address:
+                raise TransportError(f"peer '{name}' already streams to {sender.address}; cannot move it to {address}")
+            self._peers[name] = address
+
+    def _sender(self, peer: str) -> PeerSender:
+        with self._lock:
+            if self._closed:
+                raise TransportError(f"transport of node '{self.name}' is closed")
+            sender = self._senders.get(peer)
+            if sender is not None and (sender.error is not None or sender.finished):
+                del self._senders[peer]   # report a failure once; the next send opens a new stream
+                if sender.error is not None:
+                    raise sender.error
+                sender = None
+            if sender is None:
+                address = self._peers.get(peer)
+                if address is None:
+                    known = ", ".join(sorted(self._peers)) or "none"
+                    raise TransportError(f"unknown peer '{peer}' for node '{self.name}'; known peers: {known}")
+                sender = PeerSender(self.name, peer, address, self._credentials, self._options,
+                                    auth_metadata(self._secret, self.name), self._connect_timeout)
+                self._senders[peer] = sender
+            return sender
+
+    def send(self, peer: str, tag: Tag, payload: Payload) -> None:
+        if not isinstance(tag, Tag):
+            raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
+        check_payload(payload)
+        nbytes = payload_nbytes(payload)
+        if nbytes > self._max_message_bytes:
+            raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
+        sender = self._sender(peer)
+        frames = payload_to_frames(sender.next_message(), tag, payload, self._chunk_bytes)
+        self._shaper.submit(peer, nbytes, lambda: sender.put(frames))
+
+    def send_control(self, peer: str, body: dict) -> None:
+        sender = self._sender(peer)
+        limit = min(MAX_CONTROL_BYTES, self._max_message_bytes)
+        sender.put(control_to_frames(sender.next_message(), body, self._chunk_bytes, limit))
+
+    def receive(self, timeout: float | None = None) -> Message | None:
+        if self._closed:
+            raise TransportError(f"transport of node '{self.name}' is closed")
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Deliver what was sent (within connect_timeout), end the streams and stop the server."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            senders = list(self._senders.values())
+        deadline = time.monotonic() + self._connect_timeout
+        self._shaper.close(timeout=self._connect_timeout)
+        for sender in senders:
+            if not sender.close(max(0.0, deadline - time.monotonic())):
+                log.warning("node '%s': stream to peer '%s' did not finish within %g s",
+                            self.name, sender.peer, self._connect_timeout)
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop(grace=0.1).wait()   # what peers send after close is not received

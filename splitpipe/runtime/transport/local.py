@@ -1,0 +1,113 @@
+"""In-process transport: queues between named nodes of one process, shaped like the real links."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from splitpipe.network import LinkSpec
+from splitpipe.runtime.shaping import LinkShaper
+from splitpipe.runtime.transport.base import (
+    Message,
+    Payload,
+    Transport,
+    TransportError,
+    check_payload,
+    payload_nbytes,
+)
+from splitpipe.runtime.transport.codec import control_from_bytes, control_to_bytes
+from splitpipe.schedules.ir import Tag
+
+__all__ = ["LocalTransport", "make_local_transports"]
+
+
+def _snapshot(payload: Payload) -> Payload:
+    """A contiguous CPU copy, detached: what a receiver gets from the wire, immune to later in-place edits."""
+    def copy(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().cpu().clone(memory_format=torch.contiguous_format)
+    if isinstance(payload, torch.Tensor):
+        return copy(payload)
+    return {key: copy(t) for key, t in payload.items()}
+
+
+class _Hub:
+    """The inboxes of every node made together, and which of them are closed."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.inboxes: dict[str, queue.Queue[Message]] = {name: queue.Queue() for name in names}
+        self.closed: set[str] = set()
+        self.lock = threading.Lock()
+
+
+class LocalTransport(Transport):
+    """One node's end of an in-process hub; see make_local_transports."""
+
+    def __init__(self, name: str, hub: _Hub, links: Mapping[str, LinkSpec]) -> None:
+        self.name = name
+        self._hub = hub
+        self._shaper = LinkShaper(links)
+        self._closed = False
+
+    def _check_peer(self, peer: str) -> queue.Queue[Message]:
+        if self._closed:
+            raise TransportError(f"transport of node '{self.name}' is closed")
+        inbox = self._hub.inboxes.get(peer)
+        if inbox is None:
+            known = ", ".join(sorted(self._hub.inboxes))
+            raise TransportError(f"unknown peer '{peer}' for node '{self.name}'; known nodes: {known}")
+        if peer in self._hub.closed:
+            raise TransportError(f"peer '{peer}' is closed; node '{self.name}' cannot send to it")
+        return inbox
+
+    def send(self, peer: str, tag: Tag, payload: Payload) -> None:
+        inbox = self._check_peer(peer)
+        if not isinstance(tag, Tag):
+            raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
+        check_payload(payload)
+        copy = _snapshot(payload)
+
+        def deliver() -> None:
+            inbox.put(Message(self.name, tag, copy, None, time.time()))
+
+        self._shaper.submit(peer, payload_nbytes(copy), deliver)
+
+    def send_control(self, peer: str, body: dict) -> None:
+        inbox = self._check_peer(peer)
+        copy = control_from_bytes(control_to_bytes(body))  # same JSON rules and limits as the wire
+        inbox.put(Message(self.name, None, None, copy, time.time()))
+
+    def receive(self, timeout: float | None = None) -> Message | None:
+        if self._closed:
+            raise TransportError(f"transport of node '{self.name}' is closed")
+        try:
+            return self._hub.inboxes[self.name].get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._shaper.close(timeout=30.0)
+        self._closed = True
+        with self._hub.lock:
+            self._hub.closed.add(self.name)
+
+
+def make_local_transports(names: Sequence[str],
+                          links: Mapping[tuple[str, str], LinkSpec] | None = None) -> dict[str, Transport]:
+    """Connected in-process transports, one per node; `links[(src, dst)]` shapes src -> dst (absent = unshaped)."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"node names must be unique, got {list(names)}")
+    for src, dst in links or {}:
+        for node in (src, dst):
+            if node not in names:
+                raise ValueError(f"link ({src!r}, {dst!r}) names unknown node '{node}'; nodes are {list(names)}")
+    hub = _Hub(names)
+    return {
+        name: LocalTransport(name, hub, {dst: spec for (src, dst), spec in (links or {}).items() if src == name})
+        for name in names
+    }

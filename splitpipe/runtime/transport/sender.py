@@ -1,0 +1,119 @@
+"""The sending side of the gRPC transport: one thread and one long-lived client stream per peer."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+
+import grpc
+
+from splitpipe.runtime.transport.base import TransportError
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import Frame as ProtoFrame
+from splitpipe.runtime.transport.proto.splitpipe_pb2_grpc import LinkStub as ProtoLinkStub
+
+__all__ = ["PeerSender"]
+
+log = logging.getLogger("splitpipe.transport")
+
+
+class PeerSender:
+    """Streams queued messages to one peer, in order, over a stream opened on first use.
+
+    The thread connects (within `connect_timeout`), opens the stream and feeds it from the
+    queue until `close`. If the connection or the stream fails, `error` says why and the
+    messages still queued are dropped; the owner reports it on the next send and starts afresh.
+    """
+
+    def __init__(self, node: str, peer: str, address: str, credentials: grpc.ChannelCredentials | None,
+                 options: Sequence[tuple[str, object]], metadata: Sequence[tuple[str, str]],
+                 connect_timeout: float) -> None:
+        self.node, self.peer, self.address = node, peer, address
+        self._credentials, self._options, self._metadata = credentials, list(options), tuple(metadata)
+        self._connect_timeout = connect_timeout
+        self._queue: queue.Queue[list[ProtoFrame] | None] = queue.Queue()
+        self._next_message = 0
+        self._lock = threading.Lock()
+        self._closing = False
+        self.error: TransportError | None = None   # a failure to report on the next send
+        self.finished = False                      # the stream is over; a new send needs a new sender
+        self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
+        self._thread.start()
+
+    def next_message(self) -> int:
+        with self._lock:
+            self._next_message += 1
+            return self._next_message
+
+    def put(self, frames: list[ProtoFrame]) -> None:
+        with self._lock:
+            if self.finished:
+                if self.error is None:
+                    self.error = TransportError(f"stream from node '{self.node}' to peer '{self.peer}' at "
+                                                f"{self.address} had ended; a message was dropped")
+                    log.error("%s", self.error)
+                return
+            self._queue.put(frames)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float) -> bool:
+        """Send what is queued, end the stream and wait up to `timeout`; False if it did not finish."""
+        self._closing = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _frames(self) -> Iterator[ProtoFrame]:
+        while True:
+            frames = self._queue.get()
+            if frames is None:
+                return
+            yield from frames
+
+    def _end(self, error: TransportError, code: grpc.StatusCode | None = None) -> None:
+        """The stream is over: drop what is queued; keep `error` for the owner unless nothing was lost."""
+        with self._lock:
+            self.finished = True
+            dropped = 0
+            while True:   # a sentinel from close() is not a message
+                try:
+                    dropped += self._queue.get_nowait() is not None
+                except queue.Empty:
+                    break
+            self._queue.put(None)   # releases gRPC's thread if it still waits for the next frame
+        if self._closing and not dropped:
+            log.debug("%s (while closing)", error)
+        elif not dropped and code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+            log.info("%s; nothing queued was lost, the next send reconnects", error)
+        else:
+            self.error = error
+            log.error("%s; %d queued message(s) dropped", error, dropped)
+
+    def _run(self) -> None:
+        if self._credentials is None:
+            channel = grpc.insecure_channel(self.address, options=self._options)
+        else:
+            channel = grpc.secure_channel(self.address, self._credentials, options=self._options)
+        try:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=self._connect_timeout)
+            except grpc.FutureTimeoutError:
+                self._end(TransportError(f"node '{self.node}' could not connect to peer '{self.peer}' at "
+                                          f"{self.address} within {self._connect_timeout:g} s"))
+                return
+            stub = ProtoLinkStub(channel)
+            try:
+                stub.Stream(self._frames(), metadata=self._metadata, wait_for_ready=True)
+                with self._lock:
+                    self.finished = True
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                self._end(TransportError(f"stream from node '{self.node}' to peer '{self.peer}' at "
+                                         f"{self.address} failed: {code.name if code else 'UNKNOWN'}: {details}"),
+                          code)
+        finally:
+            channel.close()

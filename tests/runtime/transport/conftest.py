@@ -1,0 +1,56 @@
+"""Fixtures for transport tests: throwaway mutual-TLS certificates made with the openssl command."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from splitpipe.runtime.transport import TlsConfig
+
+EXT = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def _make_ca(tmp: Path, name: str) -> None:
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=tmp)
+
+
+def _make_node(tmp: Path, ca: str, node: str, serial: int) -> TlsConfig:
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", f"{node}.key", "-out", f"{node}.csr", "-subj", f"/CN={node}", cwd=tmp)
+    _openssl("x509", "-req", "-in", f"{node}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-set_serial", str(serial), "-days", "2", "-out", f"{node}.pem", "-extfile", "ext.cnf", cwd=tmp)
+    return TlsConfig(cert=tmp / f"{node}.pem", key=tmp / f"{node}.key", ca=tmp / f"{ca}.pem")
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA that signed node certificates n0..n2, and a foreign CA that signed 'intruder'."""
+    if shutil.which("openssl") is None:
+        pytest.skip("cannot make test certificates: the openssl command is not installed "
+                    "(the cryptography package is not a dependency of this project)")
+    tmp = tmp_path_factory.mktemp("tls")
+    (tmp / "ext.cnf").write_text(EXT)
+    _make_ca(tmp, "ca")
+    _make_ca(tmp, "other-ca")
+    for i in range(3):
+        _make_node(tmp, "ca", f"n{i}", 10 + i)
+    _make_node(tmp, "other-ca", "intruder", 99)
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def tls_for(tls_dir: Path) -> Callable[[str], TlsConfig]:
+    """TlsConfig of a node: n0, n1, n2 (trusted CA) or intruder (signed by another CA)."""
+    def config(node: str) -> TlsConfig:
+        return TlsConfig(cert=tls_dir / f"{node}.pem", key=tls_dir / f"{node}.key",
+                         ca=tls_dir / ("other-ca.pem" if node == "intruder" else "ca.pem"))
+    return config

@@ -1,0 +1,175 @@
+"""One contract for every transport: in-process, gRPC over loopback, and gRPC with mutual TLS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import pytest
+import torch
+
+from splitpipe.network import LinkSpec
+from splitpipe.runtime.transport import (
+    GrpcTransport,
+    Message,
+    Transport,
+    TransportError,
+    make_local_transports,
+)
+from splitpipe.schedules.ir import Tag
+
+SECRET = b"contract-test-secret"
+Links = Mapping[tuple[str, str], LinkSpec]
+
+
+class TransportContract:
+    """What every transport promises; subclasses give `make`."""
+
+    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def nodes(self) -> Iterator[Callable[..., dict[str, Transport]]]:
+        made: list[Transport] = []
+
+        def factory(names: Sequence[str] = ("a", "b", "c"), links: Links | None = None) -> dict[str, Transport]:
+            out = self.make(names, links)
+            made.extend(out.values())
+            return out
+
+        yield factory
+        for transport in made:
+            transport.close()
+
+    @staticmethod
+    def recv(t: Transport, timeout: float = 10.0) -> Message:
+        message = t.receive(timeout)
+        assert message is not None, f"node '{t.name}' received nothing within {timeout} s"
+        return message
+
+    def test_tensor_round_trip(self, nodes) -> None:
+        n = nodes()
+        sent = {
+            "f32": torch.randn(3, 5), "bf16": torch.randn(4, 2).to(torch.bfloat16),
+            "i64": torch.arange(7), "bool": torch.tensor([True, False]), "scalar": torch.tensor(2.5),
+            "empty": torch.zeros(0, 4), "strided": torch.randn(6, 4).t(),
+        }
+        for step, tensor in enumerate(sent.values()):
+            n["a"].send("b", Tag("act", lane=1, part=2, step=step, mb=3), tensor)
+        for step, (what, tensor) in enumerate(sent.items()):
+            m = self.recv(n["b"])
+            assert (m.src, m.tag, m.control) == ("a", Tag("act", 1, 2, step, 3), None)
+            assert isinstance(m.payload, torch.Tensor)
+            assert m.payload.dtype == tensor.dtype and m.payload.shape == tensor.shape, what
+            assert torch.equal(m.payload, tensor), what
+
+    def test_payload_is_snapshot_at_send(self, nodes) -> None:
+        n = nodes()
+        x = torch.zeros(4)
+        n["a"].send("b", Tag("grad"), x)
+        x.add_(1)
+        assert torch.equal(self.recv(n["b"]).payload, torch.zeros(4))
+
+    def test_state_dict(self, nodes) -> None:
+        n = nodes()
+        weights = {"layer.0.weight": torch.randn(8, 4), "layer.0.bias": torch.randn(8),
+                   "steps": torch.tensor(12), "mask": torch.ones(3, dtype=torch.bool)}
+        n["c"].send("a", Tag("weights", part=1, step=4), weights)
+        m = self.recv(n["a"])
+        assert m.src == "c" and m.tag == Tag("weights", part=1, step=4)
+        assert isinstance(m.payload, dict) and list(m.payload) == list(weights)
+        for key, value in weights.items():
+            assert torch.equal(m.payload[key], value), key
+
+    def test_large_tensor_is_chunked(self, nodes) -> None:
+        n = nodes()
+        big = torch.randn(5 << 20)   # 20 MiB of float32: several chunks
+        n["a"].send("b", Tag("act", mb=9), big)
+        m = self.recv(n["b"], 30.0)
+        assert m.tag == Tag("act", mb=9) and torch.equal(m.payload, big)
+
+    def test_fifo_per_peer(self, nodes) -> None:
+        n = nodes()
+        for i in range(40):
+            n["a"].send("c", Tag("act", mb=i), torch.full((100 * (i % 5) + 1,), float(i)))
+            n["b"].send("c", Tag("grad", mb=i), torch.full((3,), float(i)))
+        got: dict[str, list[int]] = {"a": [], "b": []}
+        for _ in range(80):
+            m = self.recv(n["c"])
+            got[m.src].append(m.tag.mb)
+            assert float(m.payload[0]) == m.tag.mb
+        assert got == {"a": list(range(40)), "b": list(range(40))}
+
+    def test_control_messages(self, nodes) -> None:
+        n = nodes()
+        body = {"type": "assign", "parts": [0, 1], "clock": 1.5, "nested": {"ok": True, "none": None}}
+        n["b"].send_control("a", body)
+        m = self.recv(n["a"])
+        assert (m.src, m.tag, m.payload, m.control) == ("b", None, None, body)
+        assert m.received_at == pytest.approx(time.time(), abs=5.0)
+
+    def test_bad_control_body_is_refused_at_send(self, nodes) -> None:
+        n = nodes()
+        with pytest.raises(TypeError, match="not JSON-serialisable"):
+            n["a"].send_control("b", {"tensor": torch.zeros(1)})
+        with pytest.raises(TypeError, match="must be a dict"):
+            n["a"].send_control("b", ["not", "a", "dict"])  # type: ignore[arg-type]
+
+    def test_unknown_peer_and_bad_payload(self, nodes) -> None:
+        n = nodes()
+        with pytest.raises(TransportError, match="unknown peer 'zed'"):
+            n["a"].send("zed", Tag("act"), torch.zeros(1))
+        with pytest.raises(TypeError, match="payload must be a tensor"):
+            n["a"].send("b", Tag("act"), [1, 2])  # type: ignore[arg-type]
+        assert n["b"].receive(timeout=0.05) is None
+
+    def test_shaping_lower_bound(self, nodes) -> None:
+        # 1 MB at 8 Mbit/s is busy 1.0 s on the link, then flies 50 ms: no sooner than 1.05 s.
+        n = nodes(("a", "b"), {("a", "b"): LinkSpec.mbit(8, 50)})
+        sent_at = time.time()
+        n["a"].send("b", Tag("act"), torch.zeros(250_000))   # 1,000,000 bytes
+        n["b"].send_control("a", {"unshaped": True})          # the other direction is not shaped
+        assert self.recv(n["a"], 1.0).control == {"unshaped": True}
+        m = self.recv(n["b"])
+        assert m.received_at - sent_at >= 1.05
+
+    def test_closed_transport_refuses(self, nodes) -> None:
+        n = nodes(("a", "b"))
+        with n["a"] as a:
+            a.send("b", Tag("act"), torch.ones(2))
+        assert torch.equal(self.recv(n["b"]).payload, torch.ones(2))   # sent before close: delivered
+        with pytest.raises(TransportError, match="closed"):
+            n["a"].send("b", Tag("act"), torch.ones(2))
+
+
+class TestLocalTransport(TransportContract):
+    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+        return make_local_transports(names, links)
+
+
+def make_grpc(names: Sequence[str], links: Links | None, tls: Callable[[str], object] | None = None,
+              **kwargs: object) -> dict[str, Transport]:
+    out: dict[str, GrpcTransport] = {}
+    for i, name in enumerate(names):
+        own = {dst: spec for (src, dst), spec in (links or {}).items() if src == name}
+        out[name] = GrpcTransport(name, "127.0.0.1:0", {}, SECRET, links=own,
+                                  tls=tls(f"n{i}") if tls else None, **kwargs)  # type: ignore[arg-type]
+        out[name].start()
+    for t in out.values():
+        for peer in out.values():
+            t.add_peer(peer.name, peer.address)
+    return dict(out)
+
+
+class TestGrpcTransport(TransportContract):
+    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+        return make_grpc(names, links, chunk_bytes=1 << 20)   # 20 MiB travels in 20 chunks
+
+
+class TestGrpcTransportTls(TransportContract):
+    @pytest.fixture(autouse=True)
+    def _tls(self, tls_for) -> None:
+        self.tls_for = tls_for
+
+    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+        return make_grpc(names, links, self.tls_for)

@@ -1,0 +1,86 @@
+"""LinkShaper follows the emulator's link model: FIFO at the bandwidth, latency off the link."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+from splitpipe.network import LinkSpec
+from splitpipe.runtime.shaping import LinkShaper, is_unshaped
+
+
+def emulator_arrivals(link: LinkSpec, sends: list[tuple[float, int]]) -> list[float]:
+    """engine/events.py: begin = max(send, link_free); end = begin + bytes/bw; arrival = end + latency."""
+    link_free, out = 0.0, []
+    for start, nbytes in sends:
+        begin = max(start, link_free)
+        end = begin + link.transfer_s(nbytes)
+        link_free = end
+        out.append(end + link.latency_s)
+    return out
+
+
+def test_schedule_matches_the_emulator() -> None:
+    link = LinkSpec.mbit(8, 50)   # 1e6 B/s, 50 ms
+    sends = [(0.0, 1_000_000), (0.1, 500_000), (0.2, 0), (3.0, 250_000), (3.1, 10)]
+    shaper = LinkShaper({"peer": link})
+    due = [shaper.schedule("peer", n, now=t) for t, n in sends]
+    assert due == pytest.approx(emulator_arrivals(link, sends))
+    assert due[:3] == pytest.approx([1.05, 1.55, 1.55])   # latency does not hold the link
+
+
+def test_links_are_independent_and_unknown_links_unshaped() -> None:
+    shaper = LinkShaper({"x": LinkSpec(1000.0, 0.5), "y": LinkSpec(math.inf, 0.2)})
+    assert shaper.schedule("x", 1000, now=0.0) == pytest.approx(1.5)
+    assert shaper.schedule("y", 10**9, now=0.0) == pytest.approx(0.2)
+    assert shaper.schedule("x", 1000, now=0.0) == pytest.approx(2.5)
+    assert shaper.schedule("z", 10**9, now=7.0) == 7.0
+    assert is_unshaped(None) and is_unshaped(LinkSpec(math.inf, 0.0)) and not is_unshaped(LinkSpec(math.inf, 0.1))
+    with pytest.raises(ValueError, match="-1"):
+        shaper.schedule("x", -1)
+
+
+def test_unshaped_delivery_is_inline() -> None:
+    got: list[int] = []
+    shaper = LinkShaper({})
+    shaper.submit("p", 100, lambda: got.append(threading.get_ident()))
+    assert got == [threading.get_ident()]
+
+
+def test_deliveries_wait_for_due_time_in_order() -> None:
+    # latency 0.2 s on "slow", none on "fast": per-link FIFO, and "fast" overtakes "slow".
+    shaper = LinkShaper({"slow": LinkSpec(1e6, 0.2), "fast": LinkSpec(1e6, 0.0)})
+    got: list[tuple[str, int, float]] = []
+    start = time.monotonic()
+    due = {}
+    for i in range(3):
+        due[("slow", i)] = shaper.submit("slow", 10_000, lambda i=i: got.append(("slow", i, time.monotonic())))
+    due[("fast", 0)] = shaper.submit("fast", 10_000, lambda: got.append(("fast", 0, time.monotonic())))
+    assert shaper.drain(5.0) and shaper.pending() == 0
+    assert [(k, i) for k, i, _ in got] == [("fast", 0), ("slow", 0), ("slow", 1), ("slow", 2)]
+    for link, i, at in got:
+        assert at >= due[(link, i)] - 1e-3
+    assert due[("slow", 2)] - start == pytest.approx(0.23, abs=0.02)   # 3 x 10 ms on the link + 200 ms
+    shaper.close()
+
+
+def test_close_drops_what_is_not_due() -> None:
+    shaper = LinkShaper({"p": LinkSpec(1e6, 30.0)})
+    got: list[int] = []
+    shaper.submit("p", 1, lambda: got.append(1))
+    shaper.close(timeout=0.05)
+    assert got == [] and shaper.pending() == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        shaper.submit("p", 1, lambda: None)
+
+
+def test_failing_delivery_does_not_stop_the_link() -> None:
+    shaper = LinkShaper({"p": LinkSpec(1e9, 0.01)})
+    got: list[int] = []
+    shaper.submit("p", 1, lambda: 1 / 0)
+    shaper.submit("p", 1, lambda: got.append(2))
+    assert shaper.drain(5.0) and got == [2]
+    shaper.close()
