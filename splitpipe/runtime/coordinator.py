@@ -1,0 +1,202 @@
+"""The coordinating node (the server, or the central node): it runs its own lanes like any node,
+and besides gathers the others, estimates their clocks, starts each epoch and merges the traces.
+
+Every phase has a timeout, and a node that fails or falls silent stops the run with its name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from splitpipe.experiment import Setup, report_header
+from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
+from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
+from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout, RemoteFailure
+from splitpipe.runtime.node import NodeRunner, node_executor
+from splitpipe.runtime.protocol import assignment, config_mismatch, gather_tag, spans_from_body
+from splitpipe.runtime.transport import Message, Transport
+from splitpipe.schedules import build_schedule
+from splitpipe.schedules.ir import Replica
+from splitpipe.span import Span
+from splitpipe.trace import epoch_metrics
+
+__all__ = ["Coordinator", "ClusterResult"]
+
+log = logging.getLogger("splitpipe.runtime")
+
+State = dict[str, torch.Tensor]
+Progress = Callable[[int, dict[str, object]], None]
+
+
+@dataclass
+class ClusterResult:
+    """The run's report (engine "distributed"), merged spans, and every replica's final weights."""
+
+    report: dict[str, object]
+    spans: list[Span]
+    states: dict[Replica, State] = field(default_factory=dict)
+
+
+class Coordinator:
+    """Runs a whole cluster from node `name`: join, assign, clocks, epochs, stop.
+
+    `timeout` bounds every phase (a node joining, a report coming in, no progress within an
+    epoch); a node that joined and then falls silent for `silence_s` seconds fails the run
+    sooner. `address` is where the others reach this node, passed on to them as a peer.
+    """
+
+    def __init__(self, setup: Setup, name: str, transport: Transport, *, address: str = "",
+                 timeout: float = 600.0, silence_s: float = SILENCE_S, pings: int = 8, speed: float = 1.0,
+                 progress: Progress | None = None) -> None:
+        self.setup, self.name, self.transport = setup, name, transport
+        self.address, self.timeout, self.pings, self.speed = address, timeout, pings, speed
+        self.progress = progress
+        self.mailbox = Mailbox(transport, silence_s)
+        self.members = [n for n in setup.topology.names if n != name]
+        self.addresses: dict[str, str] = {}
+        self.offsets: dict[str, ClockOffset] = {name: ClockOffset(0.0, 0.0)}
+        self.executor = node_executor(setup, name)
+
+    def run(self) -> ClusterResult:
+        self.heartbeat = Heartbeat(self.transport)  # to each node once it joined
+        try:
+            self._join()
+            self._assign()
+            self._sync_clocks()
+            rows: list[dict[str, object]] = []
+            spans: list[Span] = []
+            states: dict[Replica, State] = {}
+            for epoch in range(self.setup.config.epochs):
+                row, epoch_spans, states = self._epoch(epoch)
+                rows.append(row)
+                spans.extend(epoch_spans)
+                if self.progress is not None:
+                    self.progress(epoch, row)
+            self._broadcast({"type": "stop"})
+        except RemoteFailure as exc:
+            self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
+            raise
+        except BaseException as exc:
+            self._broadcast({"type": "abort", "node": self.name, "message": str(exc) or repr(exc)})
+            raise
+        finally:
+            self.heartbeat.close()
+        nodes = {n: {"offset_s": o.offset_s, "rtt_s": o.rtt_s} for n, o in sorted(self.offsets.items())}
+        report = report_header(self.setup, "wall", engine="distributed") | {"epochs": rows, "nodes": nodes}
+        return ClusterResult(report, spans, states)
+
+    # -- (1) join, (2) assign, (3) clocks ------------------------------------------------
+    def _join(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while len(self.addresses) < len(self.members):
+            missing = [n for n in self.members if n not in self.addresses]
+            try:
+                message = self.mailbox.control(max(0.0, deadline - time.monotonic()), "nodes to join")
+            except PhaseTimeout:
+                raise PhaseTimeout(f"node(s) {', '.join(missing)} did not join within {self.timeout:g} s") from None
+            body = self._expect(message, "hello")
+            name = message.src
+            if body["name"] != name or name not in self.members or name in self.addresses:
+                raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
+            self.addresses[name] = str(body["address"])
+            self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
+            role = self.setup.topology.node(name).role
+            if body["role"] != role:
+                raise ValueError(f"node {name} joined as role {body['role']}, the plan makes it a {role}")
+            diffs = config_mismatch(self.setup.config, body["config"])  # type: ignore[arg-type]
+            if diffs:
+                raise ValueError(f"node {name} has a different config: {'; '.join(diffs)}")
+            self.mailbox.watch(name)
+            self.heartbeat.add(name)
+            log.info("%s: %s joined from %s", self.name, name, self.addresses[name] or "in-process")
+
+    def _assign(self) -> None:
+        schedule = build_schedule(self.setup.plan, 0)
+        peers = {**self.addresses, self.name: self.address}
+        for member in self.members:
+            self.transport.send_control(member, assignment(schedule, member, peers, self.setup.config.seed,
+                                                           self.setup.config.epochs))
+
+    def _sync_clocks(self) -> None:
+        samples: dict[str, list[ClockSample]] = {m: [] for m in self.members}
+        for seq in range(self.pings):
+            sent = {}
+            for member in self.members:
+                sent[member] = time.time()
+                self.transport.send_control(member, {"type": "ping", "seq": seq, "t0": sent[member]})
+            for _ in self.members:
+                message = self.mailbox.control(self.timeout, "clock pongs")
+                body = self._expect(message, "pong")
+                if body["seq"] != seq:
+                    raise RuntimeError(f"node {message.src} answered ping {seq} with pong {body['seq']}")
+                samples[message.src].append(ClockSample(sent[message.src], float(body["t1"]), float(body["t2"]),
+                                                        message.received_at))
+        for member, taken in samples.items():
+            self.offsets[member] = estimate_offset(taken)
+
+    # -- (4) and (5): one epoch ------------------------------------------------------------
+    def _epoch(self, epoch: int) -> tuple[dict[str, object], list[Span], dict[Replica, State]]:
+        plan, topology = self.setup.plan, self.setup.topology
+        schedule = build_schedule(plan, epoch)
+        for member in self.members:
+            self.transport.send_control(member, {"type": "prepare", "epoch": epoch})
+        self.executor.begin_epoch(epoch, schedule)
+        for _ in self.members:
+            body = self._expect(self.mailbox.control(self.timeout, f"the nodes to prepare epoch {epoch}"), "ready")
+            if body["epoch"] != epoch:
+                raise RuntimeError(f"a node prepared epoch {body['epoch']}, not {epoch}")
+        margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
+        at = time.time() + margin
+        for member in self.members:
+            self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": self.offsets[member].to_node(at)})
+        time.sleep(max(0.0, at - time.time()))
+        wall = time.perf_counter()
+        own = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,
+                         timeout=self.timeout, speed=self.speed).run()
+        spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
+        self.executor.end_epoch()
+        loss_sum, loss_count = self.executor.loss_sum, self.executor.loss_count
+        states: dict[Replica, State] = {}
+        for _ in self.members:
+            message = self.mailbox.control(self.timeout, f"the reports of epoch {epoch}")
+            body = self._expect(message, "done")
+            src = message.src
+            spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
+            loss_sum += float(body["loss_sum"])  # type: ignore[arg-type]
+            loss_count += int(body["loss_count"])  # type: ignore[call-overload]
+            for part, index in body["sent"]:  # type: ignore[union-attr]
+                replica = Replica(src, int(part), int(index))
+                data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
+                states[replica] = data.payload  # type: ignore[assignment]
+        wall = time.perf_counter() - wall
+        if epoch == self.setup.config.epochs - 1:
+            for replica in schedule.replicas:
+                if replica.node == self.name:
+                    states[replica] = {k: v.detach().cpu().clone() for k, v in self.executor.module(replica).state_dict().items()}
+        links = [f"{a}->{b}" for a, b in topology.links]
+        row: dict[str, object] = {"epoch": epoch, **epoch_metrics(spans, topology.names, links)}
+        row["train_loss"] = loss_sum / max(1, loss_count)
+        row["test_accuracy"] = self.executor.evaluate(schedule, states=states)
+        row["wall_s"] = wall
+        return row, spans, states
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _expect(self, message: Message, kind: str) -> dict:
+        body = message.control or {}
+        if body.get("type") != kind:
+            raise RuntimeError(f"{self.name} expected '{kind}' from the nodes, got '{body.get('type')}' from {message.src}")
+        return body
+
+    def _broadcast(self, body: dict) -> None:
+        """Best effort: a node that is gone cannot be told."""
+        for member in self.members:
+            if member in self.addresses or not hasattr(self.transport, "add_peer"):
+                try:
+                    self.transport.send_control(member, body)
+                except Exception as exc:  # noqa: BLE001 - keep telling the others
+                    log.debug("%s: could not send %s to %s: %s", self.name, body["type"], member, exc)

@@ -1,0 +1,62 @@
+"""Heartbeats: each node tells the nodes it depends on that it is alive, so that a dead process
+or a cut network fails the run within seconds, naming the node, instead of at a phase's timeout."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+
+from splitpipe.runtime.transport import Transport
+
+__all__ = ["Heartbeat", "HEARTBEAT_S", "SILENCE_S"]
+
+log = logging.getLogger("splitpipe.runtime")
+
+#: Seconds between two heartbeats.
+HEARTBEAT_S = 1.0
+#: Seconds without a word from a watched node before it counts as gone.
+SILENCE_S = 30.0
+
+
+class Heartbeat:
+    """Sends {"type": "alive"} to `peers` every `interval` seconds from a thread of its own.
+
+    The transport's sends are thread-safe; a peer that cannot be reached is skipped (the
+    receiving side is the one that decides a node is gone).
+    """
+
+    def __init__(self, transport: Transport, peers: Iterable[str] = (), interval: float = HEARTBEAT_S) -> None:
+        self.transport = transport
+        self.interval = interval
+        self.peers = set(peers)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"splitpipe-heartbeat-{transport.name}", daemon=True)
+        self._thread.start()
+
+    def add(self, peer: str) -> None:
+        with self._lock:
+            self.peers.add(peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2 * self.interval)
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                peers = sorted(self.peers)
+            for peer in peers:
+                try:
+                    self.transport.send_control(peer, {"type": "alive"})
+                except Exception as exc:  # noqa: BLE001 - the watcher decides who is gone
+                    log.debug("%s: heartbeat to %s failed: %s", self.transport.name, peer, exc)

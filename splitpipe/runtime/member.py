@@ -1,0 +1,141 @@
+"""A node that does not coordinate: it joins, follows the coordinator's orders and reports each epoch.
+
+Every node rebuilds the same dataset, partition, initial model and schedules from the config
+and seed, so only the orders, the epoch's data messages and the reports travel: a device
+loads its own shard and the server never ships training data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from splitpipe.experiment import Setup
+from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
+from splitpipe.runtime.mailbox import Mailbox, RemoteFailure
+from splitpipe.runtime.node import NodeRunner, node_executor
+from splitpipe.runtime.protocol import assignment, config_body, gather_tag, spans_to_body
+from splitpipe.runtime.transport import Transport
+from splitpipe.schedules import build_schedule
+from splitpipe.schedules.ir import Replica, Schedule
+
+__all__ = ["run_member"]
+
+log = logging.getLogger("splitpipe.runtime")
+
+
+def run_member(setup: Setup, name: str, transport: Transport, coordinator: str, address: str = "", *,
+               timeout: float = 600.0, speed: float = 1.0, silence_s: float = SILENCE_S) -> None:
+    """Take part in one run as node `name` until the coordinator says stop.
+
+    `address` is where the other nodes reach this one (HOST:PORT). Any failure here is
+    reported to the coordinator before it is raised, so that the run stops at once; a
+    coordinator silent for `silence_s` seconds counts as gone.
+    """
+    member = _Member(setup, name, transport, coordinator, timeout, speed, silence_s)
+    try:
+        with Heartbeat(transport, [coordinator]):
+            member.join(address)
+            member.serve()
+    except RemoteFailure:
+        raise
+    except Exception as exc:
+        try:
+            transport.send_control(coordinator, {"type": "error", "node": name, "message": str(exc) or repr(exc)})
+        except Exception:  # the coordinator may be gone too; the original error matters
+            pass
+        raise
+
+
+class _Member:
+    def __init__(self, setup: Setup, name: str, transport: Transport, coordinator: str, timeout: float,
+                 speed: float, silence_s: float) -> None:
+        self.setup, self.name, self.transport = setup, name, transport
+        self.coordinator, self.timeout, self.speed = coordinator, timeout, speed
+        self.mailbox = Mailbox(transport, silence_s)
+        self.mailbox.watch(coordinator)
+        self._received = 0.0  # arrival time of the last order
+        self.prepared = -1
+        self.schedule: Schedule | None = None
+        self.executor = node_executor(setup, name)
+
+    def join(self, address: str) -> None:
+        """(1) hello, (2) the assignment: check it against this node's own schedule, learn the peers."""
+        role = self.setup.topology.node(self.name).role
+        self.transport.send_control(self.coordinator, {
+            "type": "hello", "name": self.name, "role": role, "address": address,
+            "config": config_body(self.setup.config),
+        })
+        body = self._order("the assignment")
+        if body["type"] != "assign":
+            raise RuntimeError(f"{self.name} expected its assignment from {self.coordinator}, got '{body['type']}'")
+        own = assignment(build_schedule(self.setup.plan, 0), self.name, {}, self.setup.config.seed,
+                         self.setup.config.epochs)
+        for key in ("lanes", "parts", "shards", "seed", "epochs"):
+            if body[key] != own[key]:
+                raise RuntimeError(f"{self.name}'s assignment says {key} {body[key]}, its own plan says {own[key]}: "
+                                   "do all nodes run the same splitpipe version and config?")
+        for peer, peer_address in dict(body["peers"]).items():  # type: ignore[call-overload]
+            self.mailbox.add_peer(str(peer), str(peer_address))
+        log.info("%s: joined; lanes %s, parts %s, data shards %s", self.name, own["lanes"], own["parts"], own["shards"])
+
+    def serve(self) -> None:
+        while True:
+            body = self._order("orders")
+            kind = body["type"]
+            if kind == "ping":
+                self.transport.send_control(self.coordinator, {
+                    "type": "pong", "seq": body["seq"], "t0": body["t0"], "t1": self._received, "t2": time.time(),
+                })
+            elif kind == "prepare":
+                self.prepare(int(body["epoch"]))
+            elif kind == "start":
+                self.run_epoch(int(body["epoch"]), float(body["at"]))
+            elif kind == "stop":
+                log.info("%s: stopped by %s", self.name, self.coordinator)
+                return
+            else:
+                raise RuntimeError(f"{self.name} got an unexpected '{kind}' from {self.coordinator}")
+
+    def prepare(self, epoch: int) -> None:
+        """(4) build the schedule and replicas before the clock starts (the first epoch's take seconds)."""
+        self.schedule = build_schedule(self.setup.plan, epoch)
+        self.executor.begin_epoch(epoch, self.schedule)
+        self.prepared = epoch
+        self.transport.send_control(self.coordinator, {"type": "ready", "epoch": epoch})
+
+    def run_epoch(self, epoch: int, at: float) -> None:
+        """(4) run the epoch from the agreed instant, (5) report spans, loss and weights."""
+        if self.prepared != epoch:
+            raise RuntimeError(f"{self.name} was told to start epoch {epoch} but prepared epoch {self.prepared}")
+        schedule = self.schedule
+        assert schedule is not None
+        delay = at - time.time()
+        if delay > 0:
+            time.sleep(min(delay, self.timeout))
+        log.info("%s: epoch %d started", self.name, epoch)
+        spans = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.setup.topology, epoch,
+                           timeout=self.timeout, speed=self.speed).run()
+        self.executor.end_epoch()
+        last = epoch == self.setup.config.epochs - 1
+        sent = self._send_weights(schedule, last, epoch)
+        self.transport.send_control(self.coordinator, {
+            "type": "done", "epoch": epoch, "spans": spans_to_body(spans), "loss_sum": self.executor.loss_sum,
+            "loss_count": self.executor.loss_count, "sent": [[r.part, r.replica] for r in sent],
+        })
+
+    def _send_weights(self, schedule: Schedule, everything: bool, epoch: int) -> list[Replica]:
+        """Weights of this node's replicas the global model uses (after the last epoch: of all of them)."""
+        wanted = schedule.replicas if everything else [r for entries in schedule.evaluate.values() for r, _ in entries]
+        mine = sorted({r for r in wanted if r.node == self.name}, key=lambda r: (r.part, r.replica))
+        for replica in mine:
+            state = {k: v.detach().cpu() for k, v in self.executor.module(replica).state_dict().items()}
+            self.transport.send(self.coordinator, gather_tag(replica, epoch), state)
+        return mine
+
+    def _order(self, what: str) -> dict:
+        message = self.mailbox.control(self.timeout, f"{what} from {self.coordinator}")
+        if message.src != self.coordinator:
+            raise RuntimeError(f"{self.name} takes orders from {self.coordinator} only, not from {message.src}")
+        self._received = message.received_at
+        return message.control  # type: ignore[return-value]

@@ -1,0 +1,204 @@
+"""NodeRunner: one node's lanes of one epoch's schedule, run in real time by the emulator's rule.
+
+The node's lanes share its processor, as in engine/events.py::
+
+    loop:
+      (1) file every message that has arrived (the transport stamped its arrival time)
+      (2) run every Send and every Recv whose message is in, earliest-ready first
+          (they take no processor time; a Recv makes its lane ready at the arrival)
+      (3) run the one compute action whose lane became ready first (ties: lane order)
+      (4) nothing to do: wait for the next message
+
+Spans are on this node's clock (time.time()). A compute span is measured around the action.
+A link span is drawn by the receiver from the measured arrival: the transport's sender shapes
+each link as the emulator does (begin = link free, busy bytes/bandwidth, then one latency in
+flight), so the transfer ended one latency before the arrival and began bytes/bandwidth before
+that. The coordinator moves every node's spans onto its own clock with the estimated offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.events import LINK_CATEGORY, NODE_CATEGORY
+from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.experiment import Setup
+from splitpipe.multihop import server_side_nodes
+from splitpipe.plan import Topology
+from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout
+from splitpipe.runtime.protocol import GATHER_LANE
+from splitpipe.runtime.transport import Message, Transport
+from splitpipe.runtime.transport.base import payload_nbytes
+from splitpipe.schedules.ir import RECV, SEND, Action, Schedule
+from splitpipe.span import Span
+
+__all__ = ["NodeRunner", "node_executor"]
+
+log = logging.getLogger("splitpipe.runtime")
+
+
+def node_executor(setup: Setup, name: str) -> TensorExecutor:
+    """A TensorExecutor holding only `name`'s replicas and data shards.
+
+    --server-device places the same nodes on a GPU as in the emulator, if this machine has one.
+    """
+    config = setup.config
+    devices = {}
+    if config.server_device != "cpu" and name in server_side_nodes(setup.plan):
+        device = torch.device(config.server_device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            log.warning("%s: --server-device %s asked for, but this machine has no GPU; using the CPU",
+                        name, config.server_device)
+        else:
+            devices[name] = device
+            log.info("%s: parts on %s", name, device)
+    speeds = {n: 1.0 for n in setup.topology.names}
+    return TensorExecutor(
+        setup.model, setup.plan, setup.dataset, setup.shards, MeasuredTiming(speeds),
+        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        seed=config.seed, node_devices=devices, node=name,
+    )
+
+
+@dataclass
+class _Lane:
+    lane: int
+    program: tuple[Action, ...]
+    order: int
+    ready: float
+    pc: int = 0
+
+    @property
+    def action(self) -> Action | None:
+        return self.program[self.pc] if self.pc < len(self.program) else None
+
+
+class NodeRunner:
+    """Runs `name`'s programs of one epoch with `executor`, talking through `mailbox`'s transport.
+
+    `timeout` bounds how long the node may go without progress while it waits for a
+    message. `speed` below 1 stretches each compute action to measured / speed, to stand
+    in for a slower device when a whole cluster runs on one machine.
+    """
+
+    def __init__(self, name: str, schedule: Schedule, executor: TensorExecutor, mailbox: Mailbox,
+                 topology: Topology, epoch: int, *, timeout: float = 600.0, speed: float = 1.0) -> None:
+        self.name = name
+        self.programs = schedule.programs.get(name, {})
+        self.executor = executor
+        self.mailbox = mailbox
+        self.transport: Transport = mailbox.transport
+        self.topology = topology
+        self.epoch = epoch
+        self.timeout = timeout
+        self.speed = speed
+        self.spans: list[Span] = []
+
+    def run(self) -> list[Span]:
+        """Run every lane to its end; return the node and link spans (on this node's clock)."""
+        now = time.time()
+        lanes = [_Lane(lane, program, order, now) for order, (lane, program) in enumerate(self.programs.items())]
+        progress = now
+        while any(ln.action is not None for ln in lanes):
+            self.mailbox.drain()  # (1)
+            moved = self._communicate(lanes)  # (2)
+            lane = _earliest(ln for ln in lanes if ln.action is not None and ln.action.is_compute)
+            if lane is not None:
+                self._compute(lane)  # (3)
+            elif not moved:
+                self._wait(lanes, progress)  # (4)
+                continue
+            progress = time.time()
+        return self.spans + self._link_spans()
+
+    # -- actions -------------------------------------------------------------------------
+    def _communicate(self, lanes: Sequence[_Lane]) -> bool:
+        moved = False
+        while True:
+            runnable = []
+            for ln in lanes:
+                action = ln.action
+                if action is None or action.is_compute:
+                    continue
+                if action.op == RECV:
+                    message = self.mailbox.data.get(action.tag)  # type: ignore[arg-type]
+                    if message is None:
+                        continue
+                    runnable.append((max(ln.ready, message.received_at), ln.order, ln))
+                else:
+                    runnable.append((ln.ready, ln.order, ln))
+            if not runnable:
+                return moved
+            ready, _, lane = min(runnable, key=lambda r: r[:2])
+            action = lane.action
+            assert action is not None
+            if action.op == SEND:
+                self._send(action)
+            else:
+                self._receive(action)
+            lane.ready = ready
+            lane.pc += 1
+            moved = True
+
+    def _send(self, action: Action) -> None:
+        payload, _ = self.executor.send(self.name, action)
+        assert action.tag is not None
+        if action.peer == self.name:
+            self.mailbox.file(Message(self.name, action.tag, payload, None, time.time()))  # type: ignore[arg-type]
+        else:
+            self.transport.send(action.peer, action.tag, payload)  # type: ignore[arg-type]
+
+    def _receive(self, action: Action) -> None:
+        message = self.mailbox.data.pop(action.tag)  # type: ignore[arg-type]
+        if message.src != action.peer:
+            raise RuntimeError(f"{self.name} expected {action.tag} from {action.peer}, but {message.src} sent it")
+        self.executor.receive(self.name, action, message.payload)
+
+    def _compute(self, lane: _Lane) -> None:
+        action = lane.action
+        assert action is not None
+        start = time.time()
+        self.executor.compute(self.name, action)
+        end = time.time()
+        if self.speed < 1:
+            time.sleep((end - start) * (1 / self.speed - 1))
+            end = time.time()
+        lane.ready = end
+        lane.pc += 1
+        self.spans.append(Span(self.name, NODE_CATEGORY[action.op], start, end, self.epoch, action.lane,
+                               action.part, action.step, action.mb, 0, action.label))
+
+    def _wait(self, lanes: Sequence[_Lane], progress: float) -> None:
+        left = progress + self.timeout - time.time()
+        if left <= 0 or not self.mailbox.poll(left):
+            waits = "; ".join(f"lane {ln.lane} waits for {ln.action.tag} from {ln.action.peer}"  # type: ignore[union-attr]
+                              for ln in lanes if ln.action is not None)
+            raise PhaseTimeout(f"{self.name} made no progress in epoch {self.epoch} for {self.timeout:g} s: {waits}")
+
+    # -- link spans ----------------------------------------------------------------------
+    def _link_spans(self) -> list[Span]:
+        arrivals, self.mailbox.arrivals = self.mailbox.arrivals, []
+        spans = []
+        for message in arrivals:
+            tag = message.tag
+            if tag is None or tag.lane == GATHER_LANE or message.src == self.name:
+                continue
+            nbytes = payload_nbytes(message.payload)  # type: ignore[arg-type]
+            link = self.topology.links.get((message.src, self.name))
+            end = message.received_at - (link.latency_s if link else 0.0)
+            start = end - (link.transfer_s(nbytes) if link else 0.0)
+            label = Action(SEND, tag=tag).label
+            spans.append(Span(f"{message.src}->{self.name}", LINK_CATEGORY[tag.kind], start, end, self.epoch,
+                              tag.lane, tag.part, tag.step, tag.mb, nbytes, label))
+        return spans
+
+
+def _earliest(lanes: object) -> _Lane | None:
+    """The lane that became ready first; ties go to lane order."""
+    return min(lanes, key=lambda ln: (ln.ready, ln.order), default=None)  # type: ignore[call-overload]

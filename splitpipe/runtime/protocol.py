@@ -1,0 +1,150 @@
+"""The control conversation between the coordinator and the other nodes, and who is who.
+
+One run, as control messages (data messages carry tensors, as in the emulator)::
+
+    node                         coordinator
+     |-- hello(name, address, config) -->|   (1) every node joins
+     |<-- assign(peers, lanes, parts) ---|   (2) who to talk to, what to run
+     |<-- ping(t0) / pong(t0,t1,t2) ---->|   (3) clock offsets, NTP style
+     |<-- prepare(epoch) / ready(epoch) ->|   (4) build the epoch's schedule and replicas, then
+     |<-- start(epoch, at) --------------|       all nodes start at the same instant
+     |   ... the epoch's data messages ...
+     |-- done(spans, loss) ------------->|   (5) plus weights as data messages (GATHER_LANE)
+     |<-- stop --------------------------|   (6) after the last epoch
+
+A failing node sends `error`; the coordinator answers everyone with `abort`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from splitpipe.config import RunConfig
+from splitpipe.plan import Plan, Topology
+from splitpipe.schedules.ir import Replica, Schedule, Tag
+from splitpipe.span import Span
+
+__all__ = [
+    "ROLES", "GATHER_LANE", "node_name", "node_id", "coordinator_of", "check_body",
+    "config_body", "config_mismatch", "spans_to_body", "spans_from_body", "gather_tag", "replica_of",
+    "assignment", "parse_address",
+]
+
+#: Roles a node may play (`splitpipe node --role`); the plan's topology says which exist.
+ROLES = ("server", "device", "compute", "aggregator", "central", "worker")
+#: Lane of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
+GATHER_LANE = -2
+#: Config keys that may differ between nodes: they do not change what is trained.
+LOCAL_KEYS = frozenset({"out", "progress", "profile"})
+
+#: type -> keys each control body must have.
+BODIES: dict[str, tuple[str, ...]] = {
+    "hello": ("name", "role", "address", "config"),
+    "assign": ("peers", "lanes", "parts", "shards", "seed", "epochs"),
+    "ping": ("seq", "t0"),
+    "pong": ("seq", "t0", "t1", "t2"),
+    "prepare": ("epoch",),
+    "ready": ("epoch",),
+    "start": ("epoch", "at"),
+    "done": ("epoch", "spans", "loss_sum", "loss_count", "sent"),
+    "error": ("node", "message"),
+    "abort": ("node", "message"),
+    "stop": (),
+    "alive": (),
+}
+
+
+def node_name(topology: Topology, role: str, index: int) -> str:
+    """The node of `role` with id `index`: "device2" for (device, 2), "server" for (server, 0)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role '{role}'; roles are: {', '.join(ROLES)}")
+    ids = {node_id(n.name, role): n.name for n in topology.nodes if n.role == role}
+    if index not in ids:
+        have = f"ids {', '.join(str(i) for i in sorted(ids))}" if ids else "none of that role"
+        raise ValueError(f"--id {index} out of range: the plan's {role} nodes have {have}")
+    return ids[index]
+
+
+def node_id(name: str, role: str) -> int:
+    """The id of node `name` among its role: the number after the role ("worker3" -> 3), else 0."""
+    suffix = name[len(role):] if name.startswith(role) else ""
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def coordinator_of(plan: Plan) -> str:
+    """The node that coordinates: the plan's server (SFL's server, MP-SL's aggregator, FTPipeHD's central node)."""
+    plan.topology.node(plan.server)  # names the nodes if it is missing
+    return plan.server
+
+
+def check_body(body: Mapping[str, object], src: str) -> str:
+    """The body's type, after checking it has that type's keys; RuntimeError names what is missing."""
+    kind = body.get("type")
+    if kind not in BODIES:
+        raise RuntimeError(f"node {src} sent a control message of unknown type {str(kind)[:40]!r}")
+    missing = [key for key in BODIES[kind] if key not in body]  # type: ignore[index]
+    if missing:
+        raise RuntimeError(f"node {src} sent '{kind}' without {', '.join(missing)}")
+    return kind  # type: ignore[return-value]
+
+
+def config_body(config: RunConfig) -> dict[str, object]:
+    """The config as JSON, to check that every node trains the same thing."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def config_mismatch(mine: RunConfig, theirs: Mapping[str, object]) -> list[str]:
+    """The keys (besides LOCAL_KEYS) whose values differ, as 'key: mine != theirs'."""
+    own = config_body(mine)
+    keys = sorted((set(own) | set(theirs)) - LOCAL_KEYS)
+    return [f"{k}: {own.get(k)!r} != {theirs.get(k)!r}" for k in keys if own.get(k) != theirs.get(k)]
+
+
+def assignment(schedule: Schedule, node: str, peers: Mapping[str, str], seed: int, epochs: int) -> dict[str, object]:
+    """What `node` runs in `schedule`: its lanes, parts and data shards, and where its peers listen."""
+    return {
+        "type": "assign",
+        "peers": {name: address for name, address in peers.items() if name != node},
+        "lanes": sorted(schedule.programs.get(node, {})),
+        "parts": sorted({r.part for r in schedule.replicas if r.node == node}),
+        "shards": sorted(shard for (owner, _), shard in schedule.data_lanes.items() if owner == node),
+        "seed": seed,
+        "epochs": epochs,
+    }
+
+
+SPAN_FIELDS = ("resource", "category", "start", "end", "epoch", "lane", "part", "step", "micro_batch", "bytes", "label")
+
+
+def spans_to_body(spans: Iterable[Span]) -> list[list[object]]:
+    return [[getattr(s, f) for f in SPAN_FIELDS] for s in spans]
+
+
+def spans_from_body(rows: Sequence[Sequence[object]], src: str, shift: float = 0.0) -> list[Span]:
+    """Spans from a `done` body, moved by `shift` seconds (onto the coordinator's epoch clock)."""
+    spans = []
+    for row in rows:
+        if not isinstance(row, (list, tuple)) or len(row) != len(SPAN_FIELDS):
+            raise RuntimeError(f"node {src} sent a span that is not a list of {len(SPAN_FIELDS)} fields")
+        span = Span(*row)  # type: ignore[arg-type]
+        spans.append(dataclasses.replace(span, start=span.start + shift, end=span.end + shift))
+    return spans
+
+
+def gather_tag(replica: Replica, epoch: int) -> Tag:
+    """The tag of the data message that carries `replica`'s weights after `epoch`."""
+    return Tag("weights", GATHER_LANE, replica.part, replica.replica, epoch)
+
+
+def replica_of(tag: Tag, src: str) -> Replica:
+    return Replica(src, tag.part, tag.step)
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """HOST:PORT -> (host, port); ValueError names the flag and the value."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{what} '{text}' must be HOST:PORT with a port in 0..65535, e.g. 127.0.0.1:50051")
+    return host, int(port)

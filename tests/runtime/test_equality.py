@@ -1,0 +1,170 @@
+"""The distributed runtime trains exactly what the emulator trains: same weights, loss and accuracy.
+
+Each node runs in a thread with its own transport (in-process queues, or gRPC over loopback),
+so only the messages connect them, as between processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import numpy as np
+import pytest
+import torch
+
+from splitpipe.config import RunConfig
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.events import run_schedule
+from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.experiment import Setup, emulate, prepare
+from splitpipe.runtime.coordinator import ClusterResult, Coordinator
+from splitpipe.runtime.mailbox import RemoteFailure
+from splitpipe.runtime.member import run_member
+from splitpipe.runtime.protocol import config_body, coordinator_of
+from splitpipe.runtime.threads import run_in_threads
+from splitpipe.runtime.transport import GrpcTransport, Transport, make_local_transports
+from splitpipe.schedules import build_schedule
+from splitpipe.schedules.ir import Replica
+
+#: technique -> config changes for a small plan of that technique.
+PLANS = {
+    "sfl": {},
+    "pipelearn": {},
+    "fl": {},
+    "sl": {},
+    "mpsl": {"compute_nodes": 2},
+    "ftpipehd": {"stages": 3},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: the same kernels in every engine, and no oversubscribed cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """240 learnable 8x8 images of 10 classes (192 train, 48 test): a few steps per epoch."""
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 10
+    x = (rng.normal(size=(10, 8, 8))[y] + rng.normal(size=(240, 8, 8))).astype(np.float32)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+def small_setup(technique: str, dataset: str, **changes: object) -> Setup:
+    config = RunConfig(technique=technique, dataset=f"npz:{dataset}", devices=2, network="none", epochs=2,
+                       batch_size=16, micro_batches=4, progress=False, **PLANS[technique])  # type: ignore[arg-type]
+    return prepare(config.with_(**changes))
+
+
+def emulated_states(setup: Setup) -> dict[Replica, dict[str, torch.Tensor]]:
+    """Every replica's weights after the emulator's epochs (the loop of experiment.emulate)."""
+    plan, config = setup.plan, setup.config
+    executor = TensorExecutor(setup.model, plan, setup.dataset, setup.shards,
+                              MeasuredTiming({n: 1.0 for n in setup.topology.names}),
+                              lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                              seed=config.seed)
+    for epoch in range(config.epochs):
+        schedule = build_schedule(plan, epoch)
+        executor.begin_epoch(epoch, schedule)
+        run_schedule(schedule, setup.topology, executor, epoch)
+        executor.end_epoch()
+    return {r: executor.module(r).state_dict() for r in executor.replicas}
+
+
+def assert_same_training(setup: Setup, result: ClusterResult) -> None:
+    expected = emulated_states(setup)
+    assert sorted(result.states, key=repr) == sorted(expected, key=repr)
+    for replica, state in expected.items():
+        got = result.states[replica]
+        assert got.keys() == state.keys()
+        for key, tensor in state.items():
+            torch.testing.assert_close(got[key], tensor, rtol=1e-5, atol=1e-6, msg=f"{replica} {key}")
+    emulated, distributed = epochs(emulate(setup).report), epochs(result.report)
+    assert [r["test_accuracy"] for r in distributed] == [r["test_accuracy"] for r in emulated]
+    assert [r["train_loss"] for r in distributed] == pytest.approx([r["train_loss"] for r in emulated], rel=1e-5)
+
+
+def epochs(report: dict[str, object]) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], report["epochs"])
+
+
+@pytest.mark.parametrize("technique", list(PLANS))
+def test_same_weights_as_the_emulator_in_process(technique: str, tiny_npz: str) -> None:
+    setup = small_setup(technique, tiny_npz)
+    result = run_in_threads(setup, timeout=60)
+    assert result.report["engine"] == "distributed"
+    assert_same_training(setup, result)
+
+
+def grpc_transports(setup: Setup) -> dict[str, Transport]:
+    """One started gRPC transport per node on loopback, shaped by the plan's links."""
+    coordinator = coordinator_of(setup.plan)
+    links = setup.topology.links
+    made: dict[str, Transport] = {}
+    for name in [coordinator, *(n for n in setup.topology.names if n != coordinator)]:
+        peers = {} if name == coordinator else {coordinator: made[coordinator].address}  # type: ignore[attr-defined]
+        transport = GrpcTransport(name, "127.0.0.1:0", peers, b"equality-test-secret",
+                                  links={dst: spec for (src, dst), spec in links.items() if src == name})
+        transport.start()
+        made[name] = transport
+    return made
+
+
+def test_pipelearn_over_grpc_matches_the_emulator_on_a_shaped_network(tiny_npz: str) -> None:
+    setup = small_setup("pipelearn", tiny_npz, network="500/500/1")
+    transports = grpc_transports(setup)
+    try:
+        result = run_in_threads(setup, transports, timeout=60)
+    finally:
+        for transport in transports.values():
+            transport.close()
+    assert_same_training(setup, result)
+    epoch = epochs(result.report)[0]
+    assert epoch["bytes"]["device0->server"] > 0 and epoch["time_s"] > 0
+    assert set(cast(dict[str, object], result.report["nodes"])) == set(setup.topology.names)
+
+
+def test_a_node_with_another_config_is_named(tiny_npz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = small_setup("sfl", tiny_npz)
+    other = config_body(setup.config.with_(lr=0.5))
+    monkeypatch.setattr("splitpipe.runtime.member.config_body", lambda config: other)  # the others' hello
+    with pytest.raises(ValueError, match=r"node device\d has a different config: lr: 0.01 != 0.5"):
+        run_in_threads(setup, timeout=20)
+
+
+def test_a_node_that_falls_silent_fails_the_run_naming_it(tiny_npz: str) -> None:
+    setup = small_setup("sfl", tiny_npz)
+    transports = make_local_transports(setup.topology.names)
+    device1 = transports["device1"]  # joins, then its process "dies": no heartbeat, no work
+    device1.send_control("server", {"type": "hello", "name": "device1", "role": "device", "address": "",
+                                    "config": config_body(setup.config)})
+    done = threading.Event()
+
+    def device0() -> None:
+        with contextlib.suppress(RemoteFailure):  # the coordinator aborts the run
+            run_member(setup, "device0", transports["device0"], "server", timeout=30, silence_s=30)
+        done.set()
+
+    def chatter() -> None:  # a busy inbox: the coordinator is never idle while it waits
+        while not done.is_set():
+            transports["device0"].send_control("server", {"type": "alive"})
+            time.sleep(0.02)
+
+    threading.Thread(target=device0, daemon=True).start()
+    threading.Thread(target=chatter, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(RemoteFailure, match=r"node device1 failed: nothing heard from it for \d+ s"):
+        Coordinator(setup, "server", transports["server"], timeout=30, silence_s=1.5).run()
+    assert time.monotonic() - started < 10
+    assert done.wait(10)
