@@ -13,6 +13,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,10 +22,10 @@ from splitpipe.config import RunConfig, load_toml
 from splitpipe.experiment import Setup, prepare
 from splitpipe.network import LinkSpec
 from splitpipe.report import format_table, summarize, write_run
-from splitpipe.runtime.coordinator import Coordinator
-from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import ROLES, coordinator_of, node_name, parse_address
-from splitpipe.runtime.transport import GrpcTransport, TlsConfig, Transport, TransportError, load_secret
+
+if TYPE_CHECKING:  # gRPC is imported only when a node really starts
+    from splitpipe.runtime.transport import GrpcTransport, Transport
 
 __all__ = ["add_arguments", "execute", "COLUMNS"]
 
@@ -71,6 +72,9 @@ def node_config(args: argparse.Namespace) -> RunConfig:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from splitpipe.runtime.member import run_member
+    from splitpipe.runtime.transport import TransportError
+
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     if args.threads is not None:
@@ -103,6 +107,8 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float) -> int:
+    from splitpipe.runtime.coordinator import Coordinator
+
     config = setup.config
     with epoch_bar(config.epochs, f"{config.technique} (distributed)", config.progress) as progress:
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
@@ -119,6 +125,8 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
 
 def _transport(args: argparse.Namespace, name: str, links: Mapping[tuple[str, str], LinkSpec],
                coordinator: tuple[str, str] | None) -> GrpcTransport:
+    from splitpipe.runtime.transport import GrpcTransport, TlsConfig, load_secret
+
     parse_address(args.listen, "--listen")
     peers = {}
     if coordinator is not None:

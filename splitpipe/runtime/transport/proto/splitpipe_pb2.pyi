@@ -1,8 +1,7 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -20,7 +19,7 @@ class Frame(_message.Message):
     data: DataHeader
     control: ControlHeader
     chunk: bytes
-    def __init__(self, message: _Optional[int] = ..., index: _Optional[int] = ..., last: _Optional[bool] = ..., data: _Optional[_Union[DataHeader, _Mapping]] = ..., control: _Optional[_Union[ControlHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, message: _Optional[int] = ..., index: _Optional[int] = ..., last: bool = ..., data: _Optional[_Union[DataHeader, _Mapping]] = ..., control: _Optional[_Union[ControlHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class Tag(_message.Message):
     __slots__ = ("kind", "lane", "part", "step", "mb")
@@ -56,7 +55,7 @@ class DataHeader(_message.Message):
     tag: Tag
     state_dict: bool
     tensors: _containers.RepeatedCompositeFieldContainer[TensorHeader]
-    def __init__(self, tag: _Optional[_Union[Tag, _Mapping]] = ..., state_dict: _Optional[bool] = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ...) -> None: ...
+    def __init__(self, tag: _Optional[_Union[Tag, _Mapping]] = ..., state_dict: bool = ..., tensors: _Optional[_Iterable[_Union[TensorHeader, _Mapping]]] = ...) -> None: ...
 
 class ControlHeader(_message.Message):
     __slots__ = ("nbytes",)

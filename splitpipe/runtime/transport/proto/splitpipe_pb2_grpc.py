@@ -5,7 +5,7 @@ import warnings
 
 from splitpipe.runtime.transport.proto import splitpipe_pb2 as splitpipe_dot_runtime_dot_transport_dot_proto_dot_splitpipe__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.66.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in splitpipe/runtime/transport/proto/splitpipe_pb2_grpc.py depends on'
+        + f' but the generated code in splitpipe/runtime/transport/proto/splitpipe_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class LinkStub:
+class LinkStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class LinkStub:
                 _registered_method=True)
 
 
-class LinkServicer:
+class LinkServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Stream(self, request_iterator, context):
@@ -67,7 +67,7 @@ def add_LinkServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Link:
+class Link(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -1,0 +1,7 @@
+"""`python -m splitpipe` runs the CLI."""
+
+import sys
+
+from splitpipe.cli import main
+
+sys.exit(main())
