@@ -34,6 +34,11 @@ class RunConfig:
     micro_batches: int = 4
     split: int | None = None
     """Cut point (unit index) between device and server parts; default: half the units."""
+    device_splits: str | None = None
+    """sfl, pipelearn: one cut point per device (comma list), overriding `split` (the planner
+    writes it when devices differ)."""
+    device_micro_batches: str | None = None
+    """pipelearn: one micro-batch count per device (comma list), overriding `micro_batches`."""
     cuts: str | None = None
     """mpsl and ftpipehd: comma list of cut points (unit indices), P-1 cuts for P parts;
     default: an even cut. The other techniques use `split`."""
@@ -55,6 +60,10 @@ class RunConfig:
     """measured: host time x speed; profile: fixed per-unit durations measured once at start."""
     profile: str | None = None
     """A profile.json for profile timing (default: measure this host at start)."""
+    device_profile: str | None = None
+    """A profile.json measured on a device: data owners' durations in profile timing and prediction."""
+    server_profile: str | None = None
+    """A profile.json measured on a server: every other node's durations in profile timing and prediction."""
     partition: str = "iid"
     alpha: float = 0.5
     aggregation_interval: int = 1
@@ -84,6 +93,7 @@ class RunConfig:
         if not self.server_speed > 0:
             problems.append(f"server-speed must be > 0, got {self.server_speed}")
         problems += self._multihop_problems()
+        problems += self._per_device_problems()
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -102,6 +112,32 @@ class RunConfig:
             except ValueError as exc:
                 problems.append(str(exc))
         return problems
+
+    def _per_device_problems(self) -> list[str]:
+        problems = []
+        for name, values in (("device-splits", self.device_splits), ("device-micro-batches", self.device_micro_batches)):
+            try:
+                count = len(self._per_device(name, values) or ())
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if count not in (0, 1, self.devices):
+                problems.append(f"{name} needs one value or one per device ({self.devices}), got {count}")
+        return problems
+
+    def _per_device(self, what: str, text: str | None) -> tuple[int, ...] | None:
+        if text is None:
+            return None
+        values = tuple(parse_ints(what, text))
+        return values * self.devices if len(values) == 1 else values
+
+    def device_split_list(self) -> tuple[int, ...] | None:
+        """`device_splits` as one cut per device, or None when not given."""
+        return self._per_device("device-splits", self.device_splits)
+
+    def device_micro_batch_list(self) -> tuple[int, ...] | None:
+        """`device_micro_batches` as one count per device, or None when not given."""
+        return self._per_device("device-micro-batches", self.device_micro_batches)
 
     def cut_points(self) -> tuple[int, ...] | None:
         """`cuts` as integers, or None when not given."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,8 @@ from splitpipe.config import RunConfig
 from splitpipe.data import Dataset, load_dataset, partition
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
-from splitpipe.engine.timing import MeasuredTiming, ProfileTiming, Timing, part_units
+from splitpipe.engine.predict import node_profiles, predict_epoch, profile_timing
+from splitpipe.engine.timing import MeasuredTiming, Timing
 from splitpipe.models import build_model
 from splitpipe.multihop import MULTIHOP, multihop_plan, server_side_nodes
 from splitpipe.network import parse_network
@@ -79,8 +80,25 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
         shard_sizes=tuple(len(s) for s in shards),
         owners=tuple(f"device{i}" for i in range(config.devices)),
         aggregation_interval=config.aggregation_interval,
+        extra=per_device_overrides(config),
     )
     return Setup(config, dataset, model, shards, plan)
+
+
+def per_device_overrides(config: RunConfig) -> dict[str, object]:
+    """Plan.extra's per-owner cuts and micro-batch counts from device_splits / device_micro_batches."""
+    splits, counts = config.device_split_list(), config.device_micro_batch_list()
+    allowed = {"device_splits": ("sfl", "pipelearn"), "device_micro_batches": ("pipelearn",)}
+    for name, values in (("device_splits", splits), ("device_micro_batches", counts)):
+        if values is not None and config.technique not in allowed[name]:
+            raise ValueError(f"{name.replace('_', '-')} applies to {' and '.join(allowed[name])}, "
+                             f"not {config.technique}")
+    extra: dict[str, object] = {}
+    if splits is not None:
+        extra["device_cuts"] = tuple((s,) for s in splits)
+    if counts is not None:
+        extra["device_micro_batches"] = counts
+    return extra
 
 
 def cuts_for(config: RunConfig, num_units: int) -> tuple[int, ...]:
@@ -92,23 +110,42 @@ def cuts_for(config: RunConfig, num_units: int) -> tuple[int, ...]:
     return (split,)
 
 
-def make_timing(setup: Setup) -> Timing:
+def make_timing(setup: Setup, profiles: Mapping[str, Profile] | None = None) -> Timing:
     speeds = {n.name: n.speed for n in setup.topology.nodes}
     if setup.config.timing == "measured":
         return MeasuredTiming(speeds)
-    profile = host_profile(setup)
-    return ProfileTiming({n: profile for n in speeds}, speeds, part_units(setup.plan.num_units, setup.plan.cuts))
+    return profile_timing(setup.plan, profiles or setup_profiles(setup))
 
 
-def host_profile(setup: Setup) -> Profile:
+def setup_profiles(setup: Setup, sizes: Sequence[int] | None = None) -> dict[str, Profile]:
+    """Every node's profile: --device-profile for data owners and --server-profile for the
+    other nodes where given, else --profile, else this host measured (once per process)
+    at batch sizes `sizes` (default: the plan's mini- and micro-batch sizes)."""
+    config = setup.config
+    device = Profile.load(config.device_profile) if config.device_profile else None
+    server = Profile.load(config.server_profile) if config.server_profile else None
+    default = None if device and server else host_profile(setup, sizes)
+    return node_profiles(setup.topology, default, device=device, server=server)
+
+
+_HOST_PROFILES: dict[tuple[str, tuple[int, ...], tuple[int, ...]], Profile] = {}
+
+
+def host_profile(setup: Setup, sizes: Sequence[int] | None = None) -> Profile:
     if setup.config.profile:
         return Profile.load(setup.config.profile)
     import copy
 
-    batch = setup.plan.batch_size
-    sizes = {batch, max(1, -(-batch // setup.plan.micro_batches))}
+    plan = setup.plan
+    if sizes is None:
+        counts = {plan.owner_micro_batches(i) for i in range(len(plan.owners))}
+        sizes = {plan.batch_size} | {max(1, -(-plan.batch_size // n)) for n in counts}
+    sizes = tuple(sorted(set(sizes)))
     sample = tuple(setup.dataset.x_train.shape[1:])
-    return measure_profile(copy.deepcopy(setup.model), sample, sorted(sizes), name=setup.config.model)
+    key = (repr(setup.model), sample, sizes)  # the same architecture costs the same: measure once
+    if key not in _HOST_PROFILES:
+        _HOST_PROFILES[key] = measure_profile(copy.deepcopy(setup.model), sample, sizes, name=setup.config.model)
+    return _HOST_PROFILES[key]
 
 
 Progress = Callable[[int, dict[str, object]], None]
@@ -117,7 +154,8 @@ Progress = Callable[[int, dict[str, object]], None]
 def emulate(setup: Setup, progress: Progress | None = None) -> RunResult:
     """Train for config.epochs on the virtual clock; one report entry per epoch."""
     config, plan = setup.config, setup.plan
-    timing = make_timing(setup)
+    profiles = setup_profiles(setup)  # measured once: profile timing and the prediction share it
+    timing = make_timing(setup, profiles)
     node_devices = {}
     if config.server_device != "cpu":
         node_devices = {n: torch.device(config.server_device) for n in server_side_nodes(plan)}
@@ -142,6 +180,7 @@ def emulate(setup: Setup, progress: Progress | None = None) -> RunResult:
         row["test_accuracy"] = executor.evaluate(schedule)
         row["wall_s"] = wall
         row["compute_wall_s"] = executor.compute_wall_s
+        row["predicted_time_s"] = predict_epoch(plan, profiles, epoch).time_s
         row["memory_bytes"] = executor.memory_peaks()
         if node_devices:
             row["cuda_memory_bytes"] = executor.cuda_peaks()
@@ -166,6 +205,10 @@ def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[st
         "plan": {
             "cuts": list(plan.cuts),
             "micro_batches": 1 if config.technique in ("fl", "sl", "sfl") else plan.micro_batches,
+            **({"device_cuts": [list(plan.owner_cuts(i)) for i in range(len(plan.owners))]}
+               if "device_cuts" in plan.extra else {}),
+            **({"device_micro_batches": [plan.owner_micro_batches(i) for i in range(len(plan.owners))]}
+               if "device_micro_batches" in plan.extra else {}),
             "batch_size": plan.batch_size,
             "aggregation_interval": plan.aggregation_interval,
             "shard_sizes": list(plan.shard_sizes),

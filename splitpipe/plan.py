@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from splitpipe.network import LinkSpec, NetworkProfile
 
-__all__ = ["Node", "Topology", "Plan", "star_topology", "steps_per_epoch", "micro_batch_sizes"]
+__all__ = ["Node", "Topology", "Plan", "star_topology", "chain_topology", "stage_topology",
+           "steps_per_epoch", "micro_batch_sizes"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,69 @@ def star_topology(
     return Topology(tuple(nodes), links)
 
 
-def _per_device(what: str, values: Sequence, devices: int) -> list:
+def _per_device(what: str, values: Sequence, devices: int, each: str = "device") -> list:
     if len(values) == 1:
         return list(values) * devices
     if len(values) != devices:
-        raise ValueError(f"give one {what} or one per device ({devices}), got {len(values)}")
+        raise ValueError(f"give one {what} or one per {each} ({devices}), got {len(values)}")
     return list(values)
+
+
+def chain_topology(
+    owners: int,
+    networks: Sequence[NetworkProfile],
+    owner_speeds: Sequence[float],
+    compute_nodes: int,
+    compute_speed: float,
+    chain_network: NetworkProfile,
+    aggregator: str = "aggregator",
+) -> Topology:
+    """MP-SL: owners device0.. talk to the first and last of compute0..computeC-1 and to the
+    aggregator over their own network (up: from the owner); compute nodes talk to their
+    neighbours over `chain_network` (up: towards the later node).
+
+    An owner's links to compute0, to the last compute node and to the aggregator are
+    separate resources, as if the owner's uplink were not shared (they are rarely busy at
+    the same time: one batch in flight).
+    """
+    if owners < 1 or compute_nodes < 1:
+        raise ValueError(f"mpsl needs at least 1 owner and 1 compute node, got {owners} and {compute_nodes}")
+    networks = _per_device("network", networks, owners, "owner")
+    owner_speeds = _per_device("device speed", owner_speeds, owners, "owner")
+    chain = [f"compute{j}" for j in range(compute_nodes)]
+    nodes = [Node(aggregator, "aggregator", compute_speed)]
+    nodes += [Node(name, "compute", compute_speed) for name in chain]
+    links: dict[tuple[str, str], LinkSpec] = {}
+    for a, b in zip(chain, chain[1:]):
+        links[(a, b)], links[(b, a)] = chain_network.up, chain_network.down
+    for i in range(owners):
+        name = f"device{i}"
+        nodes.append(Node(name, "device", owner_speeds[i]))
+        for peer in (chain[0], chain[-1], aggregator):
+            links[(name, peer)], links[(peer, name)] = networks[i].up, networks[i].down
+    return Topology(tuple(nodes), links)
+
+
+def stage_topology(speeds: Sequence[float], networks: Sequence[NetworkProfile]) -> Topology:
+    """FTPipeHD: `central` (stage 0) then worker1..workerS-1 in a chain; hop s (stage s-1 to s)
+    uses networks[s-1], up for activations and down for gradients.
+
+    Labels go straight from central to the last worker over a link of the first hop's up
+    profile (the central node's access network), not relayed along the chain: they are a
+    few bytes per sample and a relay would make every worker wait on them.
+    """
+    if len(speeds) < 2:
+        raise ValueError(f"ftpipehd needs at least 2 stages (central and a worker), got {len(speeds)}")
+    names = ["central", *(f"worker{s}" for s in range(1, len(speeds)))]
+    networks = _per_device("network", networks, len(names) - 1, "hop between stages")
+    nodes = [Node(names[0], "central", speeds[0])]
+    nodes += [Node(name, "worker", speed) for name, speed in zip(names[1:], speeds[1:])]
+    links: dict[tuple[str, str], LinkSpec] = {}
+    for s in range(1, len(names)):
+        links[(names[s - 1], names[s])] = networks[s - 1].up
+        links[(names[s], names[s - 1])] = networks[s - 1].down
+    links.setdefault((names[0], names[-1]), networks[0].up)
+    return Topology(tuple(nodes), links)
 
 
 @dataclass(frozen=True)
@@ -94,6 +152,12 @@ class Plan:
     `cuts` are unit indices between parts (P-1 cuts give P parts). `shard_sizes[i]` is the
     number of training samples of data owner i. `labels` is "server" (labels travel with the
     activations) or "owner" (U-shape: the owner keeps the last part and the labels).
+
+    Per-owner overrides (SFL and PipeLearn): `extra["device_cuts"][i]` replaces `cuts` and
+    `extra["device_micro_batches"][i]` replaces `micro_batches` for data owner i. Owners
+    whose cuts differ hold different *part ids*: layout k (the k-th distinct cuts, in owner
+    order) owns part ids k*P .. k*P+P-1, and `part_units()` says which units each id holds.
+    Without overrides there is one layout and part id p is simply part p.
     """
 
     technique: str
@@ -108,6 +172,9 @@ class Plan:
     aggregation_interval: int = 1
     labels: str = "server"
     extra: Mapping[str, object] = field(default_factory=dict)
+    chain: tuple[str, ...] = ()
+    """Multihop techniques: the nodes that hold the parts between the owners' in order
+    (MP-SL's compute nodes, FTPipeHD's workers); empty for one-hop techniques."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,8 +192,31 @@ class Plan:
             problems.append(f"{len(self.owners)} data owners but {len(self.shard_sizes)} shard sizes")
         if any(n < 1 for n in self.shard_sizes):
             problems.append(f"every data owner needs at least one sample, got shard sizes {self.shard_sizes}")
+        problems += self._override_problems()
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _override_problems(self) -> list[str]:
+        problems = []
+        owners = len(self.owners)
+        device_cuts = self.extra.get("device_cuts")
+        if device_cuts is not None:
+            if len(device_cuts) != owners:  # type: ignore[arg-type]
+                problems.append(f"device cuts need one entry per data owner ({owners}), got {device_cuts}")
+            for cuts in device_cuts:  # type: ignore[attr-defined]
+                if len(cuts) != len(self.cuts) or not _increasing_within(tuple(cuts), self.num_units):
+                    problems.append(
+                        f"device cuts {tuple(cuts)} must be {len(self.cuts)} increasing unit indices "
+                        f"in 1..{self.num_units - 1}, like cuts {self.cuts}"
+                    )
+        per_owner = self.extra.get("device_micro_batches")
+        if per_owner is not None:
+            if len(per_owner) != owners:  # type: ignore[arg-type]
+                problems.append(f"device micro-batches need one entry per data owner ({owners}), got {per_owner}")
+            bad = [n for n in per_owner if not 1 <= n <= self.batch_size]  # type: ignore[attr-defined]
+            if bad:
+                problems.append(f"device micro-batches {bad} out of range: each must be in 1..{self.batch_size}")
+        return problems
 
     @property
     def parts(self) -> int:
@@ -139,6 +229,38 @@ class Plan:
 
     def aggregates_after(self, epoch: int) -> bool:
         return (epoch + 1) % self.aggregation_interval == 0
+
+    def owner_cuts(self, owner: int) -> tuple[int, ...]:
+        """The cuts of data owner `owner`'s lane."""
+        device_cuts = self.extra.get("device_cuts")
+        return self.cuts if device_cuts is None else tuple(device_cuts[owner])  # type: ignore[index]
+
+    def owner_micro_batches(self, owner: int) -> int:
+        """The micro-batch count of data owner `owner`'s lane."""
+        per_owner = self.extra.get("device_micro_batches")
+        return self.micro_batches if per_owner is None else int(per_owner[owner])  # type: ignore[index]
+
+    def layouts(self) -> tuple[tuple[int, ...], ...]:
+        """The distinct cuts in use, in owner order (one entry without per-owner cuts)."""
+        if self.extra.get("device_cuts") is None:
+            return (self.cuts,)
+        return tuple(dict.fromkeys(self.owner_cuts(i) for i in range(len(self.owners))))
+
+    def owner_part(self, owner: int, part: int) -> int:
+        """Part id of part `part` (0..P-1) in `owner`'s lane."""
+        return self.layouts().index(self.owner_cuts(owner)) * self.parts + part
+
+    def part_units(self) -> tuple[range, ...]:
+        """The units of each part id: P ranges per layout."""
+        out: list[range] = []
+        for cuts in self.layouts():
+            bounds = [0, *cuts, self.num_units]
+            out += [range(a, b) for a, b in zip(bounds, bounds[1:])]
+        return tuple(out)
+
+
+def _increasing_within(cuts: tuple[int, ...], num_units: int) -> bool:
+    return all(isinstance(c, int) and 1 <= c < num_units for c in cuts) and list(cuts) == sorted(set(cuts))
 
 
 def steps_per_epoch(samples: int, batch_size: int) -> int:

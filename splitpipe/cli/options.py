@@ -21,8 +21,15 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "device_speed": (str, "device speed against this host (0.1 = 10x slower), or a comma list per device"),
     "server_speed": (float, "server speed against this host (20 = a GPU server 20x this host)"),
     "batch_size": (int, "mini-batch size per device"),
-    "micro_batches": (int, "micro-batches per mini-batch (PipeLearn)"),
+    "micro_batches": (int, "micro-batches per mini-batch (PipeLearn, FTPipeHD, MP-SL; 1 = MP-SL as published)"),
     "split": (int, "cut point: the unit index where the server part starts (default: half the units)"),
+    "device_splits": (str, "sfl, pipelearn: one cut point per device, a comma list (overrides --split)"),
+    "device_micro_batches": (str, "pipelearn: one micro-batch count per device, a comma list"),
+    "cuts": (str, "mpsl, ftpipehd: comma list of cut points, e.g. 2,10,18 (P-1 cuts for P parts; default: even)"),
+    "owners": (int, "mpsl: data owners (default: --devices); --network and --device-speed are per owner"),
+    "compute_nodes": (int, "mpsl: compute nodes in the chain, one per middle part (default: from --cuts, else 2)"),
+    "stages": (int, "ftpipehd: stages, central node first (default: from --cuts or --stage-speeds, else 4)"),
+    "stage_speeds": (str, "ftpipehd: speed of each stage against this host, central first: one or a comma list"),
     "epochs": (int, "training epochs"),
     "lr": (float, "SGD learning rate"),
     "momentum": (float, "SGD momentum"),
@@ -30,6 +37,8 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "seed": (int, "seed for data split, shuffling and initial weights"),
     "timing": (str, "measured (host time x speed) or profile (fixed per-unit durations, reproducible)"),
     "profile": (str, "profile.json to use for --timing profile (default: measure this host at start)"),
+    "device_profile": (str, "profile.json measured on a device: the data owners' durations (profile timing, prediction)"),
+    "server_profile": (str, "profile.json measured on a server: every other node's durations"),
     "partition": (str, "iid or dirichlet"),
     "alpha": (float, "Dirichlet concentration for --partition dirichlet (smaller = more skewed)"),
     "aggregation_interval": (int, "epochs between FedAvg rounds"),
@@ -38,9 +47,12 @@ FLAGS: dict[str, tuple[Any, str]] = {
 }
 
 
-def add_experiment_flags(parser: argparse.ArgumentParser) -> None:
+def add_experiment_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Add the config argument and every flag of FLAGS but those in `exclude` (a command's own)."""
     parser.add_argument("config", nargs="?", help="optional TOML file; its keys are the flag names with underscores")
     for name, (kind, help_text) in FLAGS.items():
+        if name in exclude:
+            continue
         default = getattr(_DEFAULTS, name)
         shown = f" (default: {default})" if default is not None else ""
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=help_text + shown)

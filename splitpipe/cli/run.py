@@ -16,7 +16,7 @@ COLUMNS = ["epoch", "time_s", "bound_s", "efficiency", "throughput_Bps", "train_
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_flags(parser)
-    parser.add_argument("--technique", help="fl, sl, sfl or pipelearn (default: pipelearn)")
+    parser.add_argument("--technique", help="fl, sl, sfl, pipelearn, mpsl or ftpipehd (default: pipelearn)")
 
 
 def execute(args: argparse.Namespace) -> int:

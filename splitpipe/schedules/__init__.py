@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from splitpipe.plan import Plan
 from splitpipe.schedules.fl import build_fl
+from splitpipe.schedules.ftpipehd import build_ftpipehd
 from splitpipe.schedules.ir import Schedule
+from splitpipe.schedules.mpsl import build_mpsl
 from splitpipe.schedules.sl import build_sl
 from splitpipe.schedules.split import build_pipelearn, build_sfl
 
@@ -19,6 +21,8 @@ BUILDERS: dict[str, Builder] = {
     "sl": build_sl,
     "sfl": build_sfl,
     "pipelearn": build_pipelearn,
+    "mpsl": build_mpsl,
+    "ftpipehd": build_ftpipehd,
 }
 TECHNIQUES = tuple(BUILDERS)
 

@@ -27,12 +27,18 @@ def fedavg(
     members: Sequence[Member],
     aggregator: str,
     epoch: int,
+    units: Sequence[range] | None = None,
 ) -> None:
     """Append to `lists` the actions that average each part over `members` at `aggregator`.
 
     Remote members snapshot, send, then wait for the average and load it. Replicas on the
     aggregator itself are snapshotted by their own lane (so the average waits for their
     last step) and loaded by the aggregator lane.
+
+    With `units` (part id -> unit range), parts of different ids may hold the same units
+    (owners with different cuts): each part's average then takes every unit from all the
+    members that hold it, with their raw weights (the executor renormalises per tensor over
+    the sources that hold it). Member weights must sum to 1 over the members holding a unit.
     """
     agg = lists.setdefault((aggregator, AGG_LANE), [])
     by_part: dict[int, list[Member]] = {}
@@ -47,10 +53,20 @@ def fedavg(
             own.append(Action(SNAPSHOT, part=part, lane=m.lane, replica=m.replica, tag=tag))
             own.append(Action(SEND, part=part, lane=m.lane, peer=aggregator, tag=tag))
             agg.append(Action(RECV, part=part, lane=AGG_LANE, peer=m.node, tag=tag))
+        if units is not None:
+            continue
         total = sum(m.weight for m in group)
         weights = tuple(m.weight / total for m in group)
         average = Tag("avg", AGG_LANE, part, epoch)
         agg.append(Action(AGGREGATE, part=part, lane=AGG_LANE, tag=average, sources=tuple(sources), weights=weights))
+    if units is not None:  # (1b) per unit, over every member that holds some of the part's units
+        for part in sorted(by_part):
+            holders = [m for m in members if _overlap(units[m.part], units[part])]
+            agg.append(Action(
+                AGGREGATE, part=part, lane=AGG_LANE, tag=Tag("avg", AGG_LANE, part, epoch),
+                sources=tuple(Tag("weights", m.lane, m.part, epoch) for m in holders),
+                weights=tuple(m.weight for m in holders),
+            ))
     for part, group in sorted(by_part.items()):  # (2) hand the average back
         average = Tag("avg", AGG_LANE, part, epoch)
         for m in group:
@@ -61,3 +77,7 @@ def fedavg(
             own = lists[(m.node, m.lane)]
             own.append(Action(RECV, part=part, lane=m.lane, peer=aggregator, tag=average))
             own.append(Action(LOAD, part=part, lane=m.lane, replica=m.replica, tag=average))
+
+
+def _overlap(a: range, b: range) -> bool:
+    return max(a.start, b.start) < min(a.stop, b.stop)

@@ -1,0 +1,97 @@
+"""FTPipeHD's static pipeline: a central node with the data and part 0, then a chain of
+workers, one part each, trained by synchronous 1F1B with one optimizer step per mini-batch.
+
+Stage s of S runs, per mini-batch of N micro-batches, min(N, S - s) warm-up forwards, then
+alternates one backward and one forward, then finishes the backwards (S = 3, N = 4)::
+
+    central  (s=0): F0 F1 F2 B0 F3 B1 B2 B3 | U      (1) warm-up, (2) 1F1B, (3) cool-down
+    worker1  (s=1): F0 F1 B0 F2 B1 F3 B2 B3 | U
+    worker2  (s=2): F0 B0 F1 B1 F2 B2 F3 B3 | U
+
+(4) central keeps the labels of each micro-batch from its forward and sends them straight
+to the last worker, which computes the loss (see `stage_topology` for the link). Gradients
+accumulate over the micro-batches and every stage steps once, so without BatchNorm the
+weights equal single-process training of the whole model with the same accumulation.
+"""
+
+from __future__ import annotations
+
+from splitpipe.plan import Plan
+from splitpipe.schedules.ir import (
+    BACKWARD,
+    FORWARD,
+    RECV,
+    SEND,
+    STEP,
+    Action,
+    Replica,
+    Schedule,
+    Tag,
+    programs_from_lists,
+)
+from splitpipe.schedules.steps import owner_steps
+
+__all__ = ["build_ftpipehd", "check_stages", "one_f_one_b"]
+
+
+def one_f_one_b(stages: int, stage: int, micro_batches: int) -> list[tuple[str, int]]:
+    """Stage `stage`'s order of forwards and backwards in one mini-batch: [("F", 0), ...]."""
+    warmup = min(micro_batches, stages - stage)
+    order = [(FORWARD, mb) for mb in range(warmup)]  # (1)
+    for mb in range(micro_batches - warmup):  # (2)
+        order += [(BACKWARD, mb), (FORWARD, warmup + mb)]
+    order += [(BACKWARD, mb) for mb in range(micro_batches - warmup, micro_batches)]  # (3)
+    return order
+
+
+def check_stages(plan: Plan) -> None:
+    stages = 1 + len(plan.chain)
+    if stages < 2:
+        raise ValueError(f"ftpipehd needs at least 2 stages (central and a worker), got {stages}")
+    if plan.parts != stages:
+        raise ValueError(f"ftpipehd with {stages} stages needs {stages - 1} cuts, got {len(plan.cuts)}")
+    if len(plan.owners) != 1:
+        raise ValueError(f"ftpipehd has one data owner (the central node), got {len(plan.owners)}")
+
+
+def build_ftpipehd(plan: Plan, epoch: int) -> Schedule:
+    check_stages(plan)
+    nodes = [plan.owners[0], *plan.chain]
+    lists: dict[tuple[str, int], list[Action]] = {(node, 0): [] for node in nodes}
+    for step, sizes in owner_steps(plan, 0):
+        for s, node in enumerate(nodes):
+            own = lists[(node, 0)]
+            for op, mb in one_f_one_b(len(nodes), s, len(sizes)):
+                if op == FORWARD:
+                    _forward(own, nodes, s, step, mb, sizes[mb])
+                else:
+                    _backward(own, nodes, s, step, mb, sizes[mb])
+            own.append(Action(STEP, part=s, step=step))
+    replicas = tuple(Replica(node, s, 0) for s, node in enumerate(nodes))
+    return Schedule(
+        programs=programs_from_lists(lists),
+        replicas=replicas,
+        evaluate={r.part: ((r, 1.0),) for r in replicas},
+        data_lanes={(nodes[0], 0): 0},
+    )
+
+
+def _forward(own: list[Action], nodes: list[str], s: int, step: int, mb: int, n: int) -> None:
+    last = len(nodes) - 1
+    if s > 0:
+        own.append(Action(RECV, part=s, peer=nodes[s - 1], tag=Tag("act", 0, s - 1, step, mb), samples=n))
+    if s == last:  # (4)
+        own.append(Action(RECV, part=s, peer=nodes[0], tag=Tag("label", 0, 0, step, mb), samples=n))
+    own.append(Action(FORWARD, part=s, step=step, mb=mb, samples=n))
+    if s < last:
+        own.append(Action(SEND, part=s, peer=nodes[s + 1], tag=Tag("act", 0, s, step, mb), samples=n))
+    if s == 0:  # (4)
+        own.append(Action(SEND, part=s, peer=nodes[last], tag=Tag("label", 0, 0, step, mb), samples=n))
+
+
+def _backward(own: list[Action], nodes: list[str], s: int, step: int, mb: int, n: int) -> None:
+    if s < len(nodes) - 1:
+        own.append(Action(RECV, part=s, peer=nodes[s + 1], tag=Tag("grad", 0, s + 1, step, mb), samples=n))
+    own.append(Action(BACKWARD, part=s, step=step, mb=mb, samples=n))
+    if s > 0:
+        own.append(Action(SEND, part=s, peer=nodes[s - 1], tag=Tag("grad", 0, s, step, mb), samples=n))

@@ -1,0 +1,117 @@
+"""MP-SL: data owners keep the first and the last part; the middle parts sit on a chain of
+compute nodes, one replica per owner, pipelined across owners.
+
+Owner i, one mini-batch of N micro-batches, P parts, C = P - 2 compute nodes::
+
+    device i   : F0.0 .. F0.N-1 |                  Fp.0 Bp.0 ..    | B0.0 .. B0.N-1 | U0 Up   (1) (4) (6)
+                     \\act                        ^act     \\grad       ^grad
+    compute0   :    F1.0 .. F1.N-1 ... B1.0 .. B1.N-1 | U1                                    (2) (5)
+    ...                  \\act  ...  ^grad
+    computeC-1 :        Fp-1.0 ..    Bp-1.0 ..  | Up-1                                          (3)
+
+(1) the owner forwards part 0 of every micro-batch and sends each activation at once; the
+labels stay in its store. (2) compute node j runs part j+1 in one lane per owner; when free
+it takes the ready task whose input arrived first (the engine's rule), so the pipeline runs
+across owners. (3) the last compute node returns the activation to the owner, which (4)
+runs part P-1 and the loss with its own labels: no Send ever carries a label. (5) gradients
+flow back the same way; (6) one optimizer step per mini-batch and replica.
+(7) every aggregation interval each compute node averages its replicas locally and the
+aggregator node averages the owners' first and last parts, sample-weighted.
+"""
+
+from __future__ import annotations
+
+from splitpipe.plan import Plan
+from splitpipe.schedules.fedavg import Member, fedavg
+from splitpipe.schedules.ir import (
+    BACKWARD,
+    FORWARD,
+    RECV,
+    SEND,
+    STEP,
+    Action,
+    Replica,
+    Schedule,
+    Tag,
+    programs_from_lists,
+)
+from splitpipe.schedules.steps import owner_steps
+
+__all__ = ["build_mpsl", "check_mpsl"]
+
+
+def check_mpsl(plan: Plan) -> None:
+    """P >= 3 parts and one compute node per middle part."""
+    if plan.parts < 3:
+        raise ValueError(
+            f"mpsl needs at least 3 parts (owner, compute nodes, owner): give at least 2 cuts, got cuts {plan.cuts}"
+        )
+    if len(plan.chain) != plan.parts - 2:
+        raise ValueError(
+            f"mpsl with {len(plan.chain)} compute nodes needs {len(plan.chain) + 1} cuts "
+            f"({len(plan.chain) + 2} parts), got {len(plan.cuts)} cuts {plan.cuts}"
+        )
+
+
+def build_mpsl(plan: Plan, epoch: int) -> Schedule:
+    check_mpsl(plan)
+    last = plan.parts - 1
+    lists: dict[tuple[str, int], list[Action]] = {}
+    weights = plan.fedavg_weights()
+    replicas: list[Replica] = []
+    evaluate: dict[int, list[tuple[Replica, float]]] = {p: [] for p in range(plan.parts)}
+    owner_members: list[Member] = []
+    compute_members: list[Member] = []
+    for i, owner in enumerate(plan.owners):
+        hops = [owner, *plan.chain, owner]  # hops[p] runs part p
+        for step, sizes in owner_steps(plan, i):
+            _owner_batch(lists.setdefault((owner, i), []), hops, i, step, sizes)
+            for p in range(1, last):
+                _compute_batch(lists.setdefault((hops[p], i), []), hops, p, i, step, sizes)
+        for p, node in enumerate(hops):
+            replica = Replica(node, p, i)
+            replicas.append(replica)
+            evaluate[p].append((replica, weights[i]))
+            group = owner_members if p in (0, last) else compute_members
+            group.append(Member(node, i, p, i, weights[i]))
+    if plan.aggregates_after(epoch):  # (7)
+        for node in plan.chain:
+            fedavg(lists, [m for m in compute_members if m.node == node], node, epoch)
+        fedavg(lists, owner_members, plan.server, epoch)
+    return Schedule(
+        programs=programs_from_lists(lists),
+        replicas=tuple(replicas),
+        evaluate={p: tuple(v) for p, v in evaluate.items()},
+        data_lanes={(owner, i): i for i, owner in enumerate(plan.owners)},
+    )
+
+
+def _owner_batch(own: list[Action], hops: list[str], i: int, step: int, sizes: list[int]) -> None:
+    last = len(hops) - 1
+    first_hop, last_hop = hops[1], hops[-2]
+    for mb, n in enumerate(sizes):  # (1)
+        own.append(Action(FORWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=n))
+        own.append(Action(SEND, lane=i, peer=first_hop, tag=Tag("act", i, 0, step, mb), samples=n))
+    for mb, n in enumerate(sizes):  # (4)
+        own.append(Action(RECV, part=last, lane=i, peer=last_hop, tag=Tag("act", i, last - 1, step, mb), samples=n))
+        own.append(Action(FORWARD, part=last, lane=i, replica=i, step=step, mb=mb, samples=n))
+        own.append(Action(BACKWARD, part=last, lane=i, replica=i, step=step, mb=mb, samples=n))
+        own.append(Action(SEND, part=last, lane=i, peer=last_hop, tag=Tag("grad", i, last, step, mb), samples=n))
+    for mb, n in enumerate(sizes):  # (5)
+        own.append(Action(RECV, lane=i, peer=first_hop, tag=Tag("grad", i, 1, step, mb), samples=n))
+        own.append(Action(BACKWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=n))
+    own.append(Action(STEP, part=0, lane=i, replica=i, step=step))  # (6)
+    own.append(Action(STEP, part=last, lane=i, replica=i, step=step))
+
+
+def _compute_batch(own: list[Action], hops: list[str], p: int, i: int, step: int, sizes: list[int]) -> None:
+    before, after = hops[p - 1], hops[p + 1]
+    for mb, n in enumerate(sizes):  # (2)
+        own.append(Action(RECV, part=p, lane=i, peer=before, tag=Tag("act", i, p - 1, step, mb), samples=n))
+        own.append(Action(FORWARD, part=p, lane=i, replica=i, step=step, mb=mb, samples=n))
+        own.append(Action(SEND, part=p, lane=i, peer=after, tag=Tag("act", i, p, step, mb), samples=n))
+    for mb, n in enumerate(sizes):  # (5)
+        own.append(Action(RECV, part=p, lane=i, peer=after, tag=Tag("grad", i, p + 1, step, mb), samples=n))
+        own.append(Action(BACKWARD, part=p, lane=i, replica=i, step=step, mb=mb, samples=n))
+        own.append(Action(SEND, part=p, lane=i, peer=before, tag=Tag("grad", i, p, step, mb), samples=n))
+    own.append(Action(STEP, part=p, lane=i, replica=i, step=step))  # (6)
