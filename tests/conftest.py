@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+# One intra-op thread: on a loaded 2-core machine torch's default of two threads can make small
+# kernels 80x slower (spin-waiting), and results do not depend on it.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seeded() -> None:

@@ -40,8 +40,9 @@ SUMMARY_COLUMNS = (
 )
 
 #: The node whose idle time is "server idle"; nodes named device* are the devices.
-SERVER = "server"
-DEVICE_PREFIX = "device"
+#: Name prefixes of the nodes that serve data owners, and of the data owners themselves.
+SERVER_SIDE = ("server", "compute", "worker")
+DATA_SIDE = ("device", "central")
 
 
 def write_run(
@@ -90,8 +91,9 @@ def write_compare(
 def summarize(report: dict[str, Any]) -> dict[str, float]:
     """Condense a run to one row: means over epochs, accuracy and loss of the last epoch.
 
-    Missing values (no "server" node, no device* node, an epoch without
-    accuracy) come out as NaN rather than zero.
+    Server idle is the mean idle time of the nodes that serve the data owners (the server;
+    MP-SL's compute nodes; FTPipeHD's workers); device idle that of the data owners (devices,
+    FTPipeHD's central node). Missing values come out as NaN rather than zero.
     """
     epochs = _epochs(report)
     if not epochs:
@@ -99,8 +101,8 @@ def summarize(report: dict[str, Any]) -> dict[str, float]:
     last = max(epochs, key=lambda epoch: epoch["epoch"])
     return {
         "epoch_time_s": _mean(e.get("time_s") for e in epochs),
-        "server_idle_s": _mean(e["idle_s"].get(SERVER) for e in epochs),
-        "device_idle_s": _mean(_device_idle(e["idle_s"]) for e in epochs),
+        "server_idle_s": _mean(_idle_of(e["idle_s"], SERVER_SIDE) for e in epochs),
+        "device_idle_s": _mean(_idle_of(e["idle_s"], DATA_SIDE) for e in epochs),
         "throughput_Bps": _mean(e.get("throughput_Bps") for e in epochs),
         "efficiency": _mean(e.get("efficiency") for e in epochs),
         "test_accuracy": _number(last.get("test_accuracy")),
@@ -116,6 +118,8 @@ def metrics_columns(epochs: Sequence[Mapping[str, Any]]) -> list[str]:
     columns += [f"idle_s:{node}" for node in nodes] + [
         f"bytes:{link}" for link in links
     ]
+    memory = sorted({node for e in epochs for node in e.get("memory_bytes", {})})
+    columns += [f"memory_bytes:{node}" for node in memory]
     if any("predicted_time_s" in e for e in epochs):
         columns.append("predicted_time_s")
     return columns
@@ -124,7 +128,7 @@ def metrics_columns(epochs: Sequence[Mapping[str, Any]]) -> list[str]:
 def _metrics_cell(epoch: Mapping[str, Any], column: str) -> object:
     key, _, name = column.partition(":")
     if name:
-        return epoch[key].get(name)
+        return epoch.get(key, {}).get(name)
     return epoch.get(column)
 
 
@@ -151,8 +155,8 @@ def _epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return epochs
 
 
-def _device_idle(idle: Mapping[str, float]) -> float:
-    return _mean(v for node, v in idle.items() if node.startswith(DEVICE_PREFIX))
+def _idle_of(idle: Mapping[str, float], prefixes: tuple[str, ...]) -> float:
+    return _mean(v for node, v in idle.items() if node.startswith(prefixes))
 
 
 def _number(value: object) -> float:
