@@ -64,6 +64,7 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
         model = build_model(config.model, dataset.in_channels, dataset.image_size, dataset.num_classes)
     elif not isinstance(model, nn.Sequential) or len(model) < 1:
         raise ValueError(f"a custom model must be a non-empty nn.Sequential of units, got {type(model).__name__}")
+    overrides = per_device_overrides(config)  # sfl, pipelearn only: refused for the others
     if config.technique in MULTIHOP:  # mpsl, ftpipehd: chains of nodes, P >= 3 parts
         shards, plan = multihop_plan(config, dataset, len(model))
         return Setup(config, dataset, model, shards, plan)
@@ -80,7 +81,7 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
         shard_sizes=tuple(len(s) for s in shards),
         owners=tuple(f"device{i}" for i in range(config.devices)),
         aggregation_interval=config.aggregation_interval,
-        extra=per_device_overrides(config),
+        extra=overrides,
     )
     return Setup(config, dataset, model, shards, plan)
 

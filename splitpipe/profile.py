@@ -58,6 +58,14 @@ class Profile:
     units: tuple[UnitCost, ...]
     copy_s_per_byte: float = 1e-10
     meta: dict[str, object] = field(default_factory=dict)
+    calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per compute op ("F", "B", "U", "W", "A", "L"): (fixed seconds, ratio), so that an
+    action takes time x (1 + ratio) + fixed: what running it costs beyond its units
+    (dispatch, data, loss, bookkeeping), fitted by planner/calibrate.py. Empty: none."""
+
+    def calibrated(self, op: str, seconds: float) -> float:
+        fixed, ratio = self.calibration.get(op, (0.0, 0.0))
+        return max(0.0, seconds * (1.0 + ratio) + fixed)
 
     def forward_s(self, units: range, samples: int) -> float:
         return sum(_interpolate(self.units[u].forward_s, samples) for u in units)
@@ -83,7 +91,8 @@ class Profile:
                      u.step_s / factor, u.output_bytes, u.param_bytes)
             for u in self.units
         )
-        return Profile(self.model, self.device, self.input_bytes, units, self.copy_s_per_byte / factor, self.meta)
+        return Profile(self.model, self.device, self.input_bytes, units, self.copy_s_per_byte / factor, self.meta,
+                       {op: (fixed / factor, ratio) for op, (fixed, ratio) in self.calibration.items()})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -98,7 +107,8 @@ class Profile:
             for u in raw["units"]
         )
         return cls(raw["model"], raw["device"], int(raw["input_bytes"]), units,
-                   float(raw.get("copy_s_per_byte", 1e-10)), dict(raw.get("meta", {})))
+                   float(raw.get("copy_s_per_byte", 1e-10)), dict(raw.get("meta", {})),
+                   {str(k): (float(v[0]), float(v[1])) for k, v in raw.get("calibration", {}).items()})
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:

@@ -11,7 +11,8 @@ from splitpipe.report import format_table, summarize, write_run
 
 __all__ = ["add_arguments", "execute"]
 
-COLUMNS = ["epoch", "time_s", "bound_s", "efficiency", "throughput_Bps", "train_loss", "test_accuracy"]
+COLUMNS = ["epoch", "time_s", "predicted_time_s", "bound_s", "efficiency", "throughput_Bps", "train_loss",
+           "test_accuracy"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,13 @@ program with N = 1. Per device lane i and server lane i, one mini-batch::
 (1) each activation (and its labels) is sent as soon as it exists, overlapping the next
 forward; (2) backwards run in order as gradients return; (3) the server runs forward and
 backward per micro-batch as it arrives. Gradients accumulate; one step per mini-batch.
+
+Each owner may have its own cut and micro-batch count (plan.owner_cuts,
+plan.owner_micro_batches; the planner chooses them per device). Owners with different cuts
+hold different part ids, so FedAvg cannot average "part 0" across them; it averages each
+*unit* over all owners instead, taking it from the device part or the server replica,
+whichever holds it in that owner's lane: the FedAvg of whole models (device part + its
+server replica) that the paper describes, which is the same thing when the cuts agree.
 """
 
 from __future__ import annotations
@@ -41,49 +48,57 @@ def check_two_parts(plan: Plan) -> None:
 
 
 def build_pipelearn(plan: Plan, epoch: int) -> Schedule:
-    return _build(plan, epoch, plan.micro_batches)
+    return _build(plan, epoch, None)
 
 
 def build_sfl(plan: Plan, epoch: int) -> Schedule:
     return _build(plan, epoch, 1)
 
 
-def _build(plan: Plan, epoch: int, micro_batches: int) -> Schedule:
+def _build(plan: Plan, epoch: int, micro_batches: int | None) -> Schedule:
+    """`micro_batches` None: each owner's own count (plan.owner_micro_batches)."""
     check_two_parts(plan)
     server = plan.server
     lists: dict[tuple[str, int], list[Action]] = {}
     members, replicas = [], []
-    evaluate: dict[int, list[tuple[Replica, float]]] = {0: [], 1: []}
+    evaluate: dict[int, list[tuple[Replica, float]]] = {}
     weights = plan.fedavg_weights()
     for i, device in enumerate(plan.owners):
         dev = lists.setdefault((device, i), [])
         srv = lists.setdefault((server, i), [])
+        p0, p1 = plan.owner_part(i, 0), plan.owner_part(i, 1)  # part ids of this owner's cut
         for step, sizes in owner_steps(plan, i, micro_batches):
             for mb in range(len(sizes)):  # (1)
-                dev.append(Action(FORWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-                dev.append(Action(SEND, lane=i, peer=server, tag=Tag("act", i, 0, step, mb), samples=sizes[mb]))
-                dev.append(Action(SEND, lane=i, peer=server, tag=Tag("label", i, 0, step, mb), samples=sizes[mb]))
+                dev.append(Action(FORWARD, part=p0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+                dev.append(Action(SEND, part=p0, lane=i, peer=server, tag=Tag("act", i, p0, step, mb),
+                                  samples=sizes[mb]))
+                dev.append(Action(SEND, part=p0, lane=i, peer=server, tag=Tag("label", i, 0, step, mb),
+                                  samples=sizes[mb]))
             for mb in range(len(sizes)):  # (3)
-                srv.append(Action(RECV, part=1, lane=i, peer=device, tag=Tag("act", i, 0, step, mb), samples=sizes[mb]))
-                srv.append(Action(RECV, part=1, lane=i, peer=device, tag=Tag("label", i, 0, step, mb), samples=sizes[mb]))
-                srv.append(Action(FORWARD, part=1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-                srv.append(Action(BACKWARD, part=1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-                srv.append(Action(SEND, part=1, lane=i, peer=device, tag=Tag("grad", i, 1, step, mb), samples=sizes[mb]))
-            srv.append(Action(STEP, part=1, lane=i, replica=i, step=step))
+                srv.append(Action(RECV, part=p1, lane=i, peer=device, tag=Tag("act", i, p0, step, mb),
+                                  samples=sizes[mb]))
+                srv.append(Action(RECV, part=p1, lane=i, peer=device, tag=Tag("label", i, 0, step, mb),
+                                  samples=sizes[mb]))
+                srv.append(Action(FORWARD, part=p1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+                srv.append(Action(BACKWARD, part=p1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+                srv.append(Action(SEND, part=p1, lane=i, peer=device, tag=Tag("grad", i, p1, step, mb),
+                                  samples=sizes[mb]))
+            srv.append(Action(STEP, part=p1, lane=i, replica=i, step=step))
             for mb in range(len(sizes)):  # (2)
-                dev.append(Action(RECV, lane=i, peer=server, tag=Tag("grad", i, 1, step, mb), samples=sizes[mb]))
-                dev.append(Action(BACKWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-            dev.append(Action(STEP, part=0, lane=i, replica=i, step=step))
-        for part, node in ((0, device), (1, server)):
+                dev.append(Action(RECV, part=p0, lane=i, peer=server, tag=Tag("grad", i, p1, step, mb),
+                                  samples=sizes[mb]))
+                dev.append(Action(BACKWARD, part=p0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
+            dev.append(Action(STEP, part=p0, lane=i, replica=i, step=step))
+        for part, node in ((p0, device), (p1, server)):
             replica = Replica(node, part, i)
             replicas.append(replica)
-            evaluate[part].append((replica, weights[i]))
+            evaluate.setdefault(part, []).append((replica, weights[i]))
             members.append(Member(node, i, part, i, weights[i]))
     if plan.aggregates_after(epoch):
-        fedavg(lists, members, server, epoch)
+        fedavg(lists, members, server, epoch, plan.part_units() if len(plan.layouts()) > 1 else None)
     return Schedule(
         programs=programs_from_lists(lists),
         replicas=tuple(replicas),
-        evaluate={p: tuple(v) for p, v in evaluate.items()},
+        evaluate={p: tuple(v) for p, v in sorted(evaluate.items())},
         data_lanes={(d, i): i for i, d in enumerate(plan.owners)},
     )

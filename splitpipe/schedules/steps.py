@@ -10,8 +10,11 @@ __all__ = ["owner_steps"]
 
 
 def owner_steps(plan: Plan, owner: int, micro_batches: int | None = None) -> Iterator[tuple[int, list[int]]]:
-    """(step, micro-batch sizes) for each mini-batch of owner `owner` in one epoch."""
+    """(step, micro-batch sizes) for each mini-batch of owner `owner` in one epoch.
+
+    `micro_batches` defaults to the owner's own count (plan.owner_micro_batches).
+    """
     samples = plan.shard_sizes[owner]
-    n = plan.micro_batches if micro_batches is None else micro_batches
+    n = plan.owner_micro_batches(owner) if micro_batches is None else micro_batches
     for step in range(steps_per_epoch(samples, plan.batch_size)):
         yield step, micro_batch_sizes(samples, plan.batch_size, n, step)

@@ -1,0 +1,78 @@
+"""Choose the fastest split, micro-batches or cuts for a technique, predict its epoch time, write a run config.
+
+pipelearn (split and micro-batches, per device), sfl and sl (split): a search over the
+predictor; mpsl: MP-SL's ILP for the cuts under --memory-limit, solved with HiGHS;
+ftpipehd: FTPipeHD's min-max DP over stage capacity and links. Times come from
+--device-profile/--server-profile, --profile, or this host measured now, scaled by the
+node speeds. --out plan.toml is a config that `splitpipe run plan.toml` accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from splitpipe.cli.options import add_experiment_flags, config_from_args
+from splitpipe.config import parse_ints
+from splitpipe.experiment import prepare, setup_profiles
+from splitpipe.planner import PLANNABLE, micro_batch_choices, parse_limits, plan_for, plan_toml
+from splitpipe.planner.choose import PlanResult
+from splitpipe.report import format_table
+
+__all__ = ["add_arguments", "execute"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_flags(parser, exclude=("out",))
+    parser.add_argument("--technique", help=f"{', '.join(PLANNABLE)} (default: pipelearn)")
+    parser.add_argument("--memory-limit", help="mpsl, ftpipehd: memory of each compute node or stage, one size "
+                        "or a comma list, e.g. 2GB or 1GB,4GB (default: unlimited)")
+    parser.add_argument("--micro-batch-choices", help="pipelearn: micro-batch counts to try, a comma list "
+                        "(default: divisors of the batch size up to half of it)")
+    parser.add_argument("--shared", action="store_true",
+                        help="pipelearn, sfl: one split and micro-batch count for all devices (no per-device choice)")
+    parser.add_argument("--out", dest="plan_out", help="write the chosen configuration to this TOML file (for splitpipe run)")
+
+
+def execute(args: argparse.Namespace) -> int:
+    config = config_from_args(args, technique=args.technique)
+    counts = tuple(parse_ints("micro-batch-choices", args.micro_batch_choices)) if args.micro_batch_choices else None
+    setup = prepare(config)
+    plan = setup.plan
+    limits = None
+    if args.memory_limit:
+        nodes = list(plan.chain) if config.technique == "mpsl" else [*plan.owners, *plan.chain]
+        limits = parse_limits(args.memory_limit, len(nodes), nodes)
+    choices = counts or micro_batch_choices(plan.batch_size)
+    sizes = {plan.batch_size} | {-(-plan.batch_size // n) for n in choices} | {plan.batch_size // n for n in choices}
+    profiles = setup_profiles(setup, sorted(s for s in sizes if s >= 1))
+    cuts = config.cut_points()
+    result = plan_for(plan, profiles, memory_limits=limits, micro_batches=counts, per_device=not args.shared,
+                      owner_cuts=(cuts[0], cuts[-1]) if cuts and config.technique == "mpsl" else None)
+    show(result)
+    if args.plan_out:
+        write(args.plan_out, config, result)
+    return 0
+
+
+def summary(result: PlanResult) -> list[str]:
+    p = result.prediction
+    chosen = ", ".join(f"{k} {v}" for k, v in result.settings.items())
+    return [
+        f"{result.technique}: {chosen}",
+        f"predicted epoch time {p.time_s:.4g} s, bound {p.bound_s:.4g} s, efficiency {p.bound_s / p.time_s:.3f} "
+        f"(as configured: {result.baseline_s:.4g} s)",
+    ]
+
+
+def show(result: PlanResult) -> None:
+    if result.rows:
+        print(format_table(result.rows, list(result.rows[0])))
+    for line in result.notes + summary(result):
+        print(line)
+
+
+def write(path: str, config, result: PlanResult) -> None:  # type: ignore[no-untyped-def]
+    text = plan_toml(config, result.settings, ["written by splitpipe plan", *summary(result)])
+    Path(path).write_text(text)
+    print(f"wrote {path}")

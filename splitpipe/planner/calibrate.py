@@ -1,0 +1,125 @@
+"""Calibration: what running an action costs beyond the units' own time.
+
+A profile times each unit alone. Running an action also costs the executor's own work: the
+data gather of the first part, the loss of the last, Python dispatch, optimizer and
+state-dict bookkeeping, the memory meter. For small models and micro-batches that is a
+large share (tens of percent for VGG-5 at a few samples per micro-batch), part of it fixed
+per action and part of it growing with the work. So: (1) train short PipeLearn runs of
+the profiled model on this host with measured timing, split after the first unit, in the
+middle and before the last, each with whole mini-batches and with micro-batches of 2
+samples; (2) per kind of action, take the median measured and profiled seconds of each
+(split, node, part, samples) group (robust to a busy machine); (3) fit measured = profiled x
+(1 + ratio) + fixed through the medians, least squares in relative error; (4) store it
+in Profile.calibration, which ProfileTiming (and so the predictor) applies to every action
+of that kind, the fixed part scaled by node speed like the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from collections import defaultdict
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from splitpipe.data import Dataset
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.events import run_schedule
+from splitpipe.engine.predict import node_profiles, profile_timing
+from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.network import PROFILES
+from splitpipe.plan import Plan, star_topology
+from splitpipe.profile import Profile
+from splitpipe.schedules import build_schedule
+from splitpipe.schedules.ir import Action
+
+__all__ = ["calibrate"]
+
+
+class _Recorder(MeasuredTiming):
+    def __init__(self, speeds: dict[str, float]) -> None:
+        super().__init__(speeds)
+        self.seen: list[tuple[str, Action, float]] = []
+
+    def duration(self, node: str, action: Action, measured_s: float) -> float:
+        self.seen.append((node, action, measured_s))
+        return measured_s
+
+
+def calibrate(
+    profile: Profile, model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2,
+    epochs: int = 2, device: str = "cpu",
+) -> Profile:
+    """`profile` with Profile.calibration fitted on this host's `device` (model and dataset as profiled)."""
+    n = len(model)
+    if n < 2:
+        return profile
+    bare = replace(profile, calibration={})
+    groups: dict[str, dict[tuple[int, str, int, int], list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for split in sorted({1, n // 2, n - 1}):  # (1) small and large parts on either side
+        for micro_batches in sorted({1, max(1, batch_size // 2)}):
+            plan = _plan(n, split, batch_size, micro_batches, steps)
+            timing = profile_timing(plan, node_profiles(plan.topology, bare))
+            for node, action, measured in _measure(plan, model, dataset, epochs, device):
+                groups[action.op][(split, node, action.part, action.samples)].append(
+                    (timing.duration(node, action), measured))
+    calibration = {}
+    for op, by_key in sorted(groups.items()):
+        points = [(statistics.median(p for p, _ in g), statistics.median(m for _, m in g)) for g in by_key.values()]
+        calibration[op] = _fit(points)  # (2) (3)
+    return replace(profile, calibration=calibration)  # (4)
+
+
+def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps: int) -> Plan:
+    return Plan(
+        technique="pipelearn", topology=star_topology(1, [PROFILES["none"]], [1.0], 1.0),
+        num_units=num_units, cuts=(split,), batch_size=batch_size, micro_batches=micro_batches,
+        shard_sizes=(steps * batch_size,), owners=("device0",),
+    )
+
+
+def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str) -> list:  # type: ignore[type-arg]
+    """(node, action, measured seconds) of every compute action of the last of `epochs` epochs."""
+    samples = sum(plan.shard_sizes)
+    index = np.arange(samples) % len(dataset.y_train)
+    shards = [index[: plan.shard_sizes[0]], index[plan.shard_sizes[0]:]]
+    recorder = _Recorder({n.name: 1.0 for n in plan.topology.nodes})
+    on = {name: torch.device(device) for name in plan.topology.names}
+    executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, recorder, node_devices=on)
+    for epoch in range(epochs):  # the last epoch is warm
+        recorder.seen.clear()
+        schedule = build_schedule(plan, epoch)
+        executor.begin_epoch(epoch, schedule)
+        run_schedule(schedule, plan.topology, executor, epoch)
+        executor.end_epoch()
+    return list(recorder.seen)
+
+
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed, ratio) so that measured ~ profiled x (1 + ratio) + fixed, least squares in
+    *relative* error (a small part counts as much as a large one), fixed >= 0, ratio >= -0.5."""
+    def solve(with_fixed: bool) -> tuple[float, float]:
+        # minimise sum w (m - (1 + r) p - f)^2 with w = 1 / m^2
+        w = [1.0 / max(m, 1e-9) ** 2 for _, m in points]
+        sw = sum(w)
+        swp = sum(wi * p for wi, (p, _) in zip(w, points))
+        swpp = sum(wi * p * p for wi, (p, _) in zip(w, points))
+        swm = sum(wi * m for wi, (_, m) in zip(w, points))
+        swpm = sum(wi * p * m for wi, (p, m) in zip(w, points))
+        det = swpp * sw - swp * swp
+        if with_fixed and len(points) > 1 and det > 1e-12 * swpp * sw:
+            scale = (swpm * sw - swp * swm) / det
+            return (swm - scale * swp) / sw, scale - 1.0
+        return 0.0, (swpm / swpp - 1.0) if swpp > 0 else 0.0
+
+    fixed, ratio = solve(True)
+    if fixed < 0:
+        fixed, ratio = solve(False)
+    if ratio < -0.5:
+        ratio = -0.5
+        fixed = max(0.0, statistics.median(m - 0.5 * p for p, m in points))
+    return fixed, ratio
