@@ -4,8 +4,14 @@ overhead; and a sweep of device speed against network that shows where PipeLearn
 
     python bench/compare_networks.py --out docs/bench-foundation
 
+Each device holds 2,000 of 8,000 synthetic samples (PipeLearn's paper: 10,000), so the
+once-per-epoch FedAvg is amortised over 20 mini-batches as in a real epoch.
+
 Timing is `profile` (per-unit durations measured once on this host, then fixed), so the
 tables are reproducible for a given profile; the overhead section uses `measured` timing.
+SFL's split and PipeLearn's split and micro-batch count are chosen per network by the
+planner (`splitpipe plan`, one choice shared by all devices) from the same profile;
+`--split S --micro-batches N` fixes them instead.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import tempfile
 from pathlib import Path
 
 from splitpipe.config import RunConfig
+from splitpipe.engine.predict import node_profiles
 from splitpipe.experiment import emulate, prepare
-from splitpipe.profile import measure_profile
+from splitpipe.planner.choose import plan_for
+from splitpipe.profile import Profile, measure_profile
 from splitpipe.report import format_table, summarize, write_run
 
 NETWORKS = ("4g", "4g+", "wifi")
@@ -27,37 +35,51 @@ SPEEDS = (0.02, 0.05, 0.1, 0.2, 0.5)
 
 def base_config(args: argparse.Namespace, profile: str | None) -> RunConfig:
     return RunConfig(
-        model="vgg5", dataset="synthetic", devices=4, device_speed="0.1", server_speed=1.0,
-        batch_size=100, micro_batches=args.micro_batches, split=args.split, epochs=1,
+        model="vgg5", dataset=f"synthetic:train_size={args.train_size}", devices=4, device_speed="0.1", server_speed=1.0,
+        batch_size=100, micro_batches=args.micro_batches or 4, split=args.split, epochs=1,
         timing="profile" if profile else "measured", profile=profile, progress=False,
     )
 
 
 def host_profile(path: Path) -> str:
     setup = prepare(RunConfig(model="vgg5", dataset="synthetic", progress=False))
-    sizes = [100, 25, 100 // 4]
+    sizes = [100, 50, 25, 20, 10, 5]
     profile = measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sorted(set(sizes)), name="vgg5", repeats=7)
     path.write_text(profile.to_json())
     return str(path)
+
+
+def planned(config: RunConfig, args: argparse.Namespace, profile: str) -> RunConfig:
+    """The planner's split (and micro-batches for PipeLearn) for this network, unless fixed by flags."""
+    if config.technique == "fl" or (args.split and (args.micro_batches or config.technique == "sfl")):
+        return config
+    setup = prepare(config)
+    profiles = node_profiles(setup.topology, Profile.load(profile))
+    settings = plan_for(setup.plan, profiles, per_device=False).settings
+    return config.with_(split=args.split or settings["split"],
+                        micro_batches=args.micro_batches or settings.get("micro_batches", 1))
 
 
 def table_by_network(args: argparse.Namespace, profile: str, out: Path | None) -> list[dict[str, object]]:
     rows = []
     for network in NETWORKS:
         for technique in TECHNIQUES:
-            config = base_config(args, profile).with_(technique=technique, network=network)
+            config = planned(base_config(args, profile).with_(technique=technique, network=network), args, profile)
             result = emulate(prepare(config))
             s = summarize(result.report)
-            rows.append({"technique": technique, "network": network, "epoch_time_s": s["epoch_time_s"],
+            plan = result.report["plan"]
+            rows.append({"technique": technique, "network": network,
+                         "split": plan["cuts"][0] if plan["cuts"] else "-", "micro_batches": plan["micro_batches"],
+                         "epoch_time_s": s["epoch_time_s"],
                          "server_idle_s": s["server_idle_s"], "throughput_MBps": s["throughput_Bps"] / 1e6,
                          "efficiency": s["efficiency"]})
-            if out is not None and network == "4g":
+            if out is not None:
                 write_run(out / f"{technique}-{network}", result.report, result.spans)
     return rows
 
 
 def overhead(args: argparse.Namespace) -> dict[str, object]:
-    config = base_config(args, None).with_(technique="pipelearn", network="wifi", epochs=2)
+    config = base_config(args, None).with_(technique="pipelearn", network="wifi", epochs=2, split=args.split or 2)
     epochs = emulate(prepare(config)).report["epochs"]
     last = epochs[-1]  # the first epoch pays for warm-up
     return {"technique": "pipelearn", "wall_s": last["wall_s"], "compute_wall_s": last["compute_wall_s"],
@@ -70,8 +92,8 @@ def sweep(args: argparse.Namespace, profile: str) -> list[dict[str, object]]:
         for speed in SPEEDS:
             times = {}
             for technique in ("fl", "pipelearn"):
-                config = base_config(args, profile).with_(technique=technique, network=network,
-                                                          device_speed=str(speed))
+                config = planned(base_config(args, profile).with_(technique=technique, network=network,
+                                                                  device_speed=str(speed)), args, profile)
                 times[technique] = emulate(prepare(config)).report["epochs"][0]["time_s"]
             rows.append({"network": network, "device_speed": speed, "fl_s": times["fl"],
                          "pipelearn_s": times["pipelearn"], "speedup": times["fl"] / times["pipelearn"]})
@@ -100,8 +122,10 @@ def plot_sweep(rows: list[dict[str, object]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=int, default=2)
-    parser.add_argument("--micro-batches", type=int, default=4)
+    parser.add_argument("--split", type=int, default=None, help="fix the split (default: the planner's)")
+    parser.add_argument("--micro-batches", type=int, default=None, help="fix PipeLearn's micro-batches")
+    parser.add_argument("--train-size", type=int, default=8000,
+                        help="synthetic training samples, split over 4 devices (default 8000: 20 mini-batches each)")
     parser.add_argument("--out", type=Path, default=None, help="write run folders and plots here")
     args = parser.parse_args()
     if args.out:
