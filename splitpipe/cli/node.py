@@ -17,19 +17,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from splitpipe.cli.output import show_run
 from splitpipe.cli.progress import epoch_bar
 from splitpipe.config import RunConfig, load_toml
 from splitpipe.experiment import Setup, prepare
 from splitpipe.network import LinkSpec
-from splitpipe.report import format_table, summarize, write_run
 from splitpipe.runtime.protocol import ROLES, coordinator_of, node_name, parse_address
 
 if TYPE_CHECKING:  # gRPC is imported only when a node really starts
     from splitpipe.runtime.transport import GrpcTransport, Transport
 
-__all__ = ["add_arguments", "execute", "COLUMNS"]
-
-COLUMNS = ["epoch", "time_s", "bound_s", "efficiency", "throughput_Bps", "train_loss", "test_accuracy"]
+__all__ = ["add_arguments", "execute"]
 
 log = logging.getLogger("splitpipe.runtime")
 
@@ -113,13 +111,7 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
     with epoch_bar(config.epochs, f"{config.technique} (distributed)", config.progress) as progress:
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
                              progress=progress).run()
-    print(format_table(result.report["epochs"], COLUMNS))  # type: ignore[arg-type]
-    s = summarize(result.report)
-    print(f"{config.technique}: {s['epoch_time_s']:.4g} s per epoch (distributed, wall clock), "
-          f"efficiency {s['efficiency']:.3f}, test accuracy {s['test_accuracy']:.3f}")
-    if config.out:
-        for path in write_run(config.out, result.report, result.spans):
-            print(f"wrote {path}")
+    show_run(result.report, result.spans, config.out, "distributed, wall clock")
     return 0
 
 

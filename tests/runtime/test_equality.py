@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, cast
 
-import numpy as np
 import pytest
 import torch
 
@@ -39,26 +37,6 @@ PLANS = {
     "mpsl": {"compute_nodes": 2},
     "ftpipehd": {"stages": 3},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: the same kernels in every engine, and no oversubscribed cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """240 learnable 8x8 images of 10 classes (192 train, 48 test): a few steps per epoch."""
-    rng = np.random.default_rng(0)
-    y = np.arange(240) % 10
-    x = (rng.normal(size=(10, 8, 8))[y] + rng.normal(size=(240, 8, 8))).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=x, y=y)
-    return str(path)
 
 
 def small_setup(technique: str, dataset: str, **changes: object) -> Setup:

@@ -11,13 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import pytest
-import torch
 
 from splitpipe.cli import main
 from splitpipe.config import RunConfig
@@ -26,25 +23,6 @@ from splitpipe.runtime.launcher import CLI, config_toml
 
 #: Seconds within which a launch must fail once a node is killed.
 FAIL_FAST_S = 60
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each node of a launch on this machine
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """240 learnable 8x8 images of 10 classes (192 train, 48 test)."""
-    rng = np.random.default_rng(0)
-    y = np.arange(240) % 10
-    x = (rng.normal(size=(10, 8, 8))[y] + rng.normal(size=(240, 8, 8))).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=x, y=y)
-    return str(path)
 
 
 def write_config(tmp_path: Path, tiny_npz: str, **changes: object) -> tuple[RunConfig, Path]:
