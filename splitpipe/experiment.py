@@ -140,7 +140,7 @@ def host_profile(setup: Setup, sizes: Sequence[int] | None = None) -> Profile:
     plan = setup.plan
     if sizes is None:
         counts = {plan.owner_micro_batches(i) for i in range(len(plan.owners))}
-        sizes = {plan.batch_size} | {max(1, -(-plan.batch_size // n)) for n in counts}
+        sizes = sorted({plan.batch_size} | {max(1, -(-plan.batch_size // n)) for n in counts})
     sizes = tuple(sorted(set(sizes)))
     sample = tuple(setup.dataset.x_train.shape[1:])
     key = (repr(setup.model), sample, sizes)  # the same architecture costs the same: measure once

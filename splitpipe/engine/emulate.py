@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import numpy as np
 import torch
@@ -60,10 +61,10 @@ def average_states(
             held = [(t, w / total) for t, w in held]
         first = held[0][0]
         if first.is_floating_point():
-            out[key] = sum(w * t for t, w in held)  # type: ignore[assignment]
+            out[key] = cast(torch.Tensor, sum(w * t for t, w in held))
         else:
-            mean = sum(w * t.double() for t, w in held)
-            out[key] = torch.round(mean).to(first.dtype)  # type: ignore[union-attr]
+            mean = cast(torch.Tensor, sum(w * t.double() for t, w in held))
+            out[key] = torch.round(mean).to(first.dtype)
     return out
 
 
@@ -230,14 +231,15 @@ class TensorExecutor:
             store[Tag("label", a.lane, 0, a.step, a.mb)] = y
             inp = x
         else:
-            inp = store.pop(Tag("act", a.lane, a.part - 1, a.step, a.mb)).detach().requires_grad_()  # type: ignore[union-attr]
+            act = cast(torch.Tensor, store.pop(Tag("act", a.lane, a.part - 1, a.step, a.mb)))
+            inp = act.detach().requires_grad_()
         out = module(inp)
         key = (node, a.part, a.lane, a.step, a.mb)
         if a.part in self.last_parts:
-            y = store.pop(Tag("label", a.lane, 0, a.step, a.mb))
-            ce = F.cross_entropy(out, y, reduction="sum")  # type: ignore[arg-type]
+            label = cast(torch.Tensor, store.pop(Tag("label", a.lane, 0, a.step, a.mb)))
+            ce = F.cross_entropy(out, label, reduction="sum")
             self.loss_sum += ce.item()
-            self.loss_count += len(y)  # type: ignore[arg-type]
+            self.loss_count += len(label)
             self.saved[key] = (inp, ce / self._batch_len(a))
         else:
             store[Tag("act", a.lane, a.part, a.step, a.mb)] = out.detach()
@@ -300,11 +302,11 @@ class TensorExecutor:
         """
         others = states or {}
         if self.mixed_cuts:  # parts overlap (per-owner cuts): average each unit over its holders
-            entries = [e for _, group in sorted(schedule.evaluate.items()) for e in group]
+            all_entries = [e for _, group in sorted(schedule.evaluate.items()) for e in group]
             held = [_to_device(others[r] if r in others else self.module(r).state_dict(), torch.device("cpu"))
-                    for r, _ in entries]
+                    for r, _ in all_entries]
             model = copy.deepcopy(self.model)
-            model.load_state_dict(average_states(held, [w for _, w in entries]))  # type: ignore[arg-type]
+            model.load_state_dict(average_states(held, [w for _, w in all_entries]))  # type: ignore[arg-type]
             return model
         units: list[nn.Module] = []
         for part, entries in sorted(schedule.evaluate.items()):

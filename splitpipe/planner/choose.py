@@ -138,8 +138,9 @@ def ftpipehd_costs(plan: Plan, profiles: Mapping[str, Profile]) -> tuple[list[li
         f, b, u = unit_times(profiles[node], plan.topology.node(node).speed, plan.batch_size, plan.micro_batches)
         compute.append([x + y + z for x, y, z in zip(f, b, u)])
     link = []
-    for a, b in zip(nodes, nodes[1:]):
-        up, down = link_times(profiles[a], plan.batch_size, plan.topology.link(a, b), plan.topology.link(b, a))
+    for src, dst in zip(nodes, nodes[1:]):
+        up, down = link_times(profiles[src], plan.batch_size, plan.topology.link(src, dst),
+                              plan.topology.link(dst, src))
         link.append([max(x, y) for x, y in zip(up, down)])
     return compute, link
 

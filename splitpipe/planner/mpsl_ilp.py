@@ -130,6 +130,7 @@ def solve_mpsl_cuts(
                          f"between the owners' cuts {first_cut} and {last_cut}")
     check_memory_limits(memory, limits, owners, first_cut, last_cut, names)
     started = time.perf_counter()
+    cuts: tuple[int, ...]
     if nodes == 1:
         cuts = (first_cut, last_cut)
     else:
@@ -187,12 +188,14 @@ def _solve(
             terms[bound] = -1.0
             rows.append((terms, -math.inf, -const))  # stage <= L
     for links, bound in ((link_forward, lf), (link_backward, lb)):
-        for i in range(nodes - 1 if links is not None else 0):
+        if links is None:
+            continue
+        for i in range(nodes - 1):
             terms = {bound: -1.0}  # cut after node i before unit t+1: y[i][t] = z[i][t] - z[i][t+1]
             for t in range(m - 1):
-                cost = links[i][first_cut + t + 1] / scale  # type: ignore[index]
-                terms[z(i, t)] = terms.get(z(i, t), 0.0) + cost
-                terms[z(i, t + 1)] = terms.get(z(i, t + 1), 0.0) - cost
+                link_cost = links[i][first_cut + t + 1] / scale
+                terms[z(i, t)] = terms.get(z(i, t), 0.0) + link_cost
+                terms[z(i, t + 1)] = terms.get(z(i, t + 1), 0.0) - link_cost
             rows.append((terms, -math.inf, 0.0))
     matrix = lil_matrix((len(rows), n_var))
     lower, upper = np.empty(len(rows)), np.empty(len(rows))
@@ -200,12 +203,12 @@ def _solve(
         for col, value in terms.items():
             matrix[r, col] = value
         lower[r], upper[r] = lo, hi
-    cost = np.zeros(n_var)
-    cost[lf] = cost[lb] = 1.0
+    objective = np.zeros(n_var)
+    objective[lf] = objective[lb] = 1.0
     integrality = np.zeros(n_var)
     integrality[:nz] = 1
     bounds = Bounds(np.zeros(n_var), np.r_[np.ones(nz), np.inf, np.inf])
-    result = milp(cost, integrality=integrality, bounds=bounds,
+    result = milp(objective, integrality=integrality, bounds=bounds,
                   constraints=LinearConstraint(matrix.tocsr(), lower, upper),
                   options={"mip_rel_gap": 0.0, "time_limit": time_limit_s})
     if result.x is None:
