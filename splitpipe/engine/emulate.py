@@ -214,9 +214,16 @@ class TensorExecutor:
         return self.memory.peaks()
 
     def cuda_peaks(self) -> dict[str, int]:
-        """The CUDA allocator's peak this epoch for each node on a GPU (nodes on one GPU share it)."""
-        return {node: int(torch.cuda.max_memory_allocated(dev))
-                for node, dev in sorted(self.node_devices.items()) if dev.type == "cuda"}
+        """The CUDA allocator's peak this epoch per GPU, keyed by the nodes on it ("a+b").
+
+        The allocator counts per process and device, so nodes emulated on one GPU share one
+        figure; a real run (one process per node) gives each node its own.
+        """
+        shared: dict[torch.device, list[str]] = {}
+        for node, dev in sorted(self.node_devices.items()):
+            if dev.type == "cuda":
+                shared.setdefault(dev, []).append(node)
+        return {"+".join(nodes): int(torch.cuda.max_memory_allocated(dev)) for dev, nodes in shared.items()}
 
     # -- handlers --------------------------------------------------------------------
     def module(self, replica: Replica) -> nn.Module:

@@ -118,4 +118,6 @@ def test_cuda_allocator_peak_is_reported() -> None:
     config = RunConfig(technique="mpsl", cuts="1,4", owners=2, micro_batches=1, epochs=1, batch_size=64,
                        network="none", server_device="cuda", progress=False)
     row = emulate(prepare(config)).report["epochs"][0]
-    assert row["cuda_memory_bytes"]["compute0"] >= row["memory_bytes"]["compute0"] > 0
+    (nodes, peak), = row["cuda_memory_bytes"].items()  # one GPU, shared by the server-side nodes
+    assert set(nodes.split("+")) == {"aggregator", "compute0"}
+    assert peak >= row["memory_bytes"]["compute0"] > 0
