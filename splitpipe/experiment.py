@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,8 +136,6 @@ _HOST_PROFILES: dict[tuple[str, tuple[int, ...], tuple[int, ...]], Profile] = {}
 def host_profile(setup: Setup, sizes: Sequence[int] | None = None) -> Profile:
     if setup.config.profile:
         return Profile.load(setup.config.profile)
-    import copy
-
     plan = setup.plan
     if sizes is None:
         counts = {plan.owner_micro_batches(i) for i in range(len(plan.owners))}

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from splitpipe.data.batching import split_micro_batches
 from splitpipe.network import LinkSpec, NetworkProfile
 
 __all__ = ["Node", "Topology", "Plan", "star_topology", "chain_topology", "stage_topology",
@@ -270,6 +271,4 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
 def micro_batch_sizes(samples: int, batch_size: int, micro_batches: int, step: int) -> list[int]:
     """Sizes of the micro-batches of mini-batch `step`: every sample kept, sizes differ by <= 1."""
     batch = min(batch_size, samples - step * batch_size)
-    count = min(micro_batches, batch)
-    base, extra = divmod(batch, count)
-    return [base + (1 if i < extra else 0) for i in range(count)]
+    return [s.stop - s.start for s in split_micro_batches(batch, micro_batches)]
