@@ -14,8 +14,8 @@ from pathlib import Path
 
 from splitpipe.cli.options import add_experiment_flags, config_from_args
 from splitpipe.config import parse_ints
-from splitpipe.experiment import prepare, setup_profiles
-from splitpipe.planner import PLANNABLE, micro_batch_choices, parse_limits, plan_for, plan_toml
+from splitpipe.planner import memory_nodes, micro_batch_choices, parse_limits, plan_for, plan_toml, plannable
+from splitpipe.setup import prepare, setup_profiles
 from splitpipe.planner.choose import PlanResult
 from splitpipe.report import format_table
 
@@ -24,7 +24,7 @@ __all__ = ["add_arguments", "execute"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_flags(parser, exclude=("out",))
-    parser.add_argument("--technique", help=f"{', '.join(PLANNABLE)} (default: pipelearn)")
+    parser.add_argument("--technique", help=f"{', '.join(plannable())} (default: pipelearn)")
     parser.add_argument("--memory-limit", help="mpsl, ftpipehd: memory of each compute node or stage, one size "
                         "or a comma list, e.g. 2GB or 1GB,4GB (default: unlimited)")
     parser.add_argument("--micro-batch-choices", help="pipelearn: micro-batch counts to try, a comma list "
@@ -41,14 +41,13 @@ def execute(args: argparse.Namespace) -> int:
     plan = setup.plan
     limits = None
     if args.memory_limit:
-        nodes = list(plan.chain) if config.technique == "mpsl" else [*plan.owners, *plan.chain]
+        nodes = memory_nodes(plan)
         limits = parse_limits(args.memory_limit, len(nodes), nodes)
     choices = counts or micro_batch_choices(plan.batch_size)
     sizes = {plan.batch_size} | {-(-plan.batch_size // n) for n in choices} | {plan.batch_size // n for n in choices}
     profiles = setup_profiles(setup, sorted(s for s in sizes if s >= 1))
-    cuts = config.cut_points()
     result = plan_for(plan, profiles, memory_limits=limits, micro_batches=counts, per_device=not args.shared,
-                      owner_cuts=(cuts[0], cuts[-1]) if cuts and config.technique == "mpsl" else None)
+                      cuts=config.cut_points())
     show(result)
     if args.plan_out:
         write(args.plan_out, config, result)

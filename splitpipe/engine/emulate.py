@@ -94,16 +94,9 @@ class TensorExecutor:
         node_devices: Mapping[str, torch.device] | None = None,
         node: str | None = None,
     ) -> None:
-        self.plan = plan
         self.node = node  # a runtime node keeps only its own replicas and data; None keeps all
         self.model = model
-        # One template per part id: owners with their own cuts (plan.layouts) add part ids.
-        self.template = [part for cuts in plan.layouts() for part in split_model(model, cuts)]
-        self.last_part = len(self.template) - 1
-        ranges = plan.part_units()
-        self.first_parts = {p for p, r in enumerate(ranges) if r.start == 0}
-        self.last_parts = {p for p, r in enumerate(ranges) if r.stop == plan.num_units}
-        self.mixed_cuts = len(plan.layouts()) > 1
+        self.use_plan(plan)
         self.dataset = dataset
         self.shards = shards
         self.timing = timing
@@ -125,13 +118,28 @@ class TensorExecutor:
         self.epoch_batches: dict[int, list[np.ndarray]] = {}
         self.cursor: dict[tuple[int, int], int] = {}
 
+    def use_plan(self, plan: Plan) -> None:
+        """Parts of `plan` from now on (engine/carry.py moves the weights when a plan changes)."""
+        self.plan = plan
+        # One template per part id: owners with their own cuts (plan.layouts) add part ids.
+        self.template = [part for cuts in plan.layouts() for part in split_model(self.model, cuts)]
+        self.last_part = len(self.template) - 1
+        ranges = plan.part_units()
+        self.first_parts = {p for p, r in enumerate(ranges) if r.start == 0}
+        self.last_parts = {p for p, r in enumerate(ranges) if r.stop == plan.num_units}
+        self.mixed_cuts = len(plan.layouts()) > 1
+
     # -- epoch life cycle ------------------------------------------------------------
-    def begin_epoch(self, epoch: int, schedule: Schedule) -> None:
+    def begin_segment(self, schedule: Schedule) -> None:
+        """Make the replicas `schedule` needs and this executor lacks (fresh from the template)."""
         for replica in schedule.replicas:
             if replica not in self.replicas and self.node in (None, replica.node):
                 module = copy.deepcopy(self.template[replica.part]).to(self.device(replica.node))
                 self.replicas[replica] = (module, self.optimizer(module.parameters()))
         self.data_lanes = schedule.data_lanes
+
+    def begin_epoch(self, epoch: int, schedule: Schedule) -> None:
+        self.begin_segment(schedule)
         self.epoch_batches = {
             shard: batches(self.shards[shard], self.plan.batch_size, epoch, self.seed)
             for (owner, _), shard in schedule.data_lanes.items() if self.node in (None, owner)

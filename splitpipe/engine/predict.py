@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 from splitpipe.engine.events import run_schedule
 from splitpipe.engine.timing import ProfileTiming
+from splitpipe.loop import run_loop
 from splitpipe.plan import Plan, Topology
 from splitpipe.profile import LABEL_BYTES, Profile
-from splitpipe.schedules import build_schedule
-from splitpipe.schedules.ir import Action
+from splitpipe.schedules import Segment
+from splitpipe.schedules.ir import Action, Schedule
 from splitpipe.span import Span
-from splitpipe.trace import epoch_metrics
 
-__all__ = ["Prediction", "ProfileExecutor", "node_profiles", "predict_epoch", "profile_timing"]
+__all__ = ["Prediction", "ProfileExecutor", "PredictorEngine", "node_profiles", "predict_epoch", "profile_timing"]
 
 
 def node_profiles(
@@ -122,7 +122,22 @@ def predict_epoch(plan: Plan, profiles: Profile | Mapping[str, Profile], epoch: 
     sizes = next(iter(profiles.values()))
     if len(sizes.units) != plan.num_units:
         raise ValueError(f"profile of {sizes.model} has {len(sizes.units)} units but the plan has {plan.num_units}")
-    executor = ProfileExecutor(profile_timing(plan, profiles), sizes, plan.part_units())
-    spans = run_schedule(build_schedule(plan, epoch), plan.topology, executor, epoch)
-    links = [f"{a}->{b}" for a, b in plan.topology.links]
-    return Prediction(spans, epoch_metrics(spans, plan.topology.names, links))
+    result = run_loop(plan, PredictorEngine(profiles, sizes), range(epoch, epoch + 1))
+    return Prediction(result.spans, result.rows[0])
+
+
+class PredictorEngine:
+    """The predictor as an engine of the run loop: profile durations and sizes, no tensors."""
+
+    def __init__(self, profiles: Mapping[str, Profile], sizes: Profile) -> None:
+        self.profiles, self.sizes = profiles, sizes
+
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+        executor = ProfileExecutor(profile_timing(plan, self.profiles), self.sizes, plan.part_units())
+        return run_schedule(schedule, plan.topology, executor, segment.epoch)
+
+    def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
+        return {}
+
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+        """Nothing to carry: the predictor holds no weights."""

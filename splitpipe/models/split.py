@@ -8,7 +8,7 @@ from itertools import pairwise
 
 from torch import nn
 
-__all__ = ["check_cuts", "split_model"]
+__all__ = ["check_cuts", "even_cuts", "split_model"]
 
 
 def check_cuts(num_units: int, cuts: Sequence[int]) -> tuple[int, ...]:
@@ -47,6 +47,13 @@ def _cut_problems(num_units: int, cuts: tuple[int, ...]) -> list[str]:
             f"cuts {cuts} not strictly increasing: each cut must exceed the one before it"
         )
     return problems
+
+
+def even_cuts(num_units: int, parts: int) -> tuple[int, ...]:
+    """P-1 cuts that give every part floor or ceil of num_units / P units."""
+    if not 1 <= parts <= num_units:
+        raise ValueError(f"cannot cut a model of {num_units} units into {parts} parts: need 1..{num_units} parts")
+    return tuple(k * num_units // parts for k in range(1, parts))
 
 
 def split_model(model: nn.Sequential, cuts: Sequence[int]) -> list[nn.Sequential]:

@@ -27,13 +27,14 @@ from torch import nn
 
 from splitpipe.data import Dataset
 from splitpipe.engine.emulate import TensorExecutor
-from splitpipe.engine.events import run_schedule
+from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import node_profiles, profile_timing
 from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.loop import run_loop
 from splitpipe.network import PROFILES
 from splitpipe.plan import Plan, star_topology
 from splitpipe.profile import Profile
-from splitpipe.schedules import build_schedule
+from splitpipe.schedules import DEFAULT
 from splitpipe.schedules.ir import Action
 
 __all__ = ["calibrate"]
@@ -76,7 +77,7 @@ def calibrate(
 
 def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps: int) -> Plan:
     return Plan(
-        technique="pipelearn", topology=star_topology(1, [PROFILES["none"]], [1.0], 1.0),
+        technique=DEFAULT, topology=star_topology(1, [PROFILES["none"]], [1.0], 1.0),
         num_units=num_units, cuts=(split,), batch_size=batch_size, micro_batches=micro_batches,
         shard_sizes=(steps * batch_size,), owners=("device0",),
     )
@@ -90,12 +91,12 @@ def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, de
     recorder = _Recorder({n.name: 1.0 for n in plan.topology.nodes})
     on = {name: torch.device(device) for name in plan.topology.names}
     executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, recorder, node_devices=on)
-    for epoch in range(epochs):  # the last epoch is warm
-        recorder.seen.clear()
-        schedule = build_schedule(plan, epoch)
-        executor.begin_epoch(epoch, schedule)
-        run_schedule(schedule, plan.topology, executor, epoch)
-        executor.end_epoch()
+
+    def keep_the_last(epoch: int, row: dict[str, object]) -> None:  # the last epoch is warm
+        if epoch < epochs - 1:
+            recorder.seen.clear()
+
+    run_loop(plan, EmulatorEngine(executor, evaluate=False), range(epochs), progress=keep_the_last)
     return list(recorder.seen)
 
 

@@ -20,10 +20,31 @@ from splitpipe.planner.mpsl_ilp import solve_mpsl_cuts
 from splitpipe.planner.pipelearn import choose_split
 from splitpipe.planner.sizes import format_bytes
 from splitpipe.profile import Profile
+from splitpipe.schedules import PlannerHook, technique, techniques
 
-__all__ = ["PlanResult", "plan_for", "PLANNABLE", "mpsl_costs", "ftpipehd_costs"]
+__all__ = ["PlanResult", "plan_for", "plannable", "memory_nodes", "mpsl_costs", "ftpipehd_costs"]
 
-PLANNABLE = ("pipelearn", "sfl", "sl", "mpsl", "ftpipehd")
+
+def plannable() -> list[str]:
+    """The techniques that offer the planner something to choose."""
+    return [t.name for t in techniques() if t.planner is not None]
+
+
+def memory_nodes(plan: Plan) -> list[str]:
+    """The nodes `--memory-limit` applies to: those of the roles the technique's planner names."""
+    hook = _hook(plan)
+    roles = set(hook.memory_roles)
+    if not roles:
+        users = [t.name for t in techniques() if t.planner is not None and t.planner.memory_roles]
+        raise ValueError(f"memory-limit applies to {' and '.join(users)}, not {plan.technique}")
+    return [n.name for n in plan.topology.nodes if n.role in roles and n.name in (*plan.owners, *plan.chain)]
+
+
+def _hook(plan: Plan) -> PlannerHook:
+    hook = technique(plan.technique).planner
+    if hook is None:
+        raise ValueError(f"nothing to plan for {plan.technique}: plan chooses for {', '.join(plannable())}")
+    return hook
 
 
 @dataclass
@@ -46,29 +67,30 @@ def plan_for(
     memory_limits: Sequence[float] | None = None,
     micro_batches: Sequence[int] | None = None,
     per_device: bool = True,
-    owner_cuts: tuple[int, int] | None = None,
+    cuts: Sequence[int] | None = None,
 ) -> PlanResult:
-    """Choose the fastest configuration of `plan.technique` for `plan`'s topology and data."""
-    technique = plan.technique
-    if technique not in PLANNABLE:
-        raise ValueError(f"nothing to plan for {technique}: plan chooses for {', '.join(PLANNABLE)}")
-    if memory_limits is not None and technique not in ("mpsl", "ftpipehd"):
-        raise ValueError(f"memory-limit applies to mpsl and ftpipehd, not {technique}")
+    """Choose the fastest configuration of `plan.technique` for `plan`'s topology and data.
+
+    `cuts`: the cuts asked for; the cuts ILP keeps the owners' first and last of them.
+    """
+    hook = _hook(plan)
+    if memory_limits is not None and not hook.memory_roles:
+        memory_nodes(plan)  # raises, naming the techniques that take a memory limit
     baseline = predict_epoch(plan, profiles).time_s
-    if technique == "mpsl":
-        return _mpsl(plan, profiles, memory_limits, owner_cuts, baseline)
-    if technique == "ftpipehd":
+    if hook.strategy == "cuts-ilp":
+        return _mpsl(plan, profiles, memory_limits, (cuts[0], cuts[-1]) if cuts else None, baseline)
+    if hook.strategy == "stages-dp":
         return _ftpipehd(plan, profiles, memory_limits, baseline)
-    return _split(plan, profiles, micro_batches, per_device, baseline)
+    return _split(plan, profiles, hook, micro_batches, per_device, baseline)
 
 
 def _split(
-    plan: Plan, profiles: Mapping[str, Profile], micro_batches: Sequence[int] | None, per_device: bool,
-    baseline: float,
+    plan: Plan, profiles: Mapping[str, Profile], hook: PlannerHook, micro_batches: Sequence[int] | None,
+    per_device: bool, baseline: float,
 ) -> PlanResult:
-    pipelined = plan.technique == "pipelearn"
+    pipelined = hook.micro_batches
     choice = choose_split(plan, profiles, micro_batches=micro_batches if pipelined else (1,),
-                          per_device=per_device and plan.technique != "sl")
+                          per_device=per_device and hook.per_device)
     settings: dict[str, object] = {"split": choice.splits[0]}
     if pipelined:
         settings["micro_batches"] = choice.micro_batches[0]
@@ -116,7 +138,7 @@ def _mpsl(
              f"{solution.objective_s:.4g} s; solved in {solution.solve_s * 1e3:.1f} ms (HiGHS)",
              f"owners keep units 0..{first - 1} and {last}..{plan.num_units - 1}"]
     settings = {"cuts": ",".join(map(str, solution.cuts)), "compute_nodes": len(plan.chain)}
-    return PlanResult("mpsl", chosen, prediction, baseline, settings, rows, notes)
+    return PlanResult(plan.technique, chosen, prediction, baseline, settings, rows, notes)
 
 
 def mpsl_costs(plan: Plan, profiles: Mapping[str, Profile]) -> tuple[list[list[float]], list[list[float]], list[float]]:
@@ -164,4 +186,4 @@ def _ftpipehd(
     ]
     notes = [f"DP bottleneck (slowest stage or link, per mini-batch): {solution.bottleneck_s:.4g} s"]
     settings = {"cuts": ",".join(map(str, solution.cuts)), "stages": len(nodes)}
-    return PlanResult("ftpipehd", chosen, prediction, baseline, settings, rows, notes)
+    return PlanResult(plan.technique, chosen, prediction, baseline, settings, rows, notes)

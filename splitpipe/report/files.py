@@ -39,8 +39,7 @@ SUMMARY_COLUMNS = (
     "train_loss",
 )
 
-#: The node whose idle time is "server idle"; nodes named device* are the devices.
-#: Name prefixes of the nodes that serve data owners, and of the data owners themselves.
+#: Roles (report["roles"]) of the nodes that serve the data owners, and of the data owners.
 SERVER_SIDE = ("server", "compute", "worker")
 DATA_SIDE = ("device", "central")
 
@@ -91,18 +90,21 @@ def write_compare(
 def summarize(report: dict[str, Any]) -> dict[str, float]:
     """Condense a run to one row: means over epochs, accuracy and loss of the last epoch.
 
-    Server idle is the mean idle time of the nodes that serve the data owners (the server;
-    MP-SL's compute nodes; FTPipeHD's workers); device idle that of the data owners (devices,
-    FTPipeHD's central node). Missing values come out as NaN rather than zero.
+    Server idle is the mean idle time of the nodes that serve the data owners (role server;
+    MP-SL's compute nodes; FTPipeHD's workers); device idle that of the data owners (role
+    device, FTPipeHD's central node), by report["roles"]. Missing values come out as NaN.
     """
     epochs = _epochs(report)
     if not epochs:
         raise ValueError("report has no epochs; summarize needs at least one")
+    roles = report.get("roles")
+    if not isinstance(roles, Mapping):
+        raise ValueError("report lacks 'roles' (node -> role); summarize needs it to tell servers from devices")
     last = max(epochs, key=lambda epoch: epoch["epoch"])
     return {
         "epoch_time_s": _mean(e.get("time_s") for e in epochs),
-        "server_idle_s": _mean(_idle_of(e["idle_s"], SERVER_SIDE) for e in epochs),
-        "device_idle_s": _mean(_idle_of(e["idle_s"], DATA_SIDE) for e in epochs),
+        "server_idle_s": _mean(_idle_of(e["idle_s"], roles, SERVER_SIDE) for e in epochs),
+        "device_idle_s": _mean(_idle_of(e["idle_s"], roles, DATA_SIDE) for e in epochs),
         "throughput_Bps": _mean(e.get("throughput_Bps") for e in epochs),
         "efficiency": _mean(e.get("efficiency") for e in epochs),
         "test_accuracy": _number(last.get("test_accuracy")),
@@ -155,8 +157,8 @@ def _epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return epochs
 
 
-def _idle_of(idle: Mapping[str, float], prefixes: tuple[str, ...]) -> float:
-    return _mean(v for node, v in idle.items() if node.startswith(prefixes))
+def _idle_of(idle: Mapping[str, float], roles: Mapping[str, str], wanted: tuple[str, ...]) -> float:
+    return _mean(v for node, v in idle.items() if roles.get(node) in wanted)
 
 
 def _number(value: object) -> float:

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from splitpipe.experiment import Setup, report_header
+from splitpipe.loop import run_loop
+from splitpipe.plan import Plan
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, node_executor
 from splitpipe.runtime.protocol import assignment, config_mismatch, gather_tag, spans_from_body
 from splitpipe.runtime.transport import Message, Transport
-from splitpipe.schedules import build_schedule
-from splitpipe.schedules.ir import Replica
+from splitpipe.schedules import Segment, build_schedule
+from splitpipe.schedules.ir import Replica, Schedule
+from splitpipe.setup import Setup, report_header
 from splitpipe.span import Span
-from splitpipe.trace import epoch_metrics
 
 __all__ = ["Coordinator", "ClusterResult"]
 
@@ -61,6 +62,9 @@ class Coordinator:
         self.addresses: dict[str, str] = {}
         self.offsets: dict[str, ClockOffset] = {name: ClockOffset(0.0, 0.0)}
         self.executor = node_executor(setup, name)
+        self.states: dict[Replica, State] = {}
+        self.loss = (0.0, 0)
+        self.wall_s = 0.0
 
     def run(self) -> ClusterResult:
         self.heartbeat = Heartbeat(self.transport)  # to each node once it joined
@@ -68,15 +72,7 @@ class Coordinator:
             self._join()
             self._assign()
             self._sync_clocks()
-            rows: list[dict[str, object]] = []
-            spans: list[Span] = []
-            states: dict[Replica, State] = {}
-            for epoch in range(self.setup.config.epochs):
-                row, epoch_spans, states = self._epoch(epoch)
-                rows.append(row)
-                spans.extend(epoch_spans)
-                if self.progress is not None:
-                    self.progress(epoch, row)
+            result = run_loop(self.setup.plan, self, range(self.setup.config.epochs), progress=self.progress)
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -86,6 +82,7 @@ class Coordinator:
             raise
         finally:
             self.heartbeat.close()
+        rows, spans, states = result.rows, result.spans, self.states
         nodes = {n: {"offset_s": o.offset_s, "rtt_s": o.rtt_s} for n, o in sorted(self.offsets.items())}
         report = report_header(self.setup, "wall", engine="distributed") | {"epochs": rows, "nodes": nodes}
         return ClusterResult(report, spans, states)
@@ -139,10 +136,11 @@ class Coordinator:
         for member, taken in samples.items():
             self.offsets[member] = estimate_offset(taken)
 
-    # -- (4) and (5): one epoch ------------------------------------------------------------
-    def _epoch(self, epoch: int) -> tuple[dict[str, object], list[Span], dict[Replica, State]]:
-        plan, topology = self.setup.plan, self.setup.topology
-        schedule = build_schedule(plan, epoch)
+    # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+        if segment.start != 0 or not segment.ends_epoch:
+            raise RuntimeError("real runs change plans only between epochs")
+        epoch, topology = segment.epoch, plan.topology
         for member in self.members:
             self.transport.send_control(member, {"type": "prepare", "epoch": epoch})
         self.executor.begin_epoch(epoch, schedule)
@@ -160,30 +158,33 @@ class Coordinator:
                          timeout=self.timeout, speed=self.speed).run()
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
         self.executor.end_epoch()
-        loss_sum, loss_count = self.executor.loss_sum, self.executor.loss_count
-        states: dict[Replica, State] = {}
+        self.loss = (self.executor.loss_sum, self.executor.loss_count)
+        self.states = {}
         for _ in self.members:
             message = self.mailbox.control(self.timeout, f"the reports of epoch {epoch}")
             body = self._expect(message, "done")
             src = message.src
             spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
-            loss_sum += float(body["loss_sum"])  # type: ignore[arg-type]
-            loss_count += int(body["loss_count"])  # type: ignore[call-overload]
+            self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
             for part, index in body["sent"]:  # type: ignore[union-attr]
                 replica = Replica(src, int(part), int(index))
                 data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
-                states[replica] = data.payload  # type: ignore[assignment]
-        wall = time.perf_counter() - wall
+                self.states[replica] = data.payload  # type: ignore[assignment]
+        self.wall_s = time.perf_counter() - wall
         if epoch == self.setup.config.epochs - 1:
             for replica in schedule.replicas:
                 if replica.node == self.name:
-                    states[replica] = {k: v.detach().cpu().clone() for k, v in self.executor.module(replica).state_dict().items()}
-        links = [f"{a}->{b}" for a, b in topology.links]
-        row: dict[str, object] = {"epoch": epoch, **epoch_metrics(spans, topology.names, links)}
-        row["train_loss"] = loss_sum / max(1, loss_count)
-        row["test_accuracy"] = self.executor.evaluate(schedule, states=states)
-        row["wall_s"] = wall
-        return row, spans, states
+                    self.states[replica] = {k: v.detach().cpu().clone()
+                                            for k, v in self.executor.module(replica).state_dict().items()}
+        return spans
+
+    def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
+        loss_sum, loss_count = self.loss
+        return {"train_loss": loss_sum / max(1, loss_count),
+                "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
+
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+        raise RuntimeError("real runs do not change plans mid-run yet")
 
     # -- helpers ---------------------------------------------------------------------------
     def _expect(self, message: Message, kind: str) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import splitpipe
 from splitpipe.config import RunConfig
-from splitpipe.experiment import prepare
+from splitpipe.setup import prepare
 from splitpipe.plan import Topology
 from splitpipe.runtime.protocol import coordinator_of, node_id
 

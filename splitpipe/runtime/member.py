@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from splitpipe.experiment import Setup
+from splitpipe.setup import Setup
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, node_executor

@@ -28,14 +28,13 @@ import torch
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import LINK_CATEGORY, NODE_CATEGORY
 from splitpipe.engine.timing import MeasuredTiming
-from splitpipe.experiment import Setup
-from splitpipe.multihop import server_side_nodes
 from splitpipe.plan import Topology
 from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout
 from splitpipe.runtime.protocol import GATHER_LANE
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules.ir import RECV, SEND, Action, Schedule
+from splitpipe.setup import Setup, accelerated_nodes
 from splitpipe.span import Span
 
 __all__ = ["NodeRunner", "node_executor"]
@@ -50,7 +49,7 @@ def node_executor(setup: Setup, name: str) -> TensorExecutor:
     """
     config = setup.config
     devices = {}
-    if config.server_device != "cpu" and name in server_side_nodes(setup.plan):
+    if config.server_device != "cpu" and name in accelerated_nodes(setup):
         device = torch.device(config.server_device)
         if device.type == "cuda" and not torch.cuda.is_available():
             log.warning("%s: --server-device %s asked for, but this machine has no GPU; using the CPU",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from splitpipe.experiment import Setup
+from splitpipe.setup import Setup
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import coordinator_of

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from splitpipe.plan import Plan
 from splitpipe.schedules.fedavg import Member, fedavg
 from splitpipe.schedules.ir import (
@@ -13,31 +15,57 @@ from splitpipe.schedules.ir import (
     Schedule,
     programs_from_lists,
 )
+from splitpipe.schedules.star import star_plan
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.record import Segment, Technique
 
-__all__ = ["build_fl"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from splitpipe.config import RunConfig
+
+__all__ = ["build_fl", "TECHNIQUE"]
 
 
-def build_fl(plan: Plan, epoch: int) -> Schedule:
+def check_fl(plan: Plan) -> None:
     if plan.parts != 1:
         raise ValueError(f"fl trains the whole model on each device: use no cuts, got cuts {plan.cuts}")
+
+
+def build_fl(plan: Plan, segment: Segment) -> Schedule:
+    check_fl(plan)
     lists: dict[tuple[str, int], list[Action]] = {}
     weights = plan.fedavg_weights()
     members, evaluate = [], []
     for i, device in enumerate(plan.owners):
         program = lists.setdefault((device, i), [])
-        for step, sizes in owner_steps(plan, i, 1):
+        for step, sizes in owner_steps(plan, i, 1, segment):
             n = sizes[0]
             program.append(Action(FORWARD, lane=i, replica=i, step=step, samples=n))
             program.append(Action(BACKWARD, lane=i, replica=i, step=step, samples=n))
             program.append(Action(STEP, lane=i, replica=i, step=step, samples=n))
         members.append(Member(device, i, 0, i, weights[i]))
         evaluate.append((Replica(device, 0, i), weights[i]))
-    if plan.aggregates_after(epoch):
-        fedavg(lists, members, plan.server, epoch)
+    if segment.aggregates(plan):
+        fedavg(lists, members, plan.server, segment.epoch)
     return Schedule(
         programs=programs_from_lists(lists),
         replicas=tuple(r for r, _ in evaluate),
         evaluate={0: tuple(evaluate)},
         data_lanes={(d, i): i for i, d in enumerate(plan.owners)},
     )
+
+
+def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:
+    return star_plan("fl", config, labels, num_units, ())
+
+
+TECHNIQUE = Technique(
+    name="fl",
+    summary="federated learning: the whole model on each device, FedAvg (weighted by samples) at the server",
+    build=build_fl,
+    make_plan=make_plan,
+    check=check_fl,
+    roles=("server", "device"),
+    accelerated_roles=frozenset({"server"}),
+)

@@ -16,7 +16,13 @@ weights equal single-process training of the whole model with the same accumulat
 
 from __future__ import annotations
 
-from splitpipe.plan import Plan
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from splitpipe.models.split import check_cuts, even_cuts
+from splitpipe.network import parse_network
+from splitpipe.plan import Plan, stage_topology
 from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
@@ -30,8 +36,15 @@ from splitpipe.schedules.ir import (
     programs_from_lists,
 )
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.record import PlannerHook, Segment, Technique
 
-__all__ = ["build_ftpipehd", "check_stages", "one_f_one_b"]
+if TYPE_CHECKING:
+    from splitpipe.config import RunConfig
+
+__all__ = ["build_ftpipehd", "check_stages", "one_f_one_b", "TECHNIQUE"]
+
+#: Stages when neither the cuts nor several stage speeds are given.
+DEFAULT_STAGES = 4
 
 
 def one_f_one_b(stages: int, stage: int, micro_batches: int) -> list[tuple[str, int]]:
@@ -54,11 +67,11 @@ def check_stages(plan: Plan) -> None:
         raise ValueError(f"ftpipehd has one data owner (the central node), got {len(plan.owners)}")
 
 
-def build_ftpipehd(plan: Plan, epoch: int) -> Schedule:
+def build_ftpipehd(plan: Plan, segment: Segment) -> Schedule:
     check_stages(plan)
     nodes = [plan.owners[0], *plan.chain]
     lists: dict[tuple[str, int], list[Action]] = {(node, 0): [] for node in nodes}
-    for step, sizes in owner_steps(plan, 0):
+    for step, sizes in owner_steps(plan, 0, None, segment):
         for s, node in enumerate(nodes):
             own = lists[(node, 0)]
             for op, mb in one_f_one_b(len(nodes), s, len(sizes)):
@@ -95,3 +108,41 @@ def _backward(own: list[Action], nodes: list[str], s: int, step: int, mb: int, n
     own.append(Action(BACKWARD, part=s, step=step, mb=mb, samples=n))
     if s > 0:
         own.append(Action(SEND, part=s, peer=nodes[s - 1], tag=Tag("grad", 0, s, step, mb), samples=n))
+
+
+def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:
+    """`central` (the data, stage 0) then worker1..workerS-1, one network per hop."""
+    given = config.cut_points()
+    speeds = config.stage_speed_list()
+    stages = config.stages
+    if stages is None:
+        stages = len(given) + 1 if given is not None else len(speeds) if len(speeds) > 1 else DEFAULT_STAGES
+    if len(speeds) not in (1, stages):
+        raise ValueError(f"stage-speeds has {len(speeds)} values for {stages} stages: give one, or one per stage")
+    if given is not None and len(given) != stages - 1:
+        raise ValueError(f"ftpipehd with {stages} stages needs {stages - 1} cuts, got {len(given)}")
+    cuts = even_cuts(num_units, stages) if given is None else check_cuts(num_units, given)
+    topology = stage_topology(speeds * stages if len(speeds) == 1 else speeds,
+                              [parse_network(n) for n in config.networks()])
+    shards = [np.arange(len(labels))]
+    plan = Plan(
+        technique="ftpipehd", topology=topology, num_units=num_units, cuts=cuts,
+        batch_size=config.batch_size, micro_batches=config.micro_batches,
+        shard_sizes=(len(shards[0]),), owners=("central",), server="central",
+        chain=tuple(f"worker{s}" for s in range(1, stages)),
+    )
+    check_stages(plan)
+    return shards, plan
+
+
+TECHNIQUE = Technique(
+    name="ftpipehd",
+    summary="a central node with the data, then a chain of heterogeneous workers, one part each, 1F1B",
+    build=build_ftpipehd,
+    make_plan=make_plan,
+    check=check_stages,
+    roles=("central", "worker"),
+    accelerated_roles=frozenset({"central"}),
+    pipelined=True,
+    planner=PlannerHook("stages-dp", memory_roles=("central", "worker")),
+)

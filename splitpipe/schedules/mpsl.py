@@ -21,7 +21,12 @@ aggregator node averages the owners' first and last parts, sample-weighted.
 
 from __future__ import annotations
 
-from splitpipe.plan import Plan
+from typing import TYPE_CHECKING
+
+from splitpipe.data.partition import partition
+from splitpipe.models.split import check_cuts, even_cuts
+from splitpipe.network import PROFILES, parse_network
+from splitpipe.plan import Plan, chain_topology
 from splitpipe.schedules.fedavg import Member, fedavg
 from splitpipe.schedules.ir import (
     BACKWARD,
@@ -36,8 +41,17 @@ from splitpipe.schedules.ir import (
     programs_from_lists,
 )
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.record import PlannerHook, Segment, Technique
 
-__all__ = ["build_mpsl", "check_mpsl"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from splitpipe.config import RunConfig
+
+__all__ = ["build_mpsl", "check_mpsl", "TECHNIQUE"]
+
+#: Compute nodes when neither their count nor the cuts are given.
+DEFAULT_COMPUTE_NODES = 2
 
 
 def check_mpsl(plan: Plan) -> None:
@@ -53,7 +67,7 @@ def check_mpsl(plan: Plan) -> None:
         )
 
 
-def build_mpsl(plan: Plan, epoch: int) -> Schedule:
+def build_mpsl(plan: Plan, segment: Segment) -> Schedule:
     check_mpsl(plan)
     last = plan.parts - 1
     lists: dict[tuple[str, int], list[Action]] = {}
@@ -64,7 +78,7 @@ def build_mpsl(plan: Plan, epoch: int) -> Schedule:
     compute_members: list[Member] = []
     for i, owner in enumerate(plan.owners):
         hops = [owner, *plan.chain, owner]  # hops[p] runs part p
-        for step, sizes in owner_steps(plan, i):
+        for step, sizes in owner_steps(plan, i, None, segment):
             _owner_batch(lists.setdefault((owner, i), []), hops, i, step, sizes)
             for p in range(1, last):
                 _compute_batch(lists.setdefault((hops[p], i), []), hops, p, i, step, sizes)
@@ -74,10 +88,10 @@ def build_mpsl(plan: Plan, epoch: int) -> Schedule:
             evaluate[p].append((replica, weights[i]))
             group = owner_members if p in (0, last) else compute_members
             group.append(Member(node, i, p, i, weights[i]))
-    if plan.aggregates_after(epoch):  # (7)
+    if segment.aggregates(plan):  # (7)
         for node in plan.chain:
-            fedavg(lists, [m for m in compute_members if m.node == node], node, epoch)
-        fedavg(lists, owner_members, plan.server, epoch)
+            fedavg(lists, [m for m in compute_members if m.node == node], node, segment.epoch)
+        fedavg(lists, owner_members, plan.server, segment.epoch)
     return Schedule(
         programs=programs_from_lists(lists),
         replicas=tuple(replicas),
@@ -115,3 +129,41 @@ def _compute_batch(own: list[Action], hops: list[str], p: int, i: int, step: int
         own.append(Action(BACKWARD, part=p, lane=i, replica=i, step=step, mb=mb, samples=n))
         own.append(Action(SEND, part=p, lane=i, peer=before, tag=Tag("grad", i, p, step, mb), samples=n))
     own.append(Action(STEP, part=p, lane=i, replica=i, step=step))  # (6)
+
+
+def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:
+    """Owners device0.., compute nodes compute0.. (links between them: the dc profile), an aggregator."""
+    given = config.cut_points()
+    compute = config.compute_nodes
+    if compute is None:
+        compute = DEFAULT_COMPUTE_NODES if given is None else max(1, len(given) - 1)
+    cuts = even_cuts(num_units, compute + 2) if given is None else check_cuts(num_units, given)
+    owners = config.devices if config.owners is None else config.owners
+    topology = chain_topology(
+        owners, [parse_network(n) for n in config.networks()], config.device_speeds(),
+        compute, config.server_speed, PROFILES["dc"],
+    )
+    shards = partition(labels, owners, config.partition, config.alpha, config.seed)
+    plan = Plan(
+        technique="mpsl", topology=topology, num_units=num_units, cuts=cuts,
+        batch_size=config.batch_size, micro_batches=config.micro_batches,
+        shard_sizes=tuple(len(s) for s in shards), owners=tuple(f"device{i}" for i in range(owners)),
+        server="aggregator", aggregation_interval=config.aggregation_interval, labels="owner",
+        chain=tuple(f"compute{j}" for j in range(compute)),
+    )
+    check_mpsl(plan)
+    return shards, plan
+
+
+TECHNIQUE = Technique(
+    name="mpsl",
+    summary="multihop parallel split learning: owners keep the first and last parts, a chain of compute "
+            "nodes the middle ones",
+    build=build_mpsl,
+    make_plan=make_plan,
+    check=check_mpsl,
+    roles=("aggregator", "compute", "device"),
+    accelerated_roles=frozenset({"compute", "aggregator"}),
+    pipelined=True,
+    planner=PlannerHook("cuts-ilp", memory_roles=("compute",)),
+)

@@ -3,6 +3,8 @@ the next through the server, which keeps the one server part."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from splitpipe.plan import Plan
 from splitpipe.schedules.ir import (
     AGG_LANE,
@@ -20,13 +22,22 @@ from splitpipe.schedules.ir import (
     programs_from_lists,
 )
 from splitpipe.schedules.split import check_two_parts
+from splitpipe.schedules.star import split_cut, star_plan
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.record import PlannerHook, Segment, Technique
 
-__all__ = ["build_sl"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from splitpipe.config import RunConfig
+
+__all__ = ["build_sl", "TECHNIQUE"]
 
 
-def build_sl(plan: Plan, epoch: int) -> Schedule:
+def build_sl(plan: Plan, segment: Segment) -> Schedule:
+    """One segment: each device in turn over its steps of the segment, then the hand-over."""
     check_two_parts(plan)
+    epoch = segment.epoch
     server, owners = plan.server, plan.owners
     lists: dict[tuple[str, int], list[Action]] = {}
     srv = lists.setdefault((server, 0), [])
@@ -38,7 +49,7 @@ def build_sl(plan: Plan, epoch: int) -> Schedule:
             handed = Tag("weights", i - 1, 0, epoch)
             dev.append(Action(RECV, lane=i, peer=server, tag=handed))
             dev.append(Action(LOAD, lane=i, replica=i, tag=handed))
-        for step, sizes in owner_steps(plan, i, 1):
+        for step, sizes in owner_steps(plan, i, 1, segment):
             n = sizes[0]
             dev.append(Action(FORWARD, lane=i, replica=i, step=step, samples=n))
             dev.append(Action(SEND, lane=i, peer=server, tag=Tag("act", i, 0, step), samples=n))
@@ -71,3 +82,19 @@ def build_sl(plan: Plan, epoch: int) -> Schedule:
         evaluate={0: ((Replica(owners[0], 0, 0), 1.0),), 1: ((Replica(server, 1, 0), 1.0),)},
         data_lanes={(d, i): i for i, d in enumerate(owners)},
     )
+
+
+def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:
+    return star_plan("sl", config, labels, num_units, split_cut(config, num_units))
+
+
+TECHNIQUE = Technique(
+    name="sl",
+    summary="split learning: devices take turns; the device part travels from device to device",
+    build=build_sl,
+    make_plan=make_plan,
+    check=check_two_parts,
+    roles=("server", "device"),
+    accelerated_roles=frozenset({"server"}),
+    planner=PlannerHook("split"),
+)

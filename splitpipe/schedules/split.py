@@ -36,8 +36,9 @@ from splitpipe.schedules.ir import (
     programs_from_lists,
 )
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.record import Segment
 
-__all__ = ["build_sfl", "build_pipelearn", "check_two_parts"]
+__all__ = ["build_split", "check_two_parts"]
 
 
 def check_two_parts(plan: Plan) -> None:
@@ -47,16 +48,8 @@ def check_two_parts(plan: Plan) -> None:
         )
 
 
-def build_pipelearn(plan: Plan, epoch: int) -> Schedule:
-    return _build(plan, epoch, None)
-
-
-def build_sfl(plan: Plan, epoch: int) -> Schedule:
-    return _build(plan, epoch, 1)
-
-
-def _build(plan: Plan, epoch: int, micro_batches: int | None) -> Schedule:
-    """`micro_batches` None: each owner's own count (plan.owner_micro_batches)."""
+def build_split(plan: Plan, segment: Segment, micro_batches: int | None = None) -> Schedule:
+    """`micro_batches` None: each owner's own count (plan.owner_micro_batches); SFL passes 1."""
     check_two_parts(plan)
     server = plan.server
     lists: dict[tuple[str, int], list[Action]] = {}
@@ -67,7 +60,7 @@ def _build(plan: Plan, epoch: int, micro_batches: int | None) -> Schedule:
         dev = lists.setdefault((device, i), [])
         srv = lists.setdefault((server, i), [])
         p0, p1 = plan.owner_part(i, 0), plan.owner_part(i, 1)  # part ids of this owner's cut
-        for step, sizes in owner_steps(plan, i, micro_batches):
+        for step, sizes in owner_steps(plan, i, micro_batches, segment):
             for mb in range(len(sizes)):  # (1)
                 dev.append(Action(FORWARD, part=p0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
                 dev.append(Action(SEND, part=p0, lane=i, peer=server, tag=Tag("act", i, p0, step, mb),
@@ -94,8 +87,8 @@ def _build(plan: Plan, epoch: int, micro_batches: int | None) -> Schedule:
             replicas.append(replica)
             evaluate.setdefault(part, []).append((replica, weights[i]))
             members.append(Member(node, i, part, i, weights[i]))
-    if plan.aggregates_after(epoch):
-        fedavg(lists, members, server, epoch, plan.part_units() if len(plan.layouts()) > 1 else None)
+    if segment.aggregates(plan):
+        fedavg(lists, members, server, segment.epoch, plan.part_units() if len(plan.layouts()) > 1 else None)
     return Schedule(
         programs=programs_from_lists(lists),
         replicas=tuple(replicas),

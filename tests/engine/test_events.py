@@ -37,7 +37,7 @@ def test_profile_timing_equals_hand_computed_critical_path() -> None:
     timing = ProfileTiming({n: hand_profile() for n in ("server", "device0")},
                            {"server": 1.0, "device0": 1.0}, part_units(2, plan.cuts))
     executor = TensorExecutor(model, plan, load_dataset("digits"), [np.arange(4)], timing)
-    schedule = build_schedule(plan, epoch=0)
+    schedule = build_schedule(plan, 0)
     executor.begin_epoch(0, schedule)
     spans = run_schedule(schedule, plan.topology, executor)
     # device: F0.0 [0,1], F0.1 [1,2]; uplink 64 B/s: act0 [1,2] (+0.5 -> 2.5), label0 [2,2.25] (2.75),

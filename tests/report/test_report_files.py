@@ -43,6 +43,7 @@ def _report(technique: str = "pipelearn", slow: float = 1.0) -> dict:
         "dataset": "digits",
         "devices": 2,
         "network": "4g",
+        "roles": {"server": "server", "device0": "device", "device1": "device"},
         "plan": {"micro_batches": 4, "batch_size": 32},
         "epochs": [
             _epoch(0, 3.0 * slow, 1.0 * slow, 0.5),

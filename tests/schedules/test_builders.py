@@ -21,13 +21,13 @@ def plan(technique: str, devices: int = 1, shard: int = 3, micro_batches: int = 
 
 @pytest.mark.parametrize("technique", ["pipelearn", "sl"])
 def test_schedule_matches_golden_text(technique: str) -> None:
-    text = build_schedule(plan(technique, devices=2), epoch=0).dump()
+    text = build_schedule(plan(technique, devices=2), 0).dump()
     golden = GOLDEN / f"{technique}_2dev.txt"
     assert text == golden.read_text(), f"regenerate {golden} if the change is intended"
 
 
 def test_action_text_round_trips() -> None:
-    schedule = build_schedule(plan("pipelearn", devices=2), epoch=0)
+    schedule = build_schedule(plan("pipelearn", devices=2), 0)
     for _, _, action in schedule.actions():
         assert parse_action(str(action)) == action
 

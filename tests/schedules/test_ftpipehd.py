@@ -46,7 +46,7 @@ def tiny_plan(stages: int = 3, samples: int = 4, batch: int = 4, micro_batches: 
 
 def test_tiny_schedule_matches_golden_text() -> None:
     """Three stages, one mini-batch of two micro-batches; labels go central -> worker2."""
-    assert build_schedule(tiny_plan(), epoch=0).dump() == (GOLDEN / "ftpipehd_3stages_2mb.txt").read_text()
+    assert build_schedule(tiny_plan(), 0).dump() == (GOLDEN / "ftpipehd_3stages_2mb.txt").read_text()
 
 
 def mlp() -> nn.Sequential:

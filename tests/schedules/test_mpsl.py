@@ -33,7 +33,7 @@ def tiny_plan(owners: int = 2, compute: int = 1, shard_sizes: tuple[int, ...] = 
 
 def test_tiny_schedule_matches_golden_text() -> None:
     """Two owners, one compute node, one batch each, then averaging (compute node locally)."""
-    assert build_schedule(tiny_plan(), epoch=0).dump() == (GOLDEN / "mpsl_2owners_1compute.txt").read_text()
+    assert build_schedule(tiny_plan(), 0).dump() == (GOLDEN / "mpsl_2owners_1compute.txt").read_text()
 
 
 def test_no_action_sends_a_label() -> None:

@@ -1,0 +1,67 @@
+"""Carrying weights over when a run's plan changes: every new replica starts from the nearest copy.
+
+A part's state-dict keys name the model's units ("3.weight"), so a replica's weights are
+pieces of its owner's model. When the plan changes (new cuts, an owner dropped), each new
+replica takes every key it holds from the old replica of the same owner that held it, with
+its optimizer state; a key no such replica held (a shared replica, SL's server part) is the
+average of every old copy of it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from splitpipe.engine.emulate import TensorExecutor, average_states
+from splitpipe.plan import Plan
+from splitpipe.schedules.ir import Replica
+
+__all__ = ["carry_over"]
+
+State = dict[str, torch.Tensor]
+
+
+def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], replicas: Sequence[Replica]) -> None:
+    """Rebuild `executor`'s replicas as `replicas` of `plan`; `owners` maps old owner -> new owner."""
+    weights: dict[int, State] = defaultdict(dict)  # old replica index -> key -> tensor
+    momentum: dict[int, State] = defaultdict(dict)
+    for replica, (module, optimizer) in executor.replicas.items():
+        weights[replica.replica].update({k: v.detach().clone() for k, v in module.state_dict().items()})
+        for name, param in module.named_parameters():
+            buffer = optimizer.state.get(param, {}).get("momentum_buffer")
+            if buffer is not None:
+                momentum[replica.replica][name] = buffer.clone()
+    old_of = {new: old for old, new in owners.items()}
+    shards, batches, cursor = executor.shards, executor.epoch_batches, executor.cursor
+    executor.shards = [shards[old_of[new]] for new in range(len(plan.owners))]
+    executor.epoch_batches = {new: batches[old] for old, new in owners.items() if old in batches}
+    executor.cursor = {(owners[lane], step): at for (lane, step), at in cursor.items() if lane in owners}
+    executor.use_plan(plan)
+    executor.replicas = {}
+    for replica in replicas:
+        if executor.node not in (None, replica.node):
+            continue
+        module = executor.template[replica.part]
+        source = old_of.get(replica.replica, replica.replica)
+        state = {key: _nearest(key, source, weights) for key in module.state_dict()}
+        fresh = copy.deepcopy(module).to(executor.device(replica.node))
+        fresh.load_state_dict(state)
+        optimizer = executor.optimizer(fresh.parameters())
+        for name, param in fresh.named_parameters():
+            buffer = momentum.get(source, {}).get(name)
+            if buffer is not None:
+                optimizer.state[param]["momentum_buffer"] = buffer.to(param.device)
+        executor.replicas[replica] = (fresh, optimizer)
+
+
+def _nearest(key: str, source: int, weights: Mapping[int, State]) -> torch.Tensor:
+    own = weights.get(source, {})
+    if key in own:
+        return own[key]
+    copies = [state for state in weights.values() if key in state]
+    if not copies:
+        raise RuntimeError(f"no copy of '{key}' survives to carry over to the new plan")
+    return average_states([{key: s[key]} for s in copies], [1 / len(copies)] * len(copies))[key]

@@ -1,0 +1,59 @@
+"""The emulator as an engine of the run loop: programs on the virtual clock, real tensors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from splitpipe.engine.carry import carry_over
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.events import run_schedule
+from splitpipe.plan import Plan
+from splitpipe.schedules import Segment, build_schedule
+from splitpipe.schedules.ir import Schedule
+from splitpipe.span import Span
+
+__all__ = ["EmulatorEngine"]
+
+
+class EmulatorEngine:
+    """Runs each segment with `executor` on the event engine's virtual clock.
+
+    `evaluate`: test accuracy of the global model after each epoch. `predict(plan, epoch)`:
+    the predictor's epoch time, reported beside the emulated one.
+    """
+
+    def __init__(self, executor: TensorExecutor, *, evaluate: bool = True,
+                 predict: Callable[[Plan, int], float] | None = None) -> None:
+        self.executor = executor
+        self.evaluate = evaluate
+        self.predict = predict
+        self.wall_s = 0.0
+
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+        if segment.start == 0:
+            self.executor.begin_epoch(segment.epoch, schedule)
+            self.wall_s = 0.0
+        else:
+            self.executor.begin_segment(schedule)
+        wall = time.perf_counter()
+        spans = run_schedule(schedule, plan.topology, self.executor, segment.epoch)
+        self.wall_s += time.perf_counter() - wall
+        return spans
+
+    def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
+        executor = self.executor
+        row: dict[str, object] = {"train_loss": executor.end_epoch()}
+        if self.evaluate:
+            row["test_accuracy"] = executor.evaluate(schedule)
+        row["wall_s"] = self.wall_s
+        row["compute_wall_s"] = executor.compute_wall_s
+        if self.predict is not None:
+            row["predicted_time_s"] = self.predict(plan, epoch)
+        row["memory_bytes"] = executor.memory_peaks()
+        if any(d.type == "cuda" for d in executor.node_devices.values()):
+            row["cuda_memory_bytes"] = executor.cuda_peaks()
+        return row
+
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas)
