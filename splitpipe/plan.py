@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from splitpipe.data.batching import split_micro_batches
 from splitpipe.network import LinkSpec, NetworkProfile
@@ -250,6 +250,27 @@ class Plan:
     def owner_part(self, owner: int, part: int) -> int:
         """Part id of part `part` (0..P-1) in `owner`'s lane."""
         return self.layouts().index(self.owner_cuts(owner)) * self.parts + part
+
+    def without_owners(self, gone: Sequence[str]) -> tuple[Plan, dict[int, int]]:
+        """This plan without data owners `gone` (and their links), and old owner -> new owner.
+
+        The survivors keep their names and order; per-owner overrides follow them, and
+        FedAvg's sample weights renormalise over them by construction.
+        """
+        unknown = sorted(set(gone) - set(self.owners))
+        if unknown:
+            raise ValueError(f"cannot drop {', '.join(unknown)}: the data owners are {', '.join(self.owners)}")
+        keep = [i for i, owner in enumerate(self.owners) if owner not in gone]
+        if not keep:
+            raise RuntimeError(f"no data owner left after dropping {', '.join(gone)}")
+        topology = Topology(
+            tuple(n for n in self.topology.nodes if n.name not in gone),
+            {ends: spec for ends, spec in self.topology.links.items() if not set(ends) & set(gone)},
+        )
+        extra = {key: tuple(value[i] for i in keep) for key, value in self.extra.items()}  # type: ignore[attr-defined,index]
+        plan = replace(self, topology=topology, owners=tuple(self.owners[i] for i in keep),
+                       shard_sizes=tuple(self.shard_sizes[i] for i in keep), extra=extra)
+        return plan, {old: new for new, old in enumerate(keep)}
 
     def part_units(self) -> tuple[range, ...]:
         """The units of each part id: P ranges per layout."""

@@ -15,9 +15,9 @@ from pathlib import Path
 from splitpipe.cli.options import add_experiment_flags, config_from_args
 from splitpipe.config import parse_ints
 from splitpipe.planner import memory_nodes, micro_batch_choices, parse_limits, plan_for, plan_toml, plannable
-from splitpipe.setup import prepare, setup_profiles
 from splitpipe.planner.choose import PlanResult
 from splitpipe.report import format_table
+from splitpipe.setup import prepare, setup_profiles
 
 __all__ = ["add_arguments", "execute"]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import splitpipe
 from splitpipe.config import RunConfig
-from splitpipe.setup import prepare
 from splitpipe.plan import Topology
 from splitpipe.runtime.protocol import coordinator_of, node_id
+from splitpipe.setup import prepare
 
 __all__ = ["launch", "ClusterFailed", "config_toml"]
 

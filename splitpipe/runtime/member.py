@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-from splitpipe.setup import Setup
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, node_executor
@@ -18,6 +17,7 @@ from splitpipe.runtime.protocol import assignment, config_body, gather_tag, span
 from splitpipe.runtime.transport import Transport
 from splitpipe.schedules import build_schedule
 from splitpipe.schedules.ir import Replica, Schedule
+from splitpipe.setup import Setup
 
 __all__ = ["run_member"]
 

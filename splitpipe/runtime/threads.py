@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from splitpipe.setup import Setup
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import coordinator_of
 from splitpipe.runtime.transport import Transport, make_local_transports
+from splitpipe.setup import Setup
 
 __all__ = ["run_in_threads"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from splitpipe.plan import Plan
 from splitpipe.schedules.ir import Schedule
-from splitpipe.schedules.registry import DEFAULT, NAMES, technique, techniques
 from splitpipe.schedules.record import PlannerHook, Segment, Technique
+from splitpipe.schedules.registry import DEFAULT, NAMES, technique, techniques
 
 __all__ = ["TECHNIQUES", "DEFAULT", "build_schedule", "technique", "techniques", "Technique", "PlannerHook",
            "Segment"]

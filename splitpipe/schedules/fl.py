@@ -15,9 +15,9 @@ from splitpipe.schedules.ir import (
     Schedule,
     programs_from_lists,
 )
+from splitpipe.schedules.record import Segment, Technique, drop_owners
 from splitpipe.schedules.star import star_plan
 from splitpipe.schedules.steps import owner_steps
-from splitpipe.schedules.record import Segment, Technique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,4 +68,6 @@ TECHNIQUE = Technique(
     check=check_fl,
     roles=("server", "device"),
     accelerated_roles=frozenset({"server"}),
+    replan=drop_owners,
+    compared=True,
 )

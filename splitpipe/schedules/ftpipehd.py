@@ -35,8 +35,8 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
-from splitpipe.schedules.steps import owner_steps
 from splitpipe.schedules.record import PlannerHook, Segment, Technique
+from splitpipe.schedules.steps import owner_steps
 
 if TYPE_CHECKING:
     from splitpipe.config import RunConfig

@@ -40,8 +40,8 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.record import PlannerHook, Segment, Technique, drop_owners
 from splitpipe.schedules.steps import owner_steps
-from splitpipe.schedules.record import PlannerHook, Segment, Technique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,4 +166,5 @@ TECHNIQUE = Technique(
     accelerated_roles=frozenset({"compute", "aggregator"}),
     pipelined=True,
     planner=PlannerHook("cuts-ilp", memory_roles=("compute",)),
+    replan=drop_owners,
 )

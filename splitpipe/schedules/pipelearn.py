@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from splitpipe.plan import Plan
 from splitpipe.schedules.ir import Schedule
+from splitpipe.schedules.record import PlannerHook, Segment, Technique, drop_owners
 from splitpipe.schedules.split import build_split, check_two_parts
 from splitpipe.schedules.star import split_cut, star_plan
-from splitpipe.schedules.record import PlannerHook, Segment, Technique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,4 +37,6 @@ TECHNIQUE = Technique(
     pipelined=True,
     options=frozenset({"device_splits", "device_micro_batches"}),
     planner=PlannerHook("split", micro_batches=True, per_device=True),
+    replan=drop_owners,
+    compared=True,
 )

@@ -8,7 +8,7 @@ programs, which roles its nodes play, what the planner may choose, how it re-pla
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from splitpipe.schedules.ir import Schedule
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from splitpipe.config import RunConfig
     from splitpipe.plan import Plan
 
-__all__ = ["Technique", "PlannerHook", "Segment"]
+__all__ = ["Technique", "PlannerHook", "Segment", "drop_owners"]
 
 
 @dataclass(frozen=True)
@@ -96,5 +96,12 @@ class Technique:
     """Per-device options only some techniques accept (device_splits, device_micro_batches)."""
     planner: PlannerHook | None = None
     replan: Replan | None = None
-    """Plan without the nodes given (failed, left) -> the new plan and old owner -> new owner."""
-    extra: Mapping[str, object] = field(default_factory=dict)
+    """Plan without the nodes given (failed, left) -> the new plan and old owner -> new owner;
+    None: the technique cannot go on without a node yet."""
+    compared: bool = False
+    """In `splitpipe compare`'s default set."""
+
+
+def drop_owners(plan: Plan, gone: Sequence[str]) -> tuple[Plan, Mapping[int, int]]:
+    """The re-plan of techniques whose data owners are independent: go on without them."""
+    return plan.without_owners(gone)

@@ -21,10 +21,10 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.record import PlannerHook, Segment, Technique, drop_owners
 from splitpipe.schedules.split import check_two_parts
 from splitpipe.schedules.star import split_cut, star_plan
 from splitpipe.schedules.steps import owner_steps
-from splitpipe.schedules.record import PlannerHook, Segment, Technique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,4 +97,6 @@ TECHNIQUE = Technique(
     roles=("server", "device"),
     accelerated_roles=frozenset({"server"}),
     planner=PlannerHook("split"),
+    replan=drop_owners,
+    compared=True,
 )

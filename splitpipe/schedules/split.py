@@ -35,8 +35,8 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
-from splitpipe.schedules.steps import owner_steps
 from splitpipe.schedules.record import Segment
+from splitpipe.schedules.steps import owner_steps
 
 __all__ = ["build_split", "check_two_parts"]
 

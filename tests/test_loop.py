@@ -1,0 +1,85 @@
+"""The run loop: segments change nothing by themselves, a plan change at a step boundary carries
+the weights over, and a technique that can go on without a data owner does."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from splitpipe.config import RunConfig
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.emulator import EmulatorEngine
+from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.experiment import emulate, prepare
+from splitpipe.loop import PlanChange
+from splitpipe.schedules import Segment, build_schedule, technique
+
+BASE = dict(dataset="digits", devices=2, batch_size=64, epochs=2, progress=False, timing="profile")
+
+
+def _config(technique_name: str, **extra: object) -> RunConfig:
+    shapes = {"mpsl": {"cuts": (1, 2, 4), "micro_batches": 2}, "ftpipehd": {"cuts": (1, 3), "micro_batches": 2},
+              "pipelearn": {"split": 2, "micro_batches": 2}, "sfl": {"split": 2}}
+    values = {**BASE, **shapes.get(technique_name, {}), **extra}
+    return RunConfig(technique=technique_name, **values)  # type: ignore[arg-type]
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["fl", "sfl", "pipelearn", "mpsl", "ftpipehd"])
+def test_segments_alone_change_no_weight(name: str) -> None:
+    """Cutting epochs into segments of 3 mini-batches is a barrier, not a change of training."""
+    whole = emulate(prepare(_config(name)))
+    cut = emulate(prepare(_config(name)), segment_steps=3)
+    assert whole.model is not None and cut.model is not None
+    for key, value in _weights(whole.model).items():
+        torch.testing.assert_close(_weights(cut.model)[key], value, msg=key)
+    assert cut.report["epochs"][0]["time_s"] >= whole.report["epochs"][0]["time_s"] * 0.999
+
+
+def test_a_new_split_at_a_step_boundary_carries_every_weight_over() -> None:
+    setup = prepare(_config("pipelearn"))
+    executor = TensorExecutor(setup.model, setup.plan, setup.dataset, setup.shards,
+                              MeasuredTiming({n: 1.0 for n in setup.topology.names}))
+    engine = EmulatorEngine(executor, evaluate=False)
+    old = setup.plan
+    first = Segment(0, 0, 3)
+    engine.run_segment(old, build_schedule(old, first), first)
+    before = _weights(executor.global_model(build_schedule(old, 0)))
+    new = replace(old, cuts=(3,))
+    engine.adopt(old, new, {0: 0, 1: 1})
+    after = _weights(executor.global_model(build_schedule(new, 0)))
+    assert before.keys() == after.keys()
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], msg=key)
+    momentum = [opt.state for _, opt in executor.replicas.values()]
+    assert all(state for state in momentum), "optimizer state must move with the layers"
+    rest = Segment(0, 3)
+    engine.run_segment(new, build_schedule(new, rest), rest)  # training goes on under the new cut
+    assert engine.finish_epoch(new, build_schedule(new, rest), 0)["train_loss"] > 0
+
+
+@pytest.mark.parametrize("name", ["sfl", "pipelearn", "fl", "mpsl"])
+def test_a_dropped_owner_leaves_the_rest_training(name: str) -> None:
+    setup = prepare(_config(name, devices=3))
+    record = technique(name)
+    assert record.replan is not None
+
+    def drop_device1(plan, segment):  # type: ignore[no-untyped-def]
+        if segment.epoch == 0 and segment.stop == 2 and "device1" in plan.owners:
+            new, owners = record.replan(plan, ["device1"])
+            return PlanChange(new, "device1 dropped", owners)
+        return None
+
+    result = emulate(setup, segment_steps=2, controller=drop_device1)
+    events = result.report["events"]
+    assert [e["event"] for e in events] == ["device1 dropped"] and events[0]["step"] == 2
+    last = result.report["epochs"][-1]
+    assert "device1" not in last["idle_s"] and "device2" in last["idle_s"]
+    assert last["test_accuracy"] > 0.5
+
+
+def test_a_technique_without_a_replan_says_so() -> None:
+    assert technique("ftpipehd").replan is None
