@@ -8,8 +8,8 @@ import pytest
 from splitpipe.config import RunConfig
 from splitpipe.engine.predict import node_profiles, predict_epoch
 from splitpipe.experiment import emulate, prepare
-from splitpipe.setup import setup_profiles
 from splitpipe.profile import Profile
+from splitpipe.setup import setup_profiles
 
 DATA = "synthetic:channels=1,image_size=8,train_size=120,test_size=10"
 
