@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from splitpipe.checkpoint import Checkpoint, data_order, restore, save_model, write_checkpoint
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
 from splitpipe.loop import Controller, run_loop
+from splitpipe.schedules import build_schedule
 from splitpipe.setup import Setup, accelerated_nodes, make_timing, prepare, report_header, setup_profiles
 from splitpipe.span import Span
 
-__all__ = ["Setup", "prepare", "emulate", "RunResult"]
+__all__ = ["Setup", "prepare", "emulate", "RunResult", "Checkpoints", "save_run_model"]
 
 Progress = Callable[[int, dict[str, object]], None]
 
@@ -28,11 +31,27 @@ class RunResult:
     """The global model at the end (each part averaged as for evaluation)."""
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Write a checkpoint under `out` every `every` epochs (and after the last), keep the newest `keep`."""
+
+    out: str | Path
+    every: int = 1
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.keep < 1:
+            raise ValueError(f"checkpoint-every and keep-checkpoints must be >= 1, got {self.every} and {self.keep}")
+
+
 def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: int | None = None,
-            controller: Controller | None = None) -> RunResult:
+            controller: Controller | None = None, checkpoints: Checkpoints | None = None,
+            resume: Checkpoint | None = None) -> RunResult:
     """Train for config.epochs on the virtual clock; one report entry per epoch.
 
-    `segment_steps` and `controller` let the plan change every so many mini-batches (loop.py).
+    `segment_steps` and `controller` let the plan change every so many mini-batches (loop.py);
+    `checkpoints` saves the training state after epochs, `resume` goes on from one (the final
+    weights then equal an uninterrupted run's exactly).
     """
     config = setup.config
     profiles = setup_profiles(setup)  # measured once: profile timing and the prediction share it
@@ -45,11 +64,54 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
         lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
         seed=config.seed, node_devices=node_devices,
     )
+    rows: list[dict[str, object]] = []
+    first = 0
+    if resume is not None:
+        check_resumable(resume, setup)
+        executor.begin_segment(build_schedule(setup.plan, resume.epoch + 1))
+        restore(resume, executor.replicas)
+        rows, first = list(resume.state["rows"]), resume.epoch + 1
+
+    def after_epoch(epoch: int, row: dict[str, object]) -> None:
+        rows.append(row)
+        if checkpoints is not None and ((epoch + 1) % checkpoints.every == 0 or epoch == config.epochs - 1):
+            write_checkpoint(checkpoints.out, epoch, executor.replicas, _checkpoint_state(setup, rows),
+                             checkpoints.keep)
+        if progress is not None:
+            progress(epoch, row)
+
     engine = EmulatorEngine(executor, predict=lambda plan, epoch: predict_epoch(plan, profiles, epoch).time_s)
-    result = run_loop(setup.plan, engine, range(config.epochs), segment_steps=segment_steps,
-                      controller=controller, progress=progress)
-    assert result.schedule is not None
-    report = report_header(setup, timing.name) | {"epochs": result.rows}
+    result = run_loop(setup.plan, engine, range(first, config.epochs), segment_steps=segment_steps,
+                      controller=controller, progress=after_epoch)
+    schedule = result.schedule or build_schedule(setup.plan, max(0, config.epochs - 1))
+    report = report_header(setup, timing.name) | {"epochs": rows}
     if result.events:
         report["events"] = result.events
-    return RunResult(report, result.spans, executor.global_model(result.schedule))
+    return RunResult(report, result.spans, executor.global_model(schedule))
+
+
+def _checkpoint_state(setup: Setup, rows: list[dict[str, object]]) -> dict[str, object]:
+    config = setup.config
+    return {"technique": config.technique, "model": config.model, "dataset": config.dataset, "seed": config.seed,
+            "epochs": config.epochs, "plan": report_header(setup, config.timing)["plan"],
+            "data_order": data_order(setup.shards), "rows": rows}
+
+
+def check_resumable(checkpoint: Checkpoint, setup: Setup) -> None:
+    """One line naming the checkpoint and the first thing that differs from this run."""
+    want = _checkpoint_state(setup, [])
+    where = checkpoint.path / "state.json"
+    for key in ("technique", "model", "dataset", "seed", "data_order"):
+        if checkpoint.state.get(key) != want[key]:
+            raise ValueError(f"{where} is of another run: {key} {checkpoint.state.get(key)!r}, this run's {want[key]!r}")
+    if checkpoint.epoch + 1 >= setup.config.epochs:
+        raise ValueError(f"{where} is after epoch {checkpoint.epoch}: nothing left of {setup.config.epochs} epochs")
+
+
+def save_run_model(out: str | Path, setup: Setup, model: nn.Module) -> Path:
+    """OUT/model.safetensors: the global model, with what `load_model` needs to rebuild it."""
+    dataset = setup.dataset
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return save_model(Path(out) / "model.safetensors", model, model=setup.config.model,
+                      technique=setup.config.technique, in_channels=dataset.in_channels,
+                      image_size=dataset.image_size, num_classes=dataset.num_classes, cuts=list(setup.plan.cuts))

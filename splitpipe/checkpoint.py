@@ -1,0 +1,225 @@
+"""Training state on disk: the trained model, and checkpoints a run resumes from exactly.
+
+    OUT/model.safetensors                 the global model (unit-keyed), model name and cuts in its metadata
+    OUT/checkpoints/epoch-0003/           after epoch 3 (written as .tmp-*, then renamed: never half there)
+        replicas.safetensors              every replica's weights   NODE|PART|REPLICA|KEY
+        optimizer.safetensors             every replica's SGD momentum, same keys
+        state.json                        format, epoch, config, plan, RNG states, data order, report rows
+
+Tensors go to safetensors only (nothing here is pickled); every file read is checked, and a
+problem is one ValueError naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from splitpipe.schedules.ir import Replica
+
+__all__ = ["save_model", "load_model", "Checkpoint", "write_checkpoint", "read_checkpoint", "latest_checkpoint",
+           "restore", "data_order", "MODEL_FILE"]
+
+MODEL_FILE = "model.safetensors"
+MODEL_FORMAT = "splitpipe-model/1"
+CHECKPOINT_FORMAT = "splitpipe-checkpoint/1"
+State = dict[str, torch.Tensor]
+
+
+def _tensors(state: Mapping[str, torch.Tensor]) -> State:
+    """Own, contiguous CPU copies (safetensors refuses shared storages)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def save_model(path: str | Path, module: nn.Module, **metadata: object) -> Path:
+    """Write `module`'s weights with `metadata` (model name, input shape, classes, cuts) atomically."""
+    path = Path(path)
+    meta = {"format": MODEL_FORMAT, **{k: json.dumps(v) for k, v in metadata.items()}}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(_tensors(module.state_dict()), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """The model saved at `path`: the zoo model its metadata names, or `model` (a custom one) loaded."""
+    from splitpipe.models import build_model
+
+    path = Path(path)
+    meta, state = _read_safetensors(path)
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a splitpipe model (format {meta.get('format')!r}, want {MODEL_FORMAT})")
+    info = {k: json.loads(v) for k, v in meta.items() if k != "format"}
+    if model is None:
+        try:
+            model = build_model(info["model"], info["in_channels"], info["image_size"], info["num_classes"])
+        except KeyError as exc:
+            raise ValueError(f"{path} lacks {exc} in its metadata: pass the model to load_model") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not fit the model: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, str], State]:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = dict(handle.metadata() or {})
+        return meta, load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+
+
+@dataclass
+class Checkpoint:
+    """What a run needs to go on after `epoch`: weights, optimizer state, RNG, the report so far."""
+
+    path: Path
+    epoch: int
+    replicas: dict[Replica, State]
+    momentum: dict[Replica, State]
+    state: dict[str, Any]
+
+
+def _key(replica: Replica, name: str) -> str:
+    return f"{replica.node}|{replica.part}|{replica.replica}|{name}"
+
+
+def _split_keys(tensors: State, path: Path) -> dict[Replica, State]:
+    out: dict[Replica, State] = {}
+    for key, value in tensors.items():
+        node, part, index, name = (key.split("|", 3) + ["", "", ""])[:4]
+        if not (part.isdigit() and index.lstrip("-").isdigit() and name):
+            raise ValueError(f"{path} has a bad key {key!r} (want NODE|PART|REPLICA|NAME)")
+        out.setdefault(Replica(node, int(part), int(index)), {})[name] = value
+    return out
+
+
+def data_order(shards: Sequence[np.ndarray]) -> str:
+    """A fingerprint of the data split: a resumed run must train on the same shards."""
+    digest = hashlib.sha256()
+    for shard in shards:
+        digest.update(np.asarray(shard, dtype=np.int64).tobytes() + b"|")
+    return digest.hexdigest()
+
+
+def write_checkpoint(
+    out: str | Path, epoch: int, replicas: Mapping[Replica, tuple[nn.Module, torch.optim.Optimizer]],
+    state: Mapping[str, Any], keep: int = 2,
+) -> Path:
+    """Write the checkpoint after `epoch` under OUT/checkpoints, keep the newest `keep`; returns its folder."""
+    root = Path(out) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch-{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-epoch-{epoch:04d}-", dir=root))
+    try:
+        weights, momentum = {}, {}
+        for replica, (module, optimizer) in replicas.items():
+            for name, value in module.state_dict().items():
+                weights[_key(replica, name)] = value
+            for name, param in module.named_parameters():
+                buffer = optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None:
+                    momentum[_key(replica, name)] = buffer
+        save_file(_tensors(weights), str(tmp / "replicas.safetensors"))
+        save_file(_tensors(momentum), str(tmp / "optimizer.safetensors"))
+        rng = {"torch": torch.get_rng_state().tolist(), "numpy": _numpy_state(), "python": _python_state()}
+        body = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "rng": rng, **state}
+        (tmp / "state.json").write_text(json.dumps(body, default=_plain) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in sorted(p for p in root.glob("epoch-*") if p.is_dir())[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out: str | Path) -> Path:
+    """The newest complete checkpoint under OUT/checkpoints; ValueError if there is none."""
+    root = Path(out) / "checkpoints"
+    found = sorted(p for p in root.glob("epoch-*") if (p / "state.json").is_file()) if root.is_dir() else []
+    if not found:
+        raise ValueError(f"no checkpoint to resume from in {root}")
+    return found[-1]
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and check one checkpoint folder; one ValueError names the file and the problem."""
+    path = Path(path)
+    state_file = path / "state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{state_file} is missing or not JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not isinstance(state.get("epoch"), int):
+        raise ValueError(f"{state_file} is not a splitpipe checkpoint (format {state.get('format')!r})")
+    replicas = _split_keys(_read_safetensors(path / "replicas.safetensors")[1], path / "replicas.safetensors")
+    momentum = _split_keys(_read_safetensors(path / "optimizer.safetensors")[1], path / "optimizer.safetensors")
+    return Checkpoint(path, state["epoch"], replicas, momentum, state)
+
+
+def restore(checkpoint: Checkpoint, replicas: Mapping[Replica, tuple[nn.Module, torch.optim.Optimizer]]) -> None:
+    """Load weights, momentum and RNG states into a run's replicas, which must be the checkpoint's."""
+    where = checkpoint.path / "replicas.safetensors"
+    if set(replicas) != set(checkpoint.replicas):
+        missing = sorted(map(str, set(replicas) ^ set(checkpoint.replicas)))[:3]
+        raise ValueError(f"{where} holds other replicas than this run's plan (e.g. {', '.join(missing)})")
+    for replica, (module, optimizer) in replicas.items():
+        try:
+            module.load_state_dict(checkpoint.replicas[replica])
+        except RuntimeError as exc:
+            raise ValueError(f"{where}: {replica} does not fit: {str(exc).splitlines()[0]}") from None
+        saved = checkpoint.momentum.get(replica, {})
+        for name, param in module.named_parameters():
+            if name in saved:
+                optimizer.state[param]["momentum_buffer"] = saved[name].to(param.device).clone()
+    rng = checkpoint.state["rng"]
+    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    kind, keys, pos, has_gauss, gauss = rng["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(_python_from(rng["python"]))
+
+
+def _numpy_state() -> list[object]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+    return [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(gauss)]
+
+
+def _python_state() -> list[object]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _python_from(saved: Sequence[object]) -> tuple[Any, ...]:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)  # type: ignore[arg-type]
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write {type(value).__name__} to state.json")
