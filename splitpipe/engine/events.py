@@ -2,9 +2,9 @@
 
 Each node has one processor; its lanes share it. Links are FIFO resources, one per
 direction: a transfer starts when the link is free, holds it bytes/bandwidth seconds
-and arrives one latency later. Actions are committed in global time order, so a
-node's choice among ready lanes (the earliest arrival first) is the same as a real
-node's would be. What an action *does* is the Executor's business.
+and arrives one latency later. Actions are committed in global time order, and each
+node picks among its lanes by the ready rule of engine/lanes.py, the rule a real node
+(runtime/node.py) follows too. What an action *does* is the Executor's business.
 """
 
 from __future__ import annotations
@@ -13,28 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from splitpipe.plan import Topology
-from splitpipe.schedules.ir import (
-    AGGREGATE,
-    BACKWARD,
-    FORWARD,
-    LOAD,
-    RECV,
-    SEND,
-    SNAPSHOT,
-    STEP,
-    Action,
-    Schedule,
-    Tag,
+from splitpipe.engine.lanes import (
+    Lane,
+    compute_span,
+    earliest_compute,
+    make_lanes,
+    next_transfer,
+    transfer_span,
 )
+from splitpipe.plan import Topology
+from splitpipe.schedules.ir import RECV, SEND, Action, Schedule, Tag
 from splitpipe.span import Span
 
 __all__ = ["Executor", "run_schedule", "ScheduleStuck"]
-
-NODE_CATEGORY = {FORWARD: "forward", BACKWARD: "backward", STEP: "step",
-                 SNAPSHOT: "aggregate", AGGREGATE: "aggregate", LOAD: "aggregate"}
-LINK_CATEGORY = {"act": "upload", "label": "upload", "grad": "download",
-                 "weights": "aggregate", "avg": "aggregate"}
 
 
 class ScheduleStuck(RuntimeError):
@@ -54,20 +45,6 @@ class Executor(Protocol):
 
 
 @dataclass
-class _Lane:
-    node: str
-    lane: int
-    program: tuple[Action, ...]
-    order: int
-    pc: int = 0
-    ready: float = 0.0
-
-    @property
-    def action(self) -> Action | None:
-        return self.program[self.pc] if self.pc < len(self.program) else None
-
-
-@dataclass
 class _Clock:
     node_free: dict[str, float] = field(default_factory=dict)
     link_free: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -82,16 +59,14 @@ def run_schedule(
     on_action: Callable[[], None] | None = None,
 ) -> list[Span]:
     """Execute every lane to completion; return the spans (time 0 = start of the epoch)."""
-    lanes = [
-        _Lane(node, lane, program, order)
-        for order, (node, lane, program) in enumerate(
-            (n, ln, p) for n, progs in schedule.programs.items() for ln, p in progs.items()
-        )
-    ]
+    lanes = make_lanes(schedule.programs)
+    by_node: dict[str, list[Lane]] = {}
+    for ln in lanes:
+        by_node.setdefault(ln.node, []).append(ln)
     clock = _Clock(node_free={n: 0.0 for n in schedule.programs})
     spans: list[Span] = []
     while True:
-        chosen = _next(lanes, clock)
+        chosen = _next(by_node, clock)
         if chosen is None:
             break
         start, lane = chosen
@@ -105,33 +80,38 @@ def run_schedule(
     return spans
 
 
-def _next(lanes: list[_Lane], clock: _Clock) -> tuple[float, _Lane] | None:
-    """The action that starts first; ties go to the input that arrived first, then lane order."""
+def _next(by_node: dict[str, list[Lane]], clock: _Clock) -> tuple[float, Lane] | None:
+    """The action that starts first over all nodes; ties go to the lane ready first, then lane order.
+
+    Each node offers the two its lanes' ready rule picks: its next Send or Recv (which starts
+    when ready) and its earliest-ready compute (which starts when its processor is free too).
+    """
     best: tuple[float, float, int] | None = None
     best_lane = None
-    for ln in lanes:
-        action = ln.action
-        if action is None:
-            continue
-        ready = ln.ready
-        if action.op == RECV:
-            message = clock.inbox.get((ln.node, action.tag))  # type: ignore[arg-type]
-            if message is None:
-                continue
-            ready = max(ready, message[0])
-            start = ready
-        elif action.op == SEND:
-            start = ready
-        else:
-            start = max(ready, clock.node_free[ln.node])
-        key = (start, ready, ln.order)
-        if best is None or key < best:
-            best, best_lane = key, ln
-    return None if best_lane is None else (best[0], best_lane)  # type: ignore[index]
+    for node, lanes in by_node.items():
+        candidates = []
+        transfer = next_transfer(lanes, lambda ln: _arrival(clock, ln))
+        if transfer is not None:
+            candidates.append((transfer[0], transfer[0], transfer[1]))
+        compute = earliest_compute(lanes)
+        if compute is not None:
+            candidates.append((max(compute.ready, clock.node_free[node]), compute.ready, compute))
+        for start, ready, ln in candidates:
+            key = (start, ready, ln.order)
+            if best is None or key < best:
+                best, best_lane = key, ln
+    return None if best is None or best_lane is None else (best[0], best_lane)
+
+
+def _arrival(clock: _Clock, lane: Lane) -> float | None:
+    action = lane.action
+    assert action is not None
+    message = clock.inbox.get((lane.node, action.tag))  # type: ignore[arg-type]
+    return None if message is None else message[0]
 
 
 def _commit(
-    lane: _Lane, start: float, clock: _Clock, topology: Topology, executor: Executor,
+    lane: Lane, start: float, clock: _Clock, topology: Topology, executor: Executor,
     spans: list[Span], epoch: int,
 ) -> None:
     action = lane.action
@@ -140,7 +120,7 @@ def _commit(
     if action.op == RECV:
         _, payload = clock.inbox.pop((node, action.tag))  # type: ignore[arg-type]
         executor.receive(node, action, payload)
-        lane.ready = start
+        lane.advance(start)
     elif action.op == SEND:
         payload, nbytes = executor.send(node, action)
         arrival = start
@@ -153,19 +133,16 @@ def _commit(
             arrival = end + link.latency_s
             tag = action.tag
             assert tag is not None
-            spans.append(Span(f"{node}->{action.peer}", LINK_CATEGORY[tag.kind], begin, end, epoch,
-                              tag.lane, tag.part, tag.step, tag.mb, nbytes, action.label))
+            spans.append(transfer_span(node, action.peer, tag, begin, end, epoch, nbytes, action.label))
         inbox_key = (action.peer, action.tag)
         if inbox_key in clock.inbox:
             raise RuntimeError(f"message {action.tag} to {action.peer} sent twice")
         clock.inbox[inbox_key] = (arrival, payload)  # type: ignore[index]
-        lane.ready = start
+        lane.advance(start)
     else:
         duration = executor.compute(node, action)
         end = start + duration
         clock.node_free[node] = end
-        lane.ready = end
-        spans.append(Span(node, NODE_CATEGORY[action.op], start, end, epoch, action.lane,
-                          action.part, action.step, action.mb, 0, action.label))
-    lane.pc += 1
+        lane.advance(end)
+        spans.append(compute_span(node, action, start, end, epoch))
 

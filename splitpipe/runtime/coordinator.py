@@ -196,7 +196,7 @@ class Coordinator:
     def _broadcast(self, body: dict) -> None:
         """Best effort: a node that is gone cannot be told."""
         for member in self.members:
-            if member in self.addresses or not hasattr(self.transport, "add_peer"):
+            if member in self.addresses or self.transport.implicit_peers:
                 try:
                     self.transport.send_control(member, body)
                 except Exception as exc:  # noqa: BLE001 - keep telling the others

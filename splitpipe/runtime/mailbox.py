@@ -117,6 +117,5 @@ class Mailbox:
 
     def add_peer(self, name: str, address: str) -> None:
         """Tell the transport where `name` listens (gRPC needs it; in-process transports know every node)."""
-        add = getattr(self.transport, "add_peer", None)
-        if add is not None and address:
-            add(name, address)
+        if address:
+            self.transport.add_peer(name, address)

@@ -1,6 +1,6 @@
 """NodeRunner: one node's lanes of one epoch's schedule, run in real time by the emulator's rule.
 
-The node's lanes share its processor, as in engine/events.py::
+The node's lanes share its processor by the ready rule of engine/lanes.py, as in engine/events.py::
 
     loop:
       (1) file every message that has arrived (the transport stamped its arrival time)
@@ -21,19 +21,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from splitpipe.engine.emulate import TensorExecutor
-from splitpipe.engine.events import LINK_CATEGORY, NODE_CATEGORY
+from splitpipe.engine.lanes import (
+    Lane,
+    compute_span,
+    earliest_compute,
+    make_lanes,
+    next_transfer,
+    transfer_span,
+)
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.plan import Topology
 from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout
 from splitpipe.runtime.protocol import GATHER_LANE
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.runtime.transport.base import payload_nbytes
-from splitpipe.schedules.ir import RECV, SEND, Action, Schedule
+from splitpipe.schedules.ir import SEND, Action, Schedule
 from splitpipe.setup import Setup, accelerated_nodes
 from splitpipe.span import Span
 
@@ -65,19 +71,6 @@ def node_executor(setup: Setup, name: str) -> TensorExecutor:
     )
 
 
-@dataclass
-class _Lane:
-    lane: int
-    program: tuple[Action, ...]
-    order: int
-    ready: float
-    pc: int = 0
-
-    @property
-    def action(self) -> Action | None:
-        return self.program[self.pc] if self.pc < len(self.program) else None
-
-
 class NodeRunner:
     """Runs `name`'s programs of one epoch with `executor`, talking through `mailbox`'s transport.
 
@@ -102,12 +95,12 @@ class NodeRunner:
     def run(self) -> list[Span]:
         """Run every lane to its end; return the node and link spans (on this node's clock)."""
         now = time.time()
-        lanes = [_Lane(lane, program, order, now) for order, (lane, program) in enumerate(self.programs.items())]
+        lanes = make_lanes({self.name: self.programs}, now)
         progress = now
         while any(ln.action is not None for ln in lanes):
             self.mailbox.drain()  # (1)
             moved = self._communicate(lanes)  # (2)
-            lane = _earliest(ln for ln in lanes if ln.action is not None and ln.action.is_compute)
+            lane = earliest_compute(lanes)
             if lane is not None:
                 self._compute(lane)  # (3)
             elif not moved:
@@ -117,33 +110,23 @@ class NodeRunner:
         return self.spans + self._link_spans()
 
     # -- actions -------------------------------------------------------------------------
-    def _communicate(self, lanes: Sequence[_Lane]) -> bool:
+    def _communicate(self, lanes: Sequence[Lane]) -> bool:
         moved = False
-        while True:
-            runnable = []
-            for ln in lanes:
-                action = ln.action
-                if action is None or action.is_compute:
-                    continue
-                if action.op == RECV:
-                    message = self.mailbox.data.get(action.tag)  # type: ignore[arg-type]
-                    if message is None:
-                        continue
-                    runnable.append((max(ln.ready, message.received_at), ln.order, ln))
-                else:
-                    runnable.append((ln.ready, ln.order, ln))
-            if not runnable:
-                return moved
-            ready, _, lane = min(runnable, key=lambda r: r[:2])
+        while (transfer := next_transfer(lanes, self._arrival)) is not None:
+            ready, lane = transfer
             action = lane.action
             assert action is not None
             if action.op == SEND:
                 self._send(action)
             else:
                 self._receive(action)
-            lane.ready = ready
-            lane.pc += 1
+            lane.advance(ready)
             moved = True
+        return moved
+
+    def _arrival(self, lane: Lane) -> float | None:
+        message = self.mailbox.data.get(lane.action.tag)  # type: ignore[union-attr,arg-type]
+        return None if message is None else message.received_at
 
     def _send(self, action: Action) -> None:
         payload, _ = self.executor.send(self.name, action)
@@ -159,7 +142,7 @@ class NodeRunner:
             raise RuntimeError(f"{self.name} expected {action.tag} from {action.peer}, but {message.src} sent it")
         self.executor.receive(self.name, action, message.payload)
 
-    def _compute(self, lane: _Lane) -> None:
+    def _compute(self, lane: Lane) -> None:
         action = lane.action
         assert action is not None
         start = time.time()
@@ -168,12 +151,10 @@ class NodeRunner:
         if self.speed < 1:
             time.sleep((end - start) * (1 / self.speed - 1))
             end = time.time()
-        lane.ready = end
-        lane.pc += 1
-        self.spans.append(Span(self.name, NODE_CATEGORY[action.op], start, end, self.epoch, action.lane,
-                               action.part, action.step, action.mb, 0, action.label))
+        lane.advance(end)
+        self.spans.append(compute_span(self.name, action, start, end, self.epoch))
 
-    def _wait(self, lanes: Sequence[_Lane], progress: float) -> None:
+    def _wait(self, lanes: Sequence[Lane], progress: float) -> None:
         left = progress + self.timeout - time.time()
         if left <= 0 or not self.mailbox.poll(left):
             waits = "; ".join(f"lane {ln.lane} waits for {ln.action.tag} from {ln.action.peer}"  # type: ignore[union-attr]
@@ -193,11 +174,6 @@ class NodeRunner:
             end = message.received_at - (link.latency_s if link else 0.0)
             start = end - (link.transfer_s(nbytes) if link else 0.0)
             label = Action(SEND, tag=tag).label
-            spans.append(Span(f"{message.src}->{self.name}", LINK_CATEGORY[tag.kind], start, end, self.epoch,
-                              tag.lane, tag.part, tag.step, tag.mb, nbytes, label))
+            spans.append(transfer_span(message.src, self.name, tag, start, end, self.epoch, nbytes, label))
         return spans
 
-
-def _earliest(lanes: object) -> _Lane | None:
-    """The lane that became ready first; ties go to lane order."""
-    return min(lanes, key=lambda ln: (ln.ready, ln.order), default=None)  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import coordinator_of
-from splitpipe.runtime.transport import Transport, make_local_transports
+from splitpipe.runtime.transport import Transport, make_transports
 from splitpipe.setup import Setup
 
 __all__ = ["run_in_threads"]
@@ -23,11 +23,11 @@ def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = No
     """Run `setup` with every node of its topology in a thread; the caller's thread coordinates.
 
     Without `transports`, in-process ones shaped by the plan's links are made and closed here.
-    A transport with an `address` (gRPC) tells the others where it listens.
+    Each node tells the others its transport's `address` ("" in-process).
     """
     names = setup.topology.names
     owned = transports is None
-    transports = make_local_transports(names, setup.topology.links) if transports is None else transports
+    transports = make_transports("local", names, setup.topology.links) if transports is None else transports
     missing = [n for n in names if n not in transports]
     if missing:
         raise ValueError(f"no transport for node(s) {', '.join(missing)}")
@@ -36,7 +36,7 @@ def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = No
 
     def member(name: str) -> None:
         try:
-            run_member(setup, name, transports[name], coordinator, getattr(transports[name], "address", ""),
+            run_member(setup, name, transports[name], coordinator, transports[name].address,
                        timeout=timeout)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             errors[name] = exc
@@ -47,7 +47,7 @@ def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = No
         thread.start()
     try:
         result = Coordinator(setup, coordinator, transports[coordinator],
-                             address=getattr(transports[coordinator], "address", ""), timeout=timeout).run()
+                             address=transports[coordinator].address, timeout=timeout).run()
     finally:
         for thread in threads:
             thread.join(timeout)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import torch
 
 from splitpipe.schedules.ir import Tag
 
-__all__ = ["Payload", "Message", "TransportError", "Transport", "payload_nbytes", "check_payload"]
+__all__ = ["Payload", "Message", "TransportError", "Transport", "payload_nbytes", "check_payload",
+           "check_nodes"]
 
 _T = TypeVar("_T", bound="Transport")
 
@@ -49,6 +51,16 @@ def check_payload(payload: object) -> None:
             raise TypeError(f"state-dict entry {key!r} must map a str to a tensor, got {type(value).__name__}")
 
 
+def check_nodes(names: Sequence[str], links: Iterable[tuple[str, str]] | None) -> None:
+    """Raise ValueError unless `names` are unique and every link joins two of them."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"node names must be unique, got {list(names)}")
+    for src, dst in links or {}:
+        for node in (src, dst):
+            if node not in names:
+                raise ValueError(f"link ({src!r}, {dst!r}) names unknown node '{node}'; nodes are {list(names)}")
+
+
 def payload_nbytes(payload: Payload) -> int:
     """Bytes of tensor data in `payload`: what a link is busy carrying (headers excluded)."""
     tensors = [payload] if isinstance(payload, torch.Tensor) else payload.values()
@@ -56,14 +68,33 @@ def payload_nbytes(payload: Payload) -> int:
 
 
 class Transport(ABC):
-    """Point-to-point messaging between named nodes.
+    """Point-to-point messaging between named nodes; every backend offers all of it.
 
-    `send` never blocks: it snapshots the payload and queues it on the link to `peer`, which
-    delivers in FIFO order, shaped by that link's bandwidth and latency. `send_control` is
-    unshaped and need not stay in order with data. `receive` returns the next message from any peer.
+    `start` makes the node reachable at `address` ("" in-process, where every node of the set
+    reaches every other by name: `implicit_peers`). `add_peer` tells it where another node is
+    reached (a no-op where peers are implicit). `send` never blocks: it snapshots the payload
+    and queues it on the link to `peer`, which delivers in FIFO order, shaped by that link's
+    bandwidth and latency. `send_control` is unshaped and need not stay in order with data.
+    `receive` returns the next message from any peer. `close` delivers what was sent, then
+    refuses everything; a `with` block closes the transport at its end.
     """
 
     name: str
+    #: True where every node of the set is reachable by name from the start (no add_peer needed).
+    implicit_peers: ClassVar[bool] = False
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin accepting messages from peers; call once, before anyone sends to this node."""
+
+    @property
+    @abstractmethod
+    def address(self) -> str:
+        """Where peers reach this node ("HOST:PORT"), once started; "" where peers are implicit."""
+
+    @abstractmethod
+    def add_peer(self, name: str, address: str) -> None:
+        """Make node `name` reachable at `address` (as its own `address` says)."""
 
     @abstractmethod
     def send(self, peer: str, tag: Tag, payload: Payload) -> None: ...

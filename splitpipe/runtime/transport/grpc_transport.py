@@ -116,6 +116,8 @@ class GrpcTransport(Transport):
 
     def start(self) -> None:
         """Listen for peers' streams; call once, before anyone sends to this node."""
+        if self._closed:
+            raise TransportError(f"transport of node '{self.name}' is closed")
         if self._server is not None:
             raise TransportError(f"transport of node '{self.name}' is already started")
         server = grpc.server(futures.ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"splitpipe-recv-{self.name}"),

@@ -16,6 +16,7 @@ from splitpipe.runtime.transport.base import (
     Payload,
     Transport,
     TransportError,
+    check_nodes,
     check_payload,
     payload_nbytes,
 )
@@ -44,13 +45,34 @@ class _Hub:
 
 
 class LocalTransport(Transport):
-    """One node's end of an in-process hub; see make_local_transports."""
+    """One node's end of an in-process hub; see make_local_transports.
+
+    Every node of the hub is reachable by name from the moment the hub exists, so `start`
+    only checks that it comes once, `address` is "" and `add_peer` does nothing.
+    """
+
+    implicit_peers = True
 
     def __init__(self, name: str, hub: _Hub, links: Mapping[str, LinkSpec]) -> None:
         self.name = name
         self._hub = hub
         self._shaper = LinkShaper(links)
+        self._started = False
         self._closed = False
+
+    def start(self) -> None:
+        if self._closed:
+            raise TransportError(f"transport of node '{self.name}' is closed")
+        if self._started:
+            raise TransportError(f"transport of node '{self.name}' is already started")
+        self._started = True
+
+    @property
+    def address(self) -> str:
+        return ""
+
+    def add_peer(self, name: str, address: str) -> None:
+        pass
 
     def _check_peer(self, peer: str) -> queue.Queue[Message]:
         if self._closed:
@@ -100,12 +122,7 @@ class LocalTransport(Transport):
 def make_local_transports(names: Sequence[str],
                           links: Mapping[tuple[str, str], LinkSpec] | None = None) -> dict[str, Transport]:
     """Connected in-process transports, one per node; `links[(src, dst)]` shapes src -> dst (absent = unshaped)."""
-    if len(set(names)) != len(names):
-        raise ValueError(f"node names must be unique, got {list(names)}")
-    for src, dst in links or {}:
-        for node in (src, dst):
-            if node not in names:
-                raise ValueError(f"link ({src!r}, {dst!r}) names unknown node '{node}'; nodes are {list(names)}")
+    check_nodes(names, links)
     hub = _Hub(names)
     return {
         name: LocalTransport(name, hub, {dst: spec for (src, dst), spec in (links or {}).items() if src == name})

@@ -10,11 +10,10 @@ import torch
 
 from splitpipe.network import LinkSpec
 from splitpipe.runtime.transport import (
-    GrpcTransport,
     Message,
     Transport,
     TransportError,
-    make_local_transports,
+    make_transports,
 )
 from splitpipe.schedules.ir import Tag
 
@@ -23,7 +22,7 @@ Links = Mapping[tuple[str, str], LinkSpec]
 
 
 class TransportContract:
-    """What every transport promises; subclasses give `make`."""
+    """What every transport promises; subclasses give `make` (started transports, each told the others)."""
 
     def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
         raise NotImplementedError
@@ -140,30 +139,42 @@ class TransportContract:
         assert torch.equal(self.recv(n["b"]).payload, torch.ones(2))   # sent before close: delivered
         with pytest.raises(TransportError, match="closed"):
             n["a"].send("b", Tag("act"), torch.ones(2))
+        with pytest.raises(TransportError, match="node 'a' is closed"):
+            n["a"].start()
+
+    def test_start_comes_once(self, nodes) -> None:
+        n = nodes(("a", "b"))
+        with pytest.raises(TransportError, match="node 'b' is already started"):
+            n["b"].start()
+
+    def test_address_is_where_peers_reach_it(self, nodes) -> None:
+        for t in nodes().values():
+            if t.implicit_peers:
+                assert t.address == ""
+            else:
+                host, _, port = t.address.rpartition(":")
+                assert host and int(port) > 0, t.address
+
+    def test_add_peer_again_at_its_address_changes_nothing(self, nodes) -> None:
+        n = nodes(("a", "b"))
+        n["a"].send("b", Tag("act", mb=0), torch.zeros(2))
+        assert self.recv(n["b"]).tag == Tag("act", mb=0)
+        n["a"].add_peer("b", n["b"].address)
+        n["b"].add_peer("a", n["a"].address)
+        n["a"].send("b", Tag("act", mb=1), torch.zeros(2))
+        n["b"].send_control("a", {"type": "ok"})
+        assert self.recv(n["b"]).tag == Tag("act", mb=1)
+        assert self.recv(n["a"]).control == {"type": "ok"}
 
 
 class TestLocalTransport(TransportContract):
     def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        return make_local_transports(names, links)
-
-
-def make_grpc(names: Sequence[str], links: Links | None, tls: Callable[[str], object] | None = None,
-              **kwargs: object) -> dict[str, Transport]:
-    out: dict[str, GrpcTransport] = {}
-    for i, name in enumerate(names):
-        own = {dst: spec for (src, dst), spec in (links or {}).items() if src == name}
-        out[name] = GrpcTransport(name, "127.0.0.1:0", {}, SECRET, links=own,
-                                  tls=tls(f"n{i}") if tls else None, **kwargs)  # type: ignore[arg-type]
-        out[name].start()
-    for t in out.values():
-        for peer in out.values():
-            t.add_peer(peer.name, peer.address)
-    return dict(out)
+        return make_transports("local", names, links)
 
 
 class TestGrpcTransport(TransportContract):
     def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        return make_grpc(names, links, chunk_bytes=1 << 20)   # 20 MiB travels in 20 chunks
+        return make_transports("grpc", names, links, secret=SECRET, chunk_bytes=1 << 20)   # 20 MiB: 20 chunks
 
 
 class TestGrpcTransportTls(TransportContract):
@@ -172,4 +183,14 @@ class TestGrpcTransportTls(TransportContract):
         self.tls_for = tls_for
 
     def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        return make_grpc(names, links, self.tls_for)
+        tls = {name: self.tls_for(f"n{i}") for i, name in enumerate(names)}
+        return make_transports("grpc", names, links, secret=SECRET, tls=tls)
+
+
+def test_unknown_kind_and_options_of_another_kind_are_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown transport kind 'carrier-pigeon'; kinds are local, grpc"):
+        make_transports("carrier-pigeon", ["a"])
+    with pytest.raises(ValueError, match=r"in-process transports take no secret, chunk_bytes: those are gRPC"):
+        make_transports("local", ["a"], secret=SECRET, chunk_bytes=1)
+    with pytest.raises(ValueError, match=r"link \('a', 'zed'\) names unknown node 'zed'"):
+        make_transports("grpc", ["a"], {("a", "zed"): LinkSpec.mbit(8, 50)})
