@@ -201,7 +201,7 @@ def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[st
         "model": config.model,
         "dataset": config.dataset,
         "devices": config.devices,
-        "network": config.network,
+        "network": ",".join(config.network),
         "plan": {
             "cuts": list(plan.cuts),
             "micro_batches": 1 if config.technique in ("fl", "sl", "sfl") else plan.micro_batches,
