@@ -26,7 +26,7 @@ else:  # pragma: no cover
 
 __all__ = ["Options", "OptionError", "Ints", "Counts", "Names", "Speeds", "Count", "Seconds", "Finite", "load_toml"]
 
-O = TypeVar("O", bound="Options")
+Opts = TypeVar("Opts", bound="Options")
 
 #: Largest count any option accepts (devices, epochs, batch size...): a typo, not a plan, beyond it.
 MAX_COUNT = 1_000_000
@@ -93,7 +93,7 @@ class Options(BaseModel):
         except ValidationError as exc:
             raise _option_error(exc) from None
 
-    def with_(self: O, **changes: Any) -> O:
+    def with_(self: Opts, **changes: Any) -> Opts:
         """A copy with `changes`, checked like a new record."""
         return type(self)(**{**dict(self), **changes})
 
@@ -102,7 +102,7 @@ class Options(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_json(cls: type[O], text: str | bytes) -> O:
+    def from_json(cls: type[Opts], text: str | bytes) -> Opts:
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
@@ -111,7 +111,8 @@ class Options(BaseModel):
     @classmethod
     def option_names(cls) -> list[str]:
         """Fields that are options (flags and TOML keys), in declaration order."""
-        return [n for n, f in cls.model_fields.items() if not (f.json_schema_extra or {}).get("internal")]
+        return [n for n, f in cls.model_fields.items()
+                if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("internal"))]
 
     def to_toml(self, comments: tuple[str, ...] | list[str] = (), skip: tuple[str, ...] = ()) -> str:
         """TOML that load_toml reads back: every set option, lists as arrays; `comments` head it."""

@@ -25,11 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, CompareOptions)
 
 
-def parse_techniques(names: tuple[str, ...] | str) -> list[str]:
+def parse_techniques(names: tuple[str, ...]) -> list[str]:
     from splitpipe.schedules import TECHNIQUES
 
-    if isinstance(names, str):
-        names = tuple(t.strip() for t in names.split(",") if t.strip())
     unknown = [t for t in names if t not in TECHNIQUES]
     if unknown or not names:
         raise ValueError(f"unknown technique '{','.join(unknown)}'; choose from: {', '.join(TECHNIQUES)}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from splitpipe.options import Options, OptionError
+from splitpipe.options import OptionError, Options
 
 __all__ = ["add_flags", "flag_of", "flags_of", "given", "parse_options", "FlagSpec"]
 

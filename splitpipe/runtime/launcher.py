@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import splitpipe
 from splitpipe.config import RunConfig
 from splitpipe.experiment import prepare
 from splitpipe.plan import Topology
-from splitpipe.runtime.options import NodeOptions
+from splitpipe.runtime.options import NodeOptions, Role
 from splitpipe.runtime.protocol import coordinator_of, node_id
 
 __all__ = ["launch", "ClusterFailed"]
@@ -118,10 +119,10 @@ class _Cluster:
         self.poll_s = poll_s
         self.children: list[_Child] = []
 
-    def start(self, name: str, config: RunConfig, **node: object) -> _Child:
+    def start(self, name: str, config: RunConfig, **node: Any) -> _Child:
         """Start node `name` with its NodeOptions (`node` plus its role and id) handed over as a JSON file."""
         role = self.topology.node(name).role
-        options = NodeOptions(role=role, id=node_id(name, role), config=config, **node)
+        options = NodeOptions(role=cast(Role, role), id=node_id(name, role), config=config, **node)
         path = _private(self.work / f"{name}.json", options.model_dump_json())
         command = [sys.executable, "-m", ENTRY, str(path)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")

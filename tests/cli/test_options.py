@@ -170,3 +170,11 @@ def test_the_launcher_does_not_import_the_cli() -> None:
     code = "import sys, splitpipe.runtime.launcher\nprint(any(m.startswith('splitpipe.cli') for m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_launcher_writes_each_nodes_options_for_its_user_only(tmp_path: Path) -> None:
+    from splitpipe.runtime.launcher import _private
+
+    path = _private(tmp_path / "device0.json", NodeOptions(role="device", config=RunConfig()).model_dump_json())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert NodeOptions.from_json(path.read_bytes()).role == "device"
