@@ -1,11 +1,6 @@
 """Options declared once: a typed field gives the CLI flag, the TOML key, the JSON and the docs' row.
 
-A record of options is a frozen, strict pydantic model. Each field says its type, default,
-range and, in the docstring under it, its help. Everything else is derived: `cli/flags.py`
-turns the fields into argparse flags, `load_toml`/`to_toml` read and write run configs,
-`to_json`/`from_json` carry options to a node process and between nodes, and
-`cli/flags_doc.py` renders the README's table. Lists are tuples; a TOML array, a single
-number and a comma string ("0.1,0.5", as typed on the command line) all read as one.
+See docs/design.md, "Options". Lists are tuples: a TOML array, one number or a comma string reads as one.
 """
 
 from __future__ import annotations
