@@ -35,7 +35,7 @@ SPEEDS = (0.02, 0.05, 0.1, 0.2, 0.5)
 
 def base_config(args: argparse.Namespace, profile: str | None) -> RunConfig:
     return RunConfig(
-        model="vgg5", dataset=f"synthetic:train_size={args.train_size}", devices=4, device_speed="0.1", server_speed=1.0,
+        model="vgg5", dataset=f"synthetic:train_size={args.train_size}", devices=4, device_speed=(0.1,), server_speed=1.0,
         batch_size=100, micro_batches=args.micro_batches or 4, split=args.split, epochs=1,
         timing="profile" if profile else "measured", profile=profile, progress=False,
     )
@@ -93,7 +93,7 @@ def sweep(args: argparse.Namespace, profile: str) -> list[dict[str, object]]:
             times = {}
             for technique in ("fl", "pipelearn"):
                 config = planned(base_config(args, profile).with_(technique=technique, network=network,
-                                                                  device_speed=str(speed)), args, profile)
+                                                                  device_speed=(speed,)), args, profile)
                 times[technique] = emulate(prepare(config)).report["epochs"][0]["time_s"]
             rows.append({"network": network, "device_speed": speed, "fl_s": times["fl"],
                          "pipelearn_s": times["pipelearn"], "speedup": times["fl"] / times["pipelearn"]})

@@ -54,14 +54,14 @@ def compare(technique: str, args: argparse.Namespace) -> list[dict[str, object]]
     real = distributed(config, threads)["epochs"]
     rows = []
     for emu, dist in zip(emulated, real):  # type: ignore[call-overload]
-        rows.append({"technique": technique, "device_speed": config.device_speed,
+        rows.append({"technique": technique, "device_speed": args.device_speed,
                      "server_device": config.server_device, "epoch": emu["epoch"],
                      "emulated_s": emu["time_s"], "distributed_s": dist["time_s"],
                      "error": abs(emu["time_s"] - dist["time_s"]) / dist["time_s"],
                      "emu_acc": emu["test_accuracy"], "dist_acc": dist["test_accuracy"]})
     mean_emu = sum(r["emulated_s"] for r in rows) / len(rows)  # type: ignore[misc]
     mean_dist = sum(r["distributed_s"] for r in rows) / len(rows)  # type: ignore[misc]
-    rows.append({"technique": technique, "device_speed": config.device_speed,
+    rows.append({"technique": technique, "device_speed": args.device_speed,
                  "server_device": config.server_device, "epoch": "mean",
                  "emulated_s": mean_emu, "distributed_s": mean_dist, "error": abs(mean_emu - mean_dist) / mean_dist,
                  "emu_acc": rows[-1]["emu_acc"], "dist_acc": rows[-1]["dist_acc"]})

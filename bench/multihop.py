@@ -85,7 +85,7 @@ def run(config: RunConfig, out: Path | None, name: str) -> dict:
 
 
 def mpsl_table(dataset: str, profile: str, out: Path | None) -> list[dict[str, object]]:
-    base = RunConfig(model="vgg19", dataset=dataset, devices=OWNERS, owners=OWNERS, device_speed="0.1",
+    base = RunConfig(model="vgg19", dataset=dataset, devices=OWNERS, owners=OWNERS, device_speed=(0.1,),
                      server_speed=1.0, network="4g", batch_size=16, micro_batches=1, epochs=1,
                      timing="profile", profile=profile, progress=False)
     rows = []
@@ -94,7 +94,7 @@ def mpsl_table(dataset: str, profile: str, out: Path | None) -> list[dict[str, o
         if technique == "sfl":
             config = base.with_(technique="sfl", split=SFL_SPLIT)
         else:
-            config = base.with_(technique="mpsl", cuts=",".join(map(str, cuts)))
+            config = base.with_(technique="mpsl", cuts=tuple(cuts))
         row = run(config, out, f"{technique}-P{parts}")
         memory = row["memory_bytes"]
         hubs = {n: b for n, b in memory.items() if n == "server" or n.startswith("compute")}
@@ -122,11 +122,11 @@ def stage_table(profile: Profile, micro_batch: int, micro_batches: int) -> list[
 
 def ftpipehd_table(dataset: str, profile: str, out: Path | None) -> list[dict[str, object]]:
     base = RunConfig(technique="ftpipehd", model="vgg19", dataset=dataset, stages=4,
-                     stage_speeds=",".join(map(str, STAGE_SPEEDS)), network="wifi", batch_size=64,
+                     stage_speeds=tuple(STAGE_SPEEDS), network="wifi", batch_size=64,
                      micro_batches=4, epochs=1, timing="profile", profile=profile, progress=False)
     rows = []
     for name, cuts in FTPIPEHD_CUTS.items():
-        row = run(base.with_(cuts=",".join(map(str, cuts))), out, f"ftpipehd-{name}")
+        row = run(base.with_(cuts=tuple(cuts)), out, f"ftpipehd-{name}")
         rows.append({"cut": name, "cuts": cuts, "epoch s": row["time_s"], "bound s": row["bound_s"],
                      "efficiency": row["efficiency"],
                      "peak MB per stage": "/".join(f"{b / MB:.0f}" for b in row["memory_bytes"].values())})

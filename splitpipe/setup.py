@@ -125,7 +125,7 @@ def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[st
         "model": config.model,
         "dataset": config.dataset,
         "devices": config.devices,
-        "network": config.network,
+        "network": ",".join(config.network),
         "roles": {n.name: n.role for n in setup.topology.nodes},
         "plan": {
             "cuts": list(plan.cuts),

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.execute(args))
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, a file missing or unreadable: one line
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"splitpipe {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -5,34 +5,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from splitpipe.cli.flags import add_flags, given, parse_options
 from splitpipe.cli.options import add_experiment_flags, config_from_args
-from splitpipe.cli.progress import epoch_bar
-from splitpipe.experiment import emulate, prepare
-from splitpipe.report import format_table, summarize, write_compare, write_run
-from splitpipe.schedules import TECHNIQUES
+from splitpipe.options import Names, Options
 
-__all__ = ["add_arguments", "execute"]
+__all__ = ["add_arguments", "execute", "CompareOptions"]
 
 COLUMNS = ["technique", "epoch_time_s", "server_idle_s", "device_idle_s", "throughput_Bps", "efficiency",
            "test_accuracy"]
 
 
+class CompareOptions(Options):
+    techniques: Names = ("fl", "sl", "sfl", "pipelearn")
+    """techniques to compare, each trained on the same plan"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_experiment_flags(parser)
-    parser.add_argument("--techniques", default="fl,sl,sfl,pipelearn",
-                        help="comma list of techniques (default: fl,sl,sfl,pipelearn)")
+    add_experiment_flags(parser, exclude=("technique",))
+    add_flags(parser, CompareOptions)
 
 
-def parse_techniques(text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
+def parse_techniques(names: tuple[str, ...]) -> list[str]:
+    from splitpipe.schedules import TECHNIQUES
+
     unknown = [t for t in names if t not in TECHNIQUES]
     if unknown or not names:
-        raise ValueError(f"unknown technique '{','.join(unknown) or text}'; choose from: {', '.join(TECHNIQUES)}")
-    return names
+        raise ValueError(f"unknown technique '{','.join(unknown)}'; choose from: {', '.join(TECHNIQUES)}")
+    return list(names)
 
 
 def execute(args: argparse.Namespace) -> int:
-    techniques = parse_techniques(args.techniques)
+    from splitpipe.experiment import emulate, prepare
+    from splitpipe.report import format_table, summarize, write_compare, write_run
+    from splitpipe.report.console import epoch_bar
+
+    options: CompareOptions = parse_options(CompareOptions, given(args, CompareOptions))
+    techniques = parse_techniques(options.techniques)
     base = config_from_args(args)
     configs = {t: base.with_(technique=t) for t in techniques}
     setups = {t: prepare(c) for t, c in configs.items()}  # every bad value fails before training

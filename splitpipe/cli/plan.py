@@ -11,46 +11,57 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from splitpipe.cli.flags import add_flags, given, parse_options
 from splitpipe.cli.options import add_experiment_flags, config_from_args
-from splitpipe.config import parse_ints
-from splitpipe.planner import memory_nodes, micro_batch_choices, parse_limits, plan_for, plan_toml, plannable
-from splitpipe.planner.choose import PlanResult
-from splitpipe.report import format_table
-from splitpipe.setup import prepare, setup_profiles
+from splitpipe.config import RunConfig
+from splitpipe.options import Counts, Names, Options
 
-__all__ = ["add_arguments", "execute"]
+if TYPE_CHECKING:
+    from splitpipe.planner.choose import PlanResult
+
+__all__ = ["add_arguments", "execute", "PlanOptions"]
+
+
+class PlanOptions(Options):
+    memory_limit: Names | None = None
+    """mpsl, ftpipehd: memory of each compute node or stage, one size or one per node, e.g. 2GB or 1GB,4GB
+    (default: unlimited)"""
+    micro_batch_choices: Counts | None = None
+    """pipelearn: micro-batch counts to try (default: divisors of the batch size up to half of it)"""
+    shared: bool = False
+    """pipelearn, sfl: one split and micro-batch count for all devices (no per-device choice)"""
+    out: str | None = None
+    """write the chosen configuration to this TOML file (for splitpipe run)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_flags(parser, exclude=("out",))
-    parser.add_argument("--technique", help=f"{', '.join(plannable())} (default: pipelearn)")
-    parser.add_argument("--memory-limit", help="mpsl, ftpipehd: memory of each compute node or stage, one size "
-                        "or a comma list, e.g. 2GB or 1GB,4GB (default: unlimited)")
-    parser.add_argument("--micro-batch-choices", help="pipelearn: micro-batch counts to try, a comma list "
-                        "(default: divisors of the batch size up to half of it)")
-    parser.add_argument("--shared", action="store_true",
-                        help="pipelearn, sfl: one split and micro-batch count for all devices (no per-device choice)")
-    parser.add_argument("--out", dest="plan_out", help="write the chosen configuration to this TOML file (for splitpipe run)")
+    add_flags(parser, PlanOptions)
 
 
 def execute(args: argparse.Namespace) -> int:
-    config = config_from_args(args, technique=args.technique)
-    counts = tuple(parse_ints("micro-batch-choices", args.micro_batch_choices)) if args.micro_batch_choices else None
+    from splitpipe.planner import memory_nodes, micro_batch_choices, parse_limits, plan_for
+    from splitpipe.setup import prepare, setup_profiles
+
+    options: PlanOptions = parse_options(PlanOptions, given(args, PlanOptions))
+    config = config_from_args(args, exclude=("out",))
+    counts = options.micro_batch_choices
     setup = prepare(config)
     plan = setup.plan
     limits = None
-    if args.memory_limit:
+    if options.memory_limit:
         nodes = memory_nodes(plan)
-        limits = parse_limits(args.memory_limit, len(nodes), nodes)
+        limits = parse_limits(",".join(options.memory_limit), len(nodes), nodes)
     choices = counts or micro_batch_choices(plan.batch_size)
     sizes = {plan.batch_size} | {-(-plan.batch_size // n) for n in choices} | {plan.batch_size // n for n in choices}
     profiles = setup_profiles(setup, sorted(s for s in sizes if s >= 1))
-    result = plan_for(plan, profiles, memory_limits=limits, micro_batches=counts, per_device=not args.shared,
+    result = plan_for(plan, profiles, memory_limits=limits, micro_batches=counts, per_device=not options.shared,
                       cuts=config.cut_points())
     show(result)
-    if args.plan_out:
-        write(args.plan_out, config, result)
+    if options.out:
+        write(options.out, config, result)
     return 0
 
 
@@ -65,13 +76,17 @@ def summary(result: PlanResult) -> list[str]:
 
 
 def show(result: PlanResult) -> None:
+    from splitpipe.report import format_table
+
     if result.rows:
         print(format_table(result.rows, list(result.rows[0])))
     for line in result.notes + summary(result):
         print(line)
 
 
-def write(path: str, config, result: PlanResult) -> None:  # type: ignore[no-untyped-def]
+def write(path: str, config: RunConfig, result: PlanResult) -> None:
+    from splitpipe.planner import plan_toml
+
     text = plan_toml(config, result.settings, ["written by splitpipe plan", *summary(result)])
     Path(path).write_text(text)
     print(f"wrote {path}")

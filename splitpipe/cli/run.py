@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 
 from splitpipe.cli.options import add_experiment_flags, config_from_args
-from splitpipe.cli.output import show_run
-from splitpipe.cli.progress import epoch_bar
-from splitpipe.experiment import emulate, prepare
 
 __all__ = ["add_arguments", "execute"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_flags(parser)
-    parser.add_argument("--technique", help="fl, sl, sfl, pipelearn, mpsl or ftpipehd (default: pipelearn)")
 
 
 def execute(args: argparse.Namespace) -> int:
-    config = config_from_args(args, technique=args.technique)
+    from splitpipe.experiment import emulate, prepare
+    from splitpipe.report.console import epoch_bar, show_run
+
+    config = config_from_args(args)
     setup = prepare(config)
     with epoch_bar(config.epochs, config.technique, config.progress) as progress:
         result = emulate(setup, progress)

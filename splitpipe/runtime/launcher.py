@@ -1,8 +1,9 @@
 """A whole cluster of node processes on this machine: loopback, free ports, one secret, watched.
 
-The launcher writes the config and a fresh secret to a private directory, starts the
-coordinator (which writes the report), then every other node, and polls them all: a node
-that dies stops the rest at once and the launch fails with that node's name.
+The launcher writes a fresh secret and each node's options (NodeOptions as JSON, the run's
+config inside) to a private directory, starts the coordinator (which writes the report),
+then every other node as `python -m splitpipe.runtime.entry OPTIONS.json`, and polls them
+all: a node that dies stops the rest at once and the launch fails with that node's name.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import splitpipe
 from splitpipe.config import RunConfig
 from splitpipe.plan import Topology
+from splitpipe.runtime.options import NodeOptions, Role
 from splitpipe.runtime.protocol import coordinator_of, node_id
 from splitpipe.setup import prepare
 
-__all__ = ["launch", "ClusterFailed", "config_toml"]
+__all__ = ["launch", "ClusterFailed"]
 
 log = logging.getLogger("splitpipe.launch")
 
-#: How a child runs the CLI (the package need not be installed, only importable).
-CLI = "import sys; from splitpipe.cli import main; sys.exit(main())"
+#: The module a child runs (the package need not be installed, only importable).
+ENTRY = "splitpipe.runtime.entry"
 #: Seconds the nodes get to exit on their own after the coordinator is done, or after SIGTERM.
 GRACE_S = 10.0
 
@@ -52,23 +55,6 @@ class _Child:
         return f"node {self.name} (pid {self.process.pid}) exited with code {code}"
 
 
-def config_toml(config: RunConfig) -> str:
-    """The config as TOML that load_toml reads back (unset and per-machine keys left out)."""
-    lines = []
-    for f in fields(RunConfig):
-        value = getattr(config, f.name)
-        if f.name in ("extra", "out", "progress") or value is None:
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        else:
-            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        lines.append(f"{f.name} = {text}")
-    return "\n".join(lines) + "\n"
-
-
 def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = False,
            threads: int | None = None, poll_s: float = 0.1) -> None:
     """Run `config` with one process per node on loopback; the coordinator writes config.out.
@@ -85,28 +71,29 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
                     "speed (--emulate-speed stretches slower nodes' compute)", slower[0])
     with tempfile.TemporaryDirectory(prefix="splitpipe-launch-") as tmp:
         work = Path(tmp)
-        (work / "run.toml").write_text(config_toml(config))
-        secret = work / "secret"
-        secret.touch(mode=0o600)
-        secret.write_text(secrets.token_hex(32))
-        common = ["--config", str(work / "run.toml"), "--secret-file", str(secret), "--timeout", str(timeout),
-                  "--threads", str(threads), "--listen", "127.0.0.1:0"]
-        if emulate_speed:
-            common.append("--emulate-speed")
-        cluster = _Cluster(setup.topology, poll_s)
+        secret = _private(work / "secret", secrets.token_hex(32))
+        common = {"secret_file": str(secret), "timeout": timeout, "threads": threads,
+                  "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
+        cluster = _Cluster(setup.topology, work, poll_s)
         restore = _exit_on_sigterm()
         try:
-            lead_args = [*common, "--port-file", str(work / "port")]
-            lead_args += ["--out", config.out] if config.out else []
-            lead_args += [] if config.progress else ["--no-progress"]
-            lead = cluster.start(coordinator, lead_args)
+            lead = cluster.start(coordinator, config, port_file=str(work / "port"), **common)
             port = cluster.wait_for_port(lead, work / "port", timeout)
+            quiet = config.with_(out=None, progress=False)
             for name in names[1:]:
-                cluster.start(name, [*common, "--coordinator", f"127.0.0.1:{port}", "--no-progress"])
+                cluster.start(name, quiet, coordinator=f"127.0.0.1:{port}", **common)
             cluster.watch(lead)
         finally:
             cluster.stop()
             restore()
+
+
+def _private(path: Path, text: str) -> Path:
+    """Write `text` to a file only this user may read (created 0600, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    return path
 
 
 def _exit_on_sigterm() -> Callable[[], None]:
@@ -126,14 +113,18 @@ def _exit_on_sigterm() -> Callable[[], None]:
 
 
 class _Cluster:
-    def __init__(self, topology: Topology, poll_s: float) -> None:
+    def __init__(self, topology: Topology, work: Path, poll_s: float) -> None:
         self.topology = topology
+        self.work = work
         self.poll_s = poll_s
         self.children: list[_Child] = []
 
-    def start(self, name: str, args: list[str]) -> _Child:
+    def start(self, name: str, config: RunConfig, **node: Any) -> _Child:
+        """Start node `name` with its NodeOptions (`node` plus its role and id) handed over as a JSON file."""
         role = self.topology.node(name).role
-        command = [sys.executable, "-c", CLI, "node", "--role", role, "--id", str(node_id(name, role)), *args]
+        options = NodeOptions(role=cast(Role, role), id=node_id(name, role), config=config, **node)
+        path = _private(self.work / f"{name}.json", options.model_dump_json())
+        command = [sys.executable, "-m", ENTRY, str(path)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         root = str(Path(splitpipe.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)

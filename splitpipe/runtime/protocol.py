@@ -18,11 +18,11 @@ A failing node sends `error`; the coordinator answers everyone with `abort`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from splitpipe.config import RunConfig
 from splitpipe.plan import Plan, Topology
+from splitpipe.runtime.options import ROLES
 from splitpipe.schedules.ir import Replica, Schedule, Tag
 from splitpipe.span import Span
 
@@ -32,8 +32,6 @@ __all__ = [
     "assignment", "parse_address",
 ]
 
-#: Roles a node may play (`splitpipe node --role`); the plan's topology says which exist.
-ROLES = ("server", "device", "compute", "aggregator", "central", "worker")
 #: Lane of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
 GATHER_LANE = -2
 #: Config keys that may differ between nodes: they do not change what is trained.
@@ -91,8 +89,8 @@ def check_body(body: Mapping[str, object], src: str) -> str:
 
 
 def config_body(config: RunConfig) -> dict[str, object]:
-    """The config as JSON, to check that every node trains the same thing."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    """The config as JSON (the declaration's own form), to check that every node trains the same thing."""
+    return config.to_json()
 
 
 def config_mismatch(mine: RunConfig, theirs: Mapping[str, object]) -> list[str]:

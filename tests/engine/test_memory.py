@@ -101,7 +101,7 @@ def test_saved_tensors_are_counted_once_and_without_parameters() -> None:
 
 def test_report_has_memory_per_node_growing_with_owners() -> None:
     """MP-SL's compute node holds one replica per owner: more owners, more bytes."""
-    base = RunConfig(technique="mpsl", cuts="1,4", micro_batches=1, epochs=1, batch_size=64,
+    base = RunConfig(technique="mpsl", cuts=(1, 4), micro_batches=1, epochs=1, batch_size=64,
                      network="none", progress=False)
     peaks = {}
     for owners in (1, 3):
@@ -115,7 +115,7 @@ def test_report_has_memory_per_node_growing_with_owners() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_allocator_peak_is_reported() -> None:
-    config = RunConfig(technique="mpsl", cuts="1,4", owners=2, micro_batches=1, epochs=1, batch_size=64,
+    config = RunConfig(technique="mpsl", cuts=(1, 4), owners=2, micro_batches=1, epochs=1, batch_size=64,
                        network="none", server_device="cuda", progress=False)
     row = emulate(prepare(config)).report["epochs"][0]
     (nodes, peak), = row["cuda_memory_bytes"].items()  # one GPU, shared by the server-side nodes

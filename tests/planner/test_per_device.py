@@ -26,14 +26,14 @@ def setup_for(**options):
 @pytest.mark.parametrize("technique", ["sfl", "pipelearn"])
 def test_same_overrides_as_the_shared_values_give_the_same_schedule(technique: str) -> None:
     plain = setup_for(technique=technique, split=2, micro_batches=3).plan
-    same = setup_for(technique=technique, split=2, micro_batches=3, device_splits="2",
-                     **({"device_micro_batches": "3,3,3"} if technique == "pipelearn" else {})).plan
+    same = setup_for(technique=technique, split=2, micro_batches=3, device_splits=(2,),
+                     **({"device_micro_batches": (3, 3, 3)} if technique == "pipelearn" else {})).plan
     for epoch in (0, 1):
         assert build_schedule(same, epoch).dump() == build_schedule(plain, epoch).dump()
 
 
 def test_each_device_runs_its_own_micro_batches_and_parts() -> None:
-    plan = setup_for(device_splits="1,3,1", device_micro_batches="1,2,4").plan
+    plan = setup_for(device_splits=(1, 3, 1), device_micro_batches=(1, 2, 4)).plan
     schedule = build_schedule(plan, 0)
     units = plan.part_units()
     for lane, (cut, count) in enumerate(zip((1, 3, 1), (1, 2, 4))):
@@ -45,7 +45,7 @@ def test_each_device_runs_its_own_micro_batches_and_parts() -> None:
 
 
 def perturbed_executor(plan, schedule: Schedule) -> TensorExecutor:
-    setup = setup_for(device_splits="1,3,1")
+    setup = setup_for(device_splits=(1, 3, 1))
     speeds = {n.name: n.speed for n in plan.topology.nodes}
     executor = TensorExecutor(setup.model, plan, setup.dataset, setup.shards, MeasuredTiming(speeds))
     executor.begin_epoch(0, schedule)
@@ -67,7 +67,7 @@ def full_state(executor: TensorExecutor, plan, lane: int) -> dict[str, torch.Ten
 
 
 def test_fedavg_with_different_cuts_averages_every_unit_over_all_devices() -> None:
-    plan = setup_for(device_splits="1,3,1").plan
+    plan = setup_for(device_splits=(1, 3, 1)).plan
     members, replicas = [], []
     weights = plan.fedavg_weights()
     for i, device in enumerate(plan.owners):
@@ -95,7 +95,7 @@ def test_fedavg_with_different_cuts_averages_every_unit_over_all_devices() -> No
 
 
 def test_training_with_per_device_choices_reports_them_and_ends_in_one_model() -> None:
-    setup = setup_for(device_splits="1,3,2", device_micro_batches="1,4,2", epochs=2)
+    setup = setup_for(device_splits=(1, 3, 2), device_micro_batches=(1, 4, 2), epochs=2)
     result = emulate(setup)
     plan = result.report["plan"]
     assert plan["device_cuts"] == [[1], [3], [2]] and plan["device_micro_batches"] == [1, 4, 2]
@@ -104,13 +104,13 @@ def test_training_with_per_device_choices_reports_them_and_ends_in_one_model() -
 
 
 @pytest.mark.parametrize(("options", "named"), [
-    ({"device_splits": "1,2"}, "device-splits"),
-    ({"device_splits": "1,9,1"}, "(9,)"),
-    ({"device_micro_batches": "1,2,99"}, "[99]"),
-    ({"technique": "sl", "device_splits": "1,2,1"}, "device-splits applies to sfl and pipelearn"),
-    ({"technique": "sfl", "device_micro_batches": "2"}, "device-micro-batches applies to pipelearn"),
-    ({"technique": "mpsl", "device_splits": "1"}, "device-splits applies to sfl and pipelearn, not mpsl"),
-    ({"device_splits": "a,b"}, "device-splits"),
+    ({"device_splits": (1, 2)}, "device-splits"),
+    ({"device_splits": (1, 9, 1)}, "(9,)"),
+    ({"device_micro_batches": (1, 2, 99)}, "[99]"),
+    ({"technique": "sl", "device_splits": (1, 2, 1)}, "device-splits applies to sfl and pipelearn"),
+    ({"technique": "sfl", "device_micro_batches": (2,)}, "device-micro-batches applies to pipelearn"),
+    ({"technique": "mpsl", "device_splits": (1,)}, "device-splits applies to sfl and pipelearn, not mpsl"),
+    ({"device_splits": "a,b"}, "device_splits"),
 ])
 def test_bad_overrides_are_named(options: dict, named: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -119,7 +119,7 @@ def test_bad_overrides_are_named(options: dict, named: str) -> None:
 
 
 def test_plan_part_units_give_each_layout_its_parts() -> None:
-    plan = setup_for(device_splits="2,1,2").plan
+    plan = setup_for(device_splits=(2, 1, 2)).plan
     assert plan.layouts() == ((2,), (1,))
     assert plan.part_units() == (range(0, 2), range(2, 5), range(0, 1), range(1, 5))
     assert [plan.owner_part(i, 1) for i in range(3)] == [1, 3, 1]

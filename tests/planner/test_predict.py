@@ -18,9 +18,9 @@ TECHNIQUES = {
     "sl": {},
     "sfl": {},
     "pipelearn": {"micro_batches": 3},
-    "pipelearn-per-device": {"device_splits": "1,3,2", "device_micro_batches": "2,4,1"},
+    "pipelearn-per-device": {"device_splits": (1, 3, 2), "device_micro_batches": (2, 4, 1)},
     "mpsl": {"compute_nodes": 2, "micro_batches": 2},
-    "ftpipehd": {"stage_speeds": "1,0.5,2", "micro_batches": 4, "network": "4g,wifi"},
+    "ftpipehd": {"stage_speeds": (1, 0.5, 2), "micro_batches": 4, "network": ("4g", "wifi")},
 }
 
 
@@ -32,7 +32,7 @@ def spans_key(spans):
 def test_prediction_equals_emulation_in_profile_timing(name: str, profile_file) -> None:
     path = profile_file("vgg5", DATA)
     technique = name.split("-")[0]
-    options = {"device_speed": "0.2,0.5,1", "network": "4g,wifi,4g+"} | TECHNIQUES[name]
+    options = {"device_speed": (0.2, 0.5, 1), "network": ("4g", "wifi", "4g+")} | TECHNIQUES[name]
     config = RunConfig(technique=technique, dataset=DATA, devices=3, batch_size=16, epochs=2, aggregation_interval=2,
                        timing="profile", profile=str(path), progress=False, **options)
     setup = prepare(config)
@@ -55,7 +55,7 @@ def test_device_and_server_profiles_combine(profile_file, tmp_path: Path) -> Non
     device, server = tmp_path / "device.json", tmp_path / "server.json"
     device.write_text(base.scaled(0.25).to_json())  # a device 4x slower than the profiled host
     server.write_text(base.scaled(8.0).to_json())  # a server 8x faster
-    config = RunConfig(dataset=DATA, devices=2, device_speed="1", batch_size=16, epochs=1, timing="profile",
+    config = RunConfig(dataset=DATA, devices=2, device_speed=(1,), batch_size=16, epochs=1, timing="profile",
                        device_profile=str(device), server_profile=str(server), progress=False)
     setup = prepare(config)
     profiles = setup_profiles(setup)
@@ -82,7 +82,7 @@ def test_a_calibrated_profile_adds_its_costs_to_every_action(profile_file) -> No
     base = Profile.load(profile_file("vgg5", DATA))
     calibrated = replace(base, calibration={"F": (0.002, 0.5)})
     assert Profile.from_json(calibrated.to_json()) == calibrated
-    setup = prepare(RunConfig(dataset=DATA, devices=2, device_speed="0.5", batch_size=16, progress=False))
+    setup = prepare(RunConfig(dataset=DATA, devices=2, device_speed=(0.5,), batch_size=16, progress=False))
     plain = profile_timing(setup.plan, node_profiles(setup.plan.topology, base))
     fitted = profile_timing(setup.plan, node_profiles(setup.plan.topology, calibrated))
     forward, backward = Action(FORWARD, part=1, samples=8), Action(BACKWARD, part=1, samples=8)

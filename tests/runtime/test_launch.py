@@ -19,7 +19,6 @@ import pytest
 from splitpipe.cli import main
 from splitpipe.config import RunConfig
 from splitpipe.experiment import emulate, prepare
-from splitpipe.runtime.launcher import CLI, config_toml
 
 #: Seconds within which a launch must fail once a node is killed.
 FAIL_FAST_S = 60
@@ -29,7 +28,7 @@ def write_config(tmp_path: Path, tiny_npz: str, **changes: object) -> tuple[RunC
     config = RunConfig(technique="pipelearn", dataset=f"npz:{tiny_npz}", devices=2, network="none", epochs=2,
                        batch_size=16, micro_batches=4, progress=False).with_(**changes)
     path = tmp_path / "run.toml"
-    path.write_text(config_toml(config))
+    path.write_text(config.to_toml())
     return config, path
 
 
@@ -47,7 +46,7 @@ def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz:
 
 def test_killing_a_device_fails_the_launch_naming_it(tmp_path: Path, tiny_npz: str) -> None:
     _, path = write_config(tmp_path, tiny_npz, network="4g", epochs=100)  # minutes of training
-    launch = subprocess.Popen([sys.executable, "-c", CLI, "launch", str(path), "--no-progress", "--threads", "1"],
+    launch = subprocess.Popen([sys.executable, "-m", "splitpipe", "launch", str(path), "--no-progress", "--threads", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
 

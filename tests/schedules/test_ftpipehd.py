@@ -73,7 +73,7 @@ def single_process(model: nn.Sequential, config: RunConfig, x: torch.Tensor, y: 
 
 
 def test_weights_equal_single_process_training_without_batchnorm() -> None:
-    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds="1,0.5,0.2,0.1", cuts="1,2,3",
+    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds=(1, 0.5, 0.2, 0.1), cuts=(1, 2, 3),
                        micro_batches=3, batch_size=20, epochs=2, lr=0.05, weight_decay=1e-3,
                        network="wifi", progress=False)
     torch.manual_seed(0)
@@ -88,7 +88,7 @@ def test_weights_equal_single_process_training_without_batchnorm() -> None:
 
 
 def test_trains_vgg5_on_digits_to_90_percent_with_10x_slower_stages() -> None:
-    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds="1,0.5,0.2,0.1", cuts="1,2,4",
+    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds=(1, 0.5, 0.2, 0.1), cuts=(1, 2, 4),
                        micro_batches=4, batch_size=32, epochs=1, progress=False)
     result = emulate(prepare(config))
     row = result.report["epochs"][-1]
@@ -103,7 +103,7 @@ def test_trains_vgg5_on_digits_to_90_percent_with_10x_slower_stages() -> None:
     ({"cuts": "3,2,4"}, "cuts (3, 2, 4) not strictly increasing"),
     ({"cuts": "1,2,5"}, "cuts (1, 2, 5) out of range: each cut must be in 1..4"),
     ({"stages": 6}, "cannot cut a model of 5 units into 6 parts"),
-    ({"stage_speeds": "1,0.5,0.2"}, "stage-speeds has 3 values for 4 stages"),
+    ({"stage_speeds": (1, 0.5, 0.2)}, "stage-speeds has 3 values for 4 stages"),
     ({"stages": 1}, "stages must be >= 2, got 1"),
 ])
 def test_bad_cuts_give_one_line_errors(changes: dict, message: str) -> None:
@@ -114,10 +114,10 @@ def test_bad_cuts_give_one_line_errors(changes: dict, message: str) -> None:
 
 
 def test_stages_follow_the_cuts_and_the_speeds() -> None:
-    plan = prepare(RunConfig(technique="ftpipehd", cuts="2,4", progress=False)).plan
+    plan = prepare(RunConfig(technique="ftpipehd", cuts=(2, 4), progress=False)).plan
     assert plan.chain == ("worker1", "worker2") and plan.parts == 3
     with pytest.raises(ValueError, match="stage-speeds has 2 values for 3 stages"):
-        prepare(RunConfig(technique="ftpipehd", cuts="2,4", stage_speeds="1,0.1", progress=False))
-    plan = prepare(RunConfig(technique="ftpipehd", stage_speeds="1,0.5,0.1", progress=False)).plan
+        prepare(RunConfig(technique="ftpipehd", cuts=(2, 4), stage_speeds=(1, 0.1), progress=False))
+    plan = prepare(RunConfig(technique="ftpipehd", stage_speeds=(1, 0.5, 0.1), progress=False)).plan
     assert [n.speed for n in plan.topology.nodes] == [1.0, 0.5, 0.1]
     assert plan.cuts == (1, 3)

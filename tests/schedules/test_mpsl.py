@@ -110,7 +110,7 @@ def test_aggregation_averages_replicas_locally_and_owner_parts_at_the_aggregator
 
 
 def test_trains_vgg5_on_digits_to_90_percent() -> None:
-    config = RunConfig(technique="mpsl", owners=3, cuts="1,3,4", micro_batches=1, epochs=2, batch_size=32,
+    config = RunConfig(technique="mpsl", owners=3, cuts=(1, 3, 4), micro_batches=1, epochs=2, batch_size=32,
                        lr=0.02, network="none", progress=False)
     setup = prepare(config)
     assert setup.plan.chain == ("compute0", "compute1")

@@ -1,0 +1,125 @@
+"""Where a node process starts: `run_node(NodeOptions)`, or `python -m splitpipe.runtime.entry OPTIONS.json`.
+
+The CLI's `node` command and the launcher's children both come here; the launcher hands a
+child its options as JSON written by the same declaration that reads it (runtime/options.py),
+so no flag is ever spelled as a string. gRPC is imported only when a node really starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from splitpipe.runtime.options import NodeOptions
+
+if TYPE_CHECKING:
+    from splitpipe.network import LinkSpec
+    from splitpipe.runtime.transport import GrpcTransport, Transport
+    from splitpipe.setup import Setup
+
+__all__ = ["run_node", "main"]
+
+log = logging.getLogger("splitpipe.runtime")
+
+
+def run_node(options: NodeOptions) -> int:
+    """Run one node until the run ends: 0 when it went well, 1 when the run failed (printed, one line).
+
+    Bad options raise ValueError naming them, before anything listens.
+    """
+    import torch
+
+    from splitpipe.runtime.member import run_member
+    from splitpipe.runtime.protocol import coordinator_of, node_name
+    from splitpipe.runtime.transport import TransportError
+    from splitpipe.setup import prepare
+
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    setup = prepare(options.config)
+    name = node_name(setup.topology, options.role, options.id)
+    coordinator = coordinator_of(setup.plan)
+    leads = name == coordinator
+    if not leads and not options.coordinator:
+        raise ValueError(f"{name} needs --coordinator HOST:PORT (where {coordinator} listens)")
+    peer = None if leads else (coordinator, str(options.coordinator))
+    transport = _transport(options, name, setup.topology.links, peer)
+    with transport:
+        transport.start()
+        address = f"{_advertised_host(options)}:{transport.port}"
+        if options.port_file:
+            Path(options.port_file).write_text(f"{transport.port}\n")
+        log.info("%s: listening on %s (reached at %s)", name, options.listen, address)
+        speed = setup.topology.node(name).speed if options.emulate_speed else 1.0
+        try:
+            if leads:
+                return _coordinate(setup, name, transport, address, options.timeout, speed)
+            run_member(setup, name, transport, coordinator, address, timeout=options.timeout, speed=speed)
+        except (RuntimeError, TransportError) as exc:
+            print(f"splitpipe node {name}: error: {_first_line(exc)}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float) -> int:
+    from splitpipe.report.console import epoch_bar, show_run
+    from splitpipe.runtime.coordinator import Coordinator
+
+    config = setup.config
+    with epoch_bar(config.epochs, f"{config.technique} (distributed)", config.progress) as progress:
+        result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
+                             progress=progress).run()
+    show_run(result.report, result.spans, config.out, "distributed, wall clock")
+    return 0
+
+
+def _transport(options: NodeOptions, name: str, links: Mapping[tuple[str, str], LinkSpec],
+               coordinator: tuple[str, str] | None) -> GrpcTransport:
+    from splitpipe.runtime.protocol import parse_address
+    from splitpipe.runtime.transport import GrpcTransport, TlsConfig, load_secret
+
+    parse_address(options.listen, "--listen")
+    peers = {}
+    if coordinator is not None:
+        parse_address(coordinator[1], "--coordinator")
+        peers[coordinator[0]] = coordinator[1]
+    files = (options.tls_cert, options.tls_key, options.tls_ca)
+    tls = TlsConfig(*(Path(str(p)) for p in files)) if all(files) else None
+    own_links = {dst: spec for (src, dst), spec in links.items() if src == name}
+    return GrpcTransport(name, options.listen, peers, load_secret(options.secret_file), links=own_links, tls=tls)
+
+
+def _advertised_host(options: NodeOptions) -> str:
+    if options.advertise:
+        return options.advertise
+    host = options.listen.rpartition(":")[0]
+    return socket.getfqdn() if host in ("0.0.0.0", "[::]", "::") else host
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m splitpipe.runtime.entry OPTIONS.json`: a launcher's child. Bad input: one line, exit 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1:
+        print("usage: python -m splitpipe.runtime.entry OPTIONS.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return run_node(NodeOptions.from_json(Path(args[0]).read_bytes()))
+    except (ValueError, OSError) as exc:
+        print(f"splitpipe node: error: {_first_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
