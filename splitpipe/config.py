@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from splitpipe.options import MAX_COUNT, Count, Finite, Ints, Names, Options, Speeds, load_toml
+from splitpipe.schedules.registry import DEFAULT
 
 __all__ = ["RunConfig", "load_toml"]
 
@@ -16,7 +17,7 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 class RunConfig(Options):
     """One experiment. Field names are the TOML keys and, with dashes, the CLI flags."""
 
-    technique: str = "pipelearn"
+    technique: str = DEFAULT
     """fl, sl, sfl, pipelearn, mpsl or ftpipehd (see Techniques below)"""
     model: str = "vgg5"
     """vgg5 (PipeLearn's VGG-5), resnet18 (CIFAR variant), mobilenet_v3_small, vgg19 or resnet101; from Python

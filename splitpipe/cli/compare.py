@@ -8,6 +8,7 @@ from pathlib import Path
 from splitpipe.cli.flags import add_flags, given, parse_options
 from splitpipe.cli.options import add_experiment_flags, config_from_args
 from splitpipe.options import Names, Options
+from splitpipe.schedules.registry import COMPARED
 
 __all__ = ["add_arguments", "execute", "CompareOptions"]
 
@@ -16,7 +17,7 @@ COLUMNS = ["technique", "epoch_time_s", "server_idle_s", "device_idle_s", "throu
 
 
 class CompareOptions(Options):
-    techniques: Names = ("fl", "sl", "sfl", "pipelearn")
+    techniques: Names = COMPARED
     """techniques to compare, each trained on the same plan"""
 
 

@@ -69,5 +69,4 @@ TECHNIQUE = Technique(
     roles=("server", "device"),
     accelerated_roles=frozenset({"server"}),
     replan=drop_owners,
-    compared=True,
 )

@@ -38,5 +38,4 @@ TECHNIQUE = Technique(
     options=frozenset({"device_splits", "device_micro_batches"}),
     planner=PlannerHook("split", micro_batches=True, per_device=True),
     replan=drop_owners,
-    compared=True,
 )

@@ -98,8 +98,6 @@ class Technique:
     replan: Replan | None = None
     """Plan without the nodes given (failed, left) -> the new plan and old owner -> new owner;
     None: the technique cannot go on without a node yet."""
-    compared: bool = False
-    """In `splitpipe compare`'s default set."""
 
 
 def drop_owners(plan: Plan, gone: Sequence[str]) -> tuple[Plan, Mapping[int, int]]:

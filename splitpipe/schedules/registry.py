@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from splitpipe.schedules.record import Technique
 
-__all__ = ["NAMES", "DEFAULT", "technique", "techniques"]
+__all__ = ["NAMES", "DEFAULT", "COMPARED", "technique", "techniques"]
 
 #: name -> module whose TECHNIQUE record describes it.
 MODULES = {
@@ -22,6 +22,8 @@ MODULES = {
 NAMES = tuple(MODULES)
 #: The technique of a config that names none (and of the planner's calibration runs).
 DEFAULT = "pipelearn"
+#: What `splitpipe compare` compares unless told: the one-hop techniques PipeLearn is measured against.
+COMPARED = ("fl", "sl", "sfl", "pipelearn")
 
 
 def technique(name: str) -> Technique:

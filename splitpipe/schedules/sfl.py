@@ -37,5 +37,4 @@ TECHNIQUE = Technique(
     options=frozenset({"device_splits"}),
     planner=PlannerHook("split", per_device=True),
     replan=drop_owners,
-    compared=True,
 )

@@ -98,5 +98,4 @@ TECHNIQUE = Technique(
     accelerated_roles=frozenset({"server"}),
     planner=PlannerHook("split"),
     replan=drop_owners,
-    compared=True,
 )
