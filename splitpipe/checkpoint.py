@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,8 +31,11 @@ from torch import nn
 
 from splitpipe.schedules.ir import Replica
 
+if TYPE_CHECKING:
+    from splitpipe.setup import Setup
+
 __all__ = ["save_model", "load_model", "Checkpoint", "write_checkpoint", "read_checkpoint", "latest_checkpoint",
-           "restore", "data_order", "MODEL_FILE"]
+           "restore", "data_order", "save_run_model", "MODEL_FILE"]
 
 MODEL_FILE = "model.safetensors"
 MODEL_FORMAT = "splitpipe-model/1"
@@ -223,3 +226,12 @@ def _plain(value: object) -> object:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"cannot write {type(value).__name__} to state.json")
+
+
+def save_run_model(out: str | Path, setup: Setup, model: nn.Module) -> Path:
+    """OUT/model.safetensors: the global model, with what `load_model` needs to rebuild it."""
+    dataset = setup.dataset
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return save_model(Path(out) / MODEL_FILE, model, model=setup.config.model,
+                      technique=setup.config.technique, in_channels=dataset.in_channels,
+                      image_size=dataset.image_size, num_classes=dataset.num_classes, cuts=list(setup.plan.cuts))

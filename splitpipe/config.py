@@ -82,7 +82,11 @@ class RunConfig(Options):
     server_device: str = "cpu"
     """torch device for the server's parts: cpu or cuda"""
     out: str | None = None
-    """directory for report.json, metrics.csv and plots"""
+    """directory for report.json, metrics.csv, plots, the trained model.safetensors and checkpoints/"""
+    checkpoint_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = None
+    """epochs between checkpoints under out/checkpoints (default: 1 when out is given; 0: none)"""
+    keep_checkpoints: Count = 2
+    """how many of the newest checkpoints to keep"""
     progress: bool = True
     """draw a progress bar"""
     extra: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"internal": True})

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from splitpipe.checkpoint import Checkpoint, data_order, restore, save_model, write_checkpoint
+from splitpipe.checkpoint import Checkpoint, data_order, restore, write_checkpoint
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
@@ -18,7 +18,7 @@ from splitpipe.schedules import build_schedule
 from splitpipe.setup import Setup, accelerated_nodes, make_timing, prepare, report_header, setup_profiles
 from splitpipe.span import Span
 
-__all__ = ["Setup", "prepare", "emulate", "RunResult", "Checkpoints", "save_run_model"]
+__all__ = ["Setup", "prepare", "emulate", "RunResult", "Checkpoints"]
 
 Progress = Callable[[int, dict[str, object]], None]
 
@@ -92,7 +92,7 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
 
 def _checkpoint_state(setup: Setup, rows: list[dict[str, object]]) -> dict[str, object]:
     config = setup.config
-    return {"technique": config.technique, "model": config.model, "dataset": config.dataset, "seed": config.seed,
+    return {"config": config.to_json(), "technique": config.technique, "model": config.model, "dataset": config.dataset, "seed": config.seed,
             "epochs": config.epochs, "plan": report_header(setup, config.timing)["plan"],
             "data_order": data_order(setup.shards), "rows": rows}
 
@@ -106,12 +106,3 @@ def check_resumable(checkpoint: Checkpoint, setup: Setup) -> None:
             raise ValueError(f"{where} is of another run: {key} {checkpoint.state.get(key)!r}, this run's {want[key]!r}")
     if checkpoint.epoch + 1 >= setup.config.epochs:
         raise ValueError(f"{where} is after epoch {checkpoint.epoch}: nothing left of {setup.config.epochs} epochs")
-
-
-def save_run_model(out: str | Path, setup: Setup, model: nn.Module) -> Path:
-    """OUT/model.safetensors: the global model, with what `load_model` needs to rebuild it."""
-    dataset = setup.dataset
-    Path(out).mkdir(parents=True, exist_ok=True)
-    return save_model(Path(out) / "model.safetensors", model, model=setup.config.model,
-                      technique=setup.config.technique, in_channels=dataset.in_channels,
-                      image_size=dataset.image_size, num_classes=dataset.num_classes, cuts=list(setup.plan.cuts))

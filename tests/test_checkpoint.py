@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from splitpipe.checkpoint import latest_checkpoint, load_model, read_checkpoint
+from splitpipe.checkpoint import latest_checkpoint, load_model, read_checkpoint, save_run_model
 from splitpipe.config import RunConfig
-from splitpipe.experiment import Checkpoints, emulate, prepare, save_run_model
+from splitpipe.experiment import Checkpoints, emulate, prepare
 
 SHAPES = {"sl": {"split": 2}, "sfl": {"split": 2}, "pipelearn": {"split": 2, "micro_batches": 2},
           "mpsl": {"cuts": (1, 2, 4), "micro_batches": 2}, "ftpipehd": {"cuts": (1, 3), "micro_batches": 2}}

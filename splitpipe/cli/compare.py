@@ -36,6 +36,8 @@ def parse_techniques(names: tuple[str, ...]) -> list[str]:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from splitpipe.checkpoint import save_run_model
+    from splitpipe.cli.run import writable_folder
     from splitpipe.experiment import emulate, prepare
     from splitpipe.report import format_table, summarize, write_compare, write_run
     from splitpipe.report.console import epoch_bar
@@ -43,6 +45,8 @@ def execute(args: argparse.Namespace) -> int:
     options: CompareOptions = parse_options(CompareOptions, given(args, CompareOptions))
     techniques = parse_techniques(options.techniques)
     base = config_from_args(args)
+    if base.out:
+        writable_folder(base.out)
     configs = {t: base.with_(technique=t) for t in techniques}
     setups = {t: prepare(c) for t, c in configs.items()}  # every bad value fails before training
     reports, rows = {}, []
@@ -53,6 +57,8 @@ def execute(args: argparse.Namespace) -> int:
         rows.append({"technique": technique, **summarize(result.report)})
         if base.out:
             write_run(Path(base.out) / technique, result.report, result.spans)
+            if result.model is not None:
+                save_run_model(Path(base.out) / technique, setup, result.model)
     print(format_table(rows, COLUMNS))
     if base.out:
         for path in write_compare(base.out, reports):

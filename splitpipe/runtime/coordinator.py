@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import torch
+from torch import nn
 
 from splitpipe.loop import run_loop
 from splitpipe.plan import Plan
@@ -41,6 +42,8 @@ class ClusterResult:
     report: dict[str, object]
     spans: list[Span]
     states: dict[Replica, State] = field(default_factory=dict)
+    model: nn.Module | None = None
+    """The global model at the end (each part averaged as for evaluation)."""
 
 
 class Coordinator:
@@ -85,7 +88,8 @@ class Coordinator:
         rows, spans, states = result.rows, result.spans, self.states
         nodes = {n: {"offset_s": o.offset_s, "rtt_s": o.rtt_s} for n, o in sorted(self.offsets.items())}
         report = report_header(self.setup, "wall", engine="distributed") | {"epochs": rows, "nodes": nodes}
-        return ClusterResult(report, spans, states)
+        model = self.executor.global_model(result.schedule, states=states) if result.schedule else None
+        return ClusterResult(report, spans, states, model)
 
     # -- (1) join, (2) assign, (3) clocks ------------------------------------------------
     def _join(self) -> None:

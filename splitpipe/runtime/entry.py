@@ -74,6 +74,10 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
                              progress=progress).run()
     show_run(result.report, result.spans, config.out, "distributed, wall clock")
+    if config.out and result.model is not None:
+        from splitpipe.checkpoint import save_run_model
+
+        print(f"wrote {save_run_model(config.out, setup, result.model)}")
     return 0
 
 
