@@ -6,7 +6,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from splitpipe.options import MAX_COUNT, Count, Finite, Ints, Names, Options, Speeds, load_toml
+from splitpipe.options import (
+    MAX_COUNT,
+    Count,
+    Events,
+    Finite,
+    Ints,
+    Names,
+    Options,
+    Speeds,
+    event_times,
+    load_toml,
+)
 from splitpipe.schedules.registry import DEFAULT
 
 __all__ = ["RunConfig", "load_toml"]
@@ -81,6 +92,11 @@ class RunConfig(Options):
     """epochs between FedAvg rounds"""
     server_device: str = "cpu"
     """torch device for the server's parts: cpu or cuda"""
+    fail: Events = ()
+    """NODE@T: node NODE dies at T seconds on the emulator's clock (epochs end to end); repeat or list for
+    several. Data owners are dropped and the run goes on; see Faults"""
+    rejoin: Events = ()
+    """NODE@T: a failed node comes back at the first epoch boundary after T seconds"""
     out: str | None = None
     """directory for report.json, metrics.csv, plots, the trained model.safetensors and checkpoints/"""
     checkpoint_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = None
@@ -125,3 +141,9 @@ class RunConfig(Options):
 
     def networks(self) -> list[str]:
         return list(self.network)
+
+    def fail_times(self) -> dict[str, float]:
+        return event_times(self.fail)
+
+    def rejoin_times(self) -> dict[str, float]:
+        return event_times(self.rejoin)

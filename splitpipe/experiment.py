@@ -13,7 +13,7 @@ from splitpipe.checkpoint import Checkpoint, data_order, restore, write_checkpoi
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
-from splitpipe.loop import Controller, run_loop
+from splitpipe.loop import Controller, Faults, run_loop
 from splitpipe.schedules import build_schedule
 from splitpipe.setup import Setup, accelerated_nodes, make_timing, prepare, report_header, setup_profiles
 from splitpipe.span import Span
@@ -81,13 +81,22 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
             progress(epoch, row)
 
     engine = EmulatorEngine(executor, predict=lambda plan, epoch: predict_epoch(plan, profiles, epoch).time_s)
+    faults = Faults(_known(setup, "fail", config.fail_times()), _known(setup, "rejoin", config.rejoin_times()))
     result = run_loop(setup.plan, engine, range(first, config.epochs), segment_steps=segment_steps,
-                      controller=controller, progress=after_epoch)
+                      controller=controller, progress=after_epoch, faults=faults)
     schedule = result.schedule or build_schedule(setup.plan, max(0, config.epochs - 1))
     report = report_header(setup, timing.name) | {"epochs": rows}
     if result.events:
         report["events"] = result.events
     return RunResult(report, result.spans, executor.global_model(schedule))
+
+
+def _known(setup: Setup, option: str, times: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(times) - set(setup.topology.names))
+    if unknown:
+        raise ValueError(f"{option} names {', '.join(unknown)}, not a node of this plan "
+                         f"({', '.join(setup.topology.names)})")
+    return times
 
 
 def _checkpoint_state(setup: Setup, rows: list[dict[str, object]]) -> dict[str, object]:

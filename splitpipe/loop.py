@@ -1,13 +1,17 @@
 """The one run loop: the emulator, the predictor, calibration and the real coordinator all drive it.
 
     for each epoch:
+      (0) nodes whose rejoin time has come are added back to the plan
       for each segment (the whole epoch, or `segment_steps` mini-batches at a time):
         (1) build the segment's programs from the current plan (the technique's record)
         (2) the engine runs them and returns spans (time 0 = the segment's start)
         (3) spans move onto the epoch's clock: a segment starts when the previous one ended
-        (4) the controller may change the plan at this boundary (a node dropped, a new
+        (4) a node that died in the segment: the engine rewinds it, the technique re-plans
+            over the survivors, the weights move, and the segment runs again (its lost time
+            stays on the clock)
+        (5) the controller may change the plan at this boundary (a node dropped, a new
             partition); the engine moves the weights the new plan needs; an event is logged
-      (5) the epoch's metrics from its spans, plus what the engine measured (loss, accuracy)
+      (6) the epoch's metrics from its spans, plus what the engine measured (loss, accuracy)
 
 The loop knows nothing of tensors, clocks or networks: an Engine does the work, so a backend
 that runs nodes' compute elsewhere (other processes, other machines) plugs in unchanged.
@@ -19,20 +23,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from splitpipe.engine.events import NodeFailed
 from splitpipe.plan import Plan, steps_per_epoch
-from splitpipe.schedules import Segment, build_schedule
+from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import Schedule
 from splitpipe.span import Span
 from splitpipe.trace import epoch_metrics
 
-__all__ = ["Engine", "PlanChange", "Controller", "LoopResult", "run_loop", "epoch_row"]
+__all__ = ["Engine", "PlanChange", "Controller", "Faults", "LoopResult", "run_loop", "epoch_row"]
 
 
 class Engine(Protocol):
     """Runs segments' programs; the loop decides which and when."""
 
-    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
-        """Run every program of `schedule`; spans on the segment's clock (0 = its start)."""
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
+                    failures: Mapping[str, float] | None = None) -> list[Span]:
+        """Run every program of `schedule`; spans on the segment's clock (0 = its start).
+
+        `failures`: node -> time on that clock at which it dies; NodeFailed if one did.
+        """
+        ...
+
+    def mark(self) -> None:
+        """Remember the training state at a segment's start (before one that may fail)."""
+        ...
+
+    def rewind(self) -> None:
+        """Go back to the state of the last mark."""
         ...
 
     def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
@@ -58,6 +75,15 @@ class PlanChange:
 
 
 Controller = Callable[[Plan, Segment], PlanChange | None]
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Scripted faults on the run's clock (seconds since the run began, epochs end to end):
+    `fail` kills a node then; `rejoin` brings a dead one back at the next epoch boundary after."""
+
+    fail: Mapping[str, float] = field(default_factory=dict)
+    rejoin: Mapping[str, float] = field(default_factory=dict)
 Progress = Callable[[int, dict[str, object]], None]
 
 
@@ -81,38 +107,89 @@ def run_loop(
     segment_steps: int | None = None,
     controller: Controller | None = None,
     progress: Progress | None = None,
+    faults: Faults | None = None,
 ) -> LoopResult:
     """Run `epochs` of `plan` on `engine`; segments of `segment_steps` mini-batches (None: whole epochs)."""
     if segment_steps is not None and segment_steps < 1:
         raise ValueError(f"segment steps must be >= 1, got {segment_steps}")
-    result = LoopResult([], [], plan)
+    faults = faults or Faults()
+    pending, dead = dict(faults.fail), set[str]()
+    result, clock = LoopResult([], [], plan), 0.0
     for epoch in epochs:
+        back = sorted(n for n in dead if faults.rejoin.get(n, float("inf")) <= clock)
+        if back:  # (0)
+            dead -= set(back)
+            _change(result, engine, _without(plan, dead, f"{', '.join(back)} rejoined"),
+                    {"epoch": epoch, "step": 0, "time_s": 0.0, "event": "rejoin", "nodes": back})
         nodes, links = _resources(result.plan)
         epoch_spans: list[Span] = []
         offset, start = 0.0, 0
         while True:
             segment = _segment(result.plan, epoch, start, segment_steps)
             schedule = build_schedule(result.plan, segment)  # (1)
-            spans = engine.run_segment(result.plan, schedule, segment)  # (2)
-            epoch_spans += [replace(s, start=s.start + offset, end=s.end + offset) for s in spans]  # (3)
+            live = set(result.plan.topology.names)
+            failures = {n: t - clock - offset for n, t in pending.items() if n in live}
+            if failures:
+                engine.mark()
+            try:
+                spans = engine.run_segment(result.plan, schedule, segment, failures or None)  # (2)
+            except NodeFailed as failed:  # (4)
+                epoch_spans += _shifted(failed.spans, offset)
+                offset = max([offset + failed.time_s, *(s.end for s in epoch_spans)])
+                engine.rewind()
+                pending.pop(failed.node)
+                dead.add(failed.node)
+                _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
+                        {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",
+                         "nodes": [failed.node]})
+                continue
+            epoch_spans += _shifted(spans, offset)  # (3)
             offset = max([offset, *(s.end for s in epoch_spans)])
             result.schedule = schedule
             change = controller(result.plan, segment) if controller is not None else None
-            if change is not None:  # (4)
-                owners = change.owners or {i: i for i in range(len(result.plan.owners))}
-                engine.adopt(result.plan, change.plan, owners)
-                result.events.append({"epoch": epoch, "step": segment.stop, "time_s": offset, "event": change.reason})
-                result.plan = change.plan
+            if change is not None:  # (5)
+                _change(result, engine, change, {"epoch": epoch, "step": segment.stop, "time_s": offset,
+                                                 "event": change.reason})
             if segment.ends_epoch:
                 break
             start = segment.stop  # type: ignore[assignment]
-        row = epoch_row(epoch, epoch_spans, nodes, links)  # (5)
+        row = epoch_row(epoch, epoch_spans, nodes, links)  # (6)
         row.update(engine.finish_epoch(result.plan, schedule, epoch))
+        row["participants"] = list(result.plan.owners)
         result.rows.append(row)
         result.spans += epoch_spans
+        clock += offset
         if progress is not None:
             progress(epoch, row)
     return result
+
+
+def _shifted(spans: list[Span], offset: float) -> list[Span]:
+    return [replace(s, start=s.start + offset, end=s.end + offset) for s in spans]
+
+
+def _without(original: Plan, dead: set[str], reason: str) -> PlanChange:
+    """The original plan without the dead nodes, by the technique's own re-plan."""
+    record = technique(original.technique)
+    if not dead:
+        return PlanChange(original, reason)
+    lost = sorted(dead)
+    if record.replan is None or not set(lost) <= set(original.owners):
+        gone = ", ".join(lost)
+        raise RuntimeError(f"{reason}: {original.technique} cannot go on without {gone}; "
+                           "restart with --resume from the last checkpoint")
+    plan, _ = record.replan(original, lost)
+    return PlanChange(plan, reason)
+
+
+def _change(result: LoopResult, engine: Engine, change: PlanChange, event: dict[str, object]) -> None:
+    """Switch to `change.plan`: the engine carries the weights over, the event is logged."""
+    old = result.plan
+    owners = change.owners or {i: change.plan.owners.index(name) for i, name in enumerate(old.owners)
+                                if name in change.plan.owners}
+    engine.adopt(old, change.plan, owners)
+    result.events.append(event)
+    result.plan = change.plan
 
 
 def epoch_row(epoch: int, spans: list[Span], nodes: list[str], links: list[str]) -> dict[str, object]:

@@ -12,14 +12,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Options", "OptionError", "Ints", "Counts", "Names", "Speeds", "Count", "Seconds", "Finite", "load_toml"]
+__all__ = ["Options", "OptionError", "Ints", "Counts", "Names", "Speeds", "Count", "Seconds", "Finite", "Events",
+           "event_times", "load_toml"]
 
 Opts = TypeVar("Opts", bound="Options")
 
@@ -60,6 +61,33 @@ Speeds = Annotated[tuple[Speed, ...], BeforeValidator(_comma_list(float, "number
 Ints = Annotated[tuple[int, ...], BeforeValidator(_comma_list(_cut, "integers"))]
 #: Counts (batch sizes, micro-batch counts), each >= 1: `8,16` or `[8, 16]`.
 Counts = Annotated[tuple[Count, ...], BeforeValidator(_comma_list(_cut, "integers"))]
+
+
+def event_times(events: tuple[str, ...]) -> dict[str, float]:
+    """("device1@2.5", ...) -> {"device1": 2.5}; ValueError names a bad item."""
+    out = {}
+    for item in events:
+        node, at, seconds = item.rpartition("@")[0], "@" in item, item.rpartition("@")[2]
+        try:
+            time = float(seconds)
+        except ValueError:
+            time = math.nan
+        if not (at and node and math.isfinite(time) and time >= 0):
+            raise ValueError(f"must be NODE@SECONDS with SECONDS >= 0, e.g. device1@2.5, got {item!r}")
+        if node in out:
+            raise ValueError(f"names {node} twice")
+        out[node] = time
+    return out
+
+
+def _check_events(events: tuple[str, ...]) -> tuple[str, ...]:
+    event_times(events)
+    return events
+
+
+#: Events at times: `device1@2.5,device3@10` or `["device1@2.5"]`.
+Events = Annotated[tuple[str, ...], BeforeValidator(_comma_list(str, "NODE@SECONDS items")),
+                   AfterValidator(_check_events)]
 #: Names (network profiles, UP/DOWN/MS): `4g,wifi` or `["4g", "wifi"]`.
 Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_comma_list(str, "names")),
                   Field(min_length=1)]

@@ -2,6 +2,7 @@
 the weights over, and a technique that can go on without a data owner does."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from splitpipe.experiment import emulate, prepare
 from splitpipe.loop import PlanChange
 from splitpipe.schedules import Segment, build_schedule, technique
 
+PROFILE = str(Path(__file__).parent / "golden_reports" / "profile_vgg5_digits.json")
 BASE = dict(dataset="digits", devices=2, batch_size=64, epochs=2, progress=False, timing="profile")
 
 
@@ -83,3 +85,38 @@ def test_a_dropped_owner_leaves_the_rest_training(name: str) -> None:
 
 def test_a_technique_without_a_replan_says_so() -> None:
     assert technique("ftpipehd").replan is None
+
+
+def test_a_failed_owner_is_dropped_and_the_rest_train_to_90_percent() -> None:
+    config = RunConfig(technique="pipelearn", dataset="digits", devices=4, batch_size=16, micro_batches=4, epochs=4,
+                       progress=False, timing="profile", profile=PROFILE)
+    clean = emulate(prepare(config))
+    halfway = clean.report["epochs"][0]["time_s"] / 2
+    result = emulate(prepare(config.with_(fail=(f"device2@{halfway}",))))
+    (event,) = result.report["events"]
+    assert event["event"] == "failure" and event["nodes"] == ["device2"] and event["epoch"] == 0
+    rows = result.report["epochs"]
+    assert rows[0]["participants"] == ["device0", "device1", "device3"]
+    assert rows[-1]["test_accuracy"] >= 0.9
+    assert rows[0]["time_s"] > clean.report["epochs"][0]["time_s"]  # the lost work stays on the clock
+
+
+def test_a_failed_server_stops_the_run_with_one_line() -> None:
+    config = RunConfig(technique="sfl", dataset="digits", devices=2, epochs=1, progress=False, timing="profile",
+                       fail=("server@0.5",))
+    with pytest.raises(RuntimeError, match="server failed: sfl cannot go on without server") as caught:
+        emulate(prepare(config))
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_rejoined_owner_trains_again_from_the_next_epoch() -> None:
+    config = RunConfig(technique="sfl", dataset="digits", devices=3, batch_size=16, epochs=3, progress=False,
+                       timing="profile", profile=PROFILE, fail=("device1@0.01",), rejoin=("device1@0.02",))
+    rows = emulate(prepare(config)).report["epochs"]
+    assert rows[0]["participants"] == ["device0", "device2"]
+    assert rows[1]["participants"] == ["device0", "device1", "device2"]
+
+
+def test_fail_naming_no_node_is_refused() -> None:
+    with pytest.raises(ValueError, match="fail names device9, not a node"):
+        emulate(prepare(RunConfig(devices=2, epochs=1, progress=False, fail=("device9@1",))))

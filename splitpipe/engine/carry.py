@@ -24,8 +24,11 @@ __all__ = ["carry_over"]
 State = dict[str, torch.Tensor]
 
 
-def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], replicas: Sequence[Replica]) -> None:
-    """Rebuild `executor`'s replicas as `replicas` of `plan`; `owners` maps old owner -> new owner."""
+def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], replicas: Sequence[Replica],
+               shards: Sequence[object]) -> None:
+    """Rebuild `executor`'s replicas as `replicas` of `plan`; `owners` maps old owner -> new owner,
+    `shards` are the new plan's owners' training shards. A new owner (one rejoining) starts from
+    the average of every copy."""
     weights: dict[int, State] = defaultdict(dict)  # old replica index -> key -> tensor
     momentum: dict[int, State] = defaultdict(dict)
     for replica, (module, optimizer) in executor.replicas.items():
@@ -35,8 +38,8 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
             if buffer is not None:
                 momentum[replica.replica][name] = buffer.clone()
     old_of = {new: old for old, new in owners.items()}
-    shards, batches, cursor = executor.shards, executor.epoch_batches, executor.cursor
-    executor.shards = [shards[old_of[new]] for new in range(len(plan.owners))]
+    batches, cursor = executor.epoch_batches, executor.cursor
+    executor.shards = list(shards)  # type: ignore[arg-type]
     executor.epoch_batches = {new: batches[old] for old, new in owners.items() if old in batches}
     executor.cursor = {(owners[lane], step): at for (lane, step), at in cursor.items() if lane in owners}
     executor.use_plan(plan)
@@ -45,7 +48,7 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
         if executor.node not in (None, replica.node):
             continue
         module = executor.template[replica.part]
-        source = old_of.get(replica.replica, replica.replica)
+        source = old_of.get(replica.replica, -1)  # -1: no old copy of its own, the average
         state = {key: _nearest(key, source, weights) for key in module.state_dict()}
         fresh = copy.deepcopy(module).to(executor.device(replica.node))
         fresh.load_state_dict(state)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
 
 from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
 from splitpipe.plan import Plan
 from splitpipe.schedules import Segment, build_schedule
-from splitpipe.schedules.ir import Schedule
+from splitpipe.schedules.ir import Replica, Schedule
 from splitpipe.span import Span
 
 __all__ = ["EmulatorEngine"]
@@ -29,17 +33,21 @@ class EmulatorEngine:
         self.evaluate = evaluate
         self.predict = predict
         self.wall_s = 0.0
+        self.shards = dict(zip(executor.plan.owners, executor.shards))  # every owner's, by name
+        self.saved: _Mark | None = None
 
-    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
+                    failures: Mapping[str, float] | None = None) -> list[Span]:
         if segment.start == 0:
             self.executor.begin_epoch(segment.epoch, schedule)
             self.wall_s = 0.0
         else:
             self.executor.begin_segment(schedule)
         wall = time.perf_counter()
-        spans = run_schedule(schedule, plan.topology, self.executor, segment.epoch)
-        self.wall_s += time.perf_counter() - wall
-        return spans
+        try:
+            return run_schedule(schedule, plan.topology, self.executor, segment.epoch, failures=failures)
+        finally:
+            self.wall_s += time.perf_counter() - wall
 
     def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
         executor = self.executor
@@ -56,4 +64,39 @@ class EmulatorEngine:
         return row
 
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
-        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas)
+        shards = [self.shards[name] for name in new.owners]
+        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards)
+
+    def mark(self) -> None:
+        x = self.executor
+        self.saved = _Mark(
+            {r: (copy.deepcopy(m.state_dict()), copy.deepcopy(o.state_dict())) for r, (m, o) in x.replicas.items()},
+            dict(x.cursor), (x.loss_sum, x.loss_count), x.plan,
+        )
+
+    def rewind(self) -> None:
+        """Back to the mark: weights, optimizer state, data position and loss of the segment's start.
+
+        What the segment computed is lost (its time stays on the clock); messages in flight and
+        forwards awaiting their backward are dropped.
+        """
+        x, saved = self.executor, self.saved
+        if saved is None or saved.plan is not x.plan:
+            raise RuntimeError("rewind without a mark of the current plan")
+        for replica, (weights, state) in saved.replicas.items():
+            module, optimizer = x.replicas[replica]
+            module.load_state_dict(weights)
+            optimizer.load_state_dict(state)
+        x.cursor = dict(saved.cursor)
+        x.loss_sum, x.loss_count = saved.loss
+        x.store.clear()
+        x.saved.clear()
+        x.memory.forwards.clear()
+
+
+@dataclass
+class _Mark:
+    replicas: dict[Replica, tuple[dict[str, torch.Tensor], dict[str, object]]]
+    cursor: dict[tuple[int, int], int]
+    loss: tuple[float, int]
+    plan: Plan

@@ -9,7 +9,7 @@ node picks among its lanes by the ready rule of engine/lanes.py, the rule a real
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +25,15 @@ from splitpipe.plan import Topology
 from splitpipe.schedules.ir import RECV, SEND, Action, Schedule, Tag
 from splitpipe.span import Span
 
-__all__ = ["Executor", "run_schedule", "ScheduleStuck"]
+__all__ = ["Executor", "run_schedule", "ScheduleStuck", "NodeFailed"]
+
+
+class NodeFailed(RuntimeError):
+    """A node died at `time_s` (on the segment's clock) while it still had work; `spans` is what ran."""
+
+    def __init__(self, node: str, time_s: float, spans: list[Span]) -> None:
+        super().__init__(f"node {node} failed at {time_s:.4g} s")
+        self.node, self.time_s, self.spans = node, time_s, spans
 
 
 class ScheduleStuck(RuntimeError):
@@ -57,8 +65,13 @@ def run_schedule(
     executor: Executor,
     epoch: int = 0,
     on_action: Callable[[], None] | None = None,
+    failures: Mapping[str, float] | None = None,
 ) -> list[Span]:
-    """Execute every lane to completion; return the spans (time 0 = start of the epoch)."""
+    """Execute every lane to completion; return the spans (time 0 = start of the epoch).
+
+    `failures` (node -> time) makes a node die then: NodeFailed is raised when it would act
+    again, with the spans so far; the run loop rewinds the segment and re-plans.
+    """
     lanes = make_lanes(schedule.programs)
     by_node: dict[str, list[Lane]] = {}
     for ln in lanes:
@@ -70,6 +83,8 @@ def run_schedule(
         if chosen is None:
             break
         start, lane = chosen
+        if failures and start >= failures.get(lane.node, float("inf")):  # a dead node does nothing
+            raise NodeFailed(lane.node, failures[lane.node], spans)
         _commit(lane, start, clock, topology, executor, spans, epoch)
         if on_action is not None:
             on_action()

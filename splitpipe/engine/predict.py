@@ -132,9 +132,16 @@ class PredictorEngine:
     def __init__(self, profiles: Mapping[str, Profile], sizes: Profile) -> None:
         self.profiles, self.sizes = profiles, sizes
 
-    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
+                    failures: Mapping[str, float] | None = None) -> list[Span]:
         executor = ProfileExecutor(profile_timing(plan, self.profiles), self.sizes, plan.part_units())
-        return run_schedule(schedule, plan.topology, executor, segment.epoch)
+        return run_schedule(schedule, plan.topology, executor, segment.epoch, failures=failures)
+
+    def mark(self) -> None:
+        """Nothing to remember: the predictor holds no weights."""
+
+    def rewind(self) -> None:
+        """Nothing to restore."""
 
     def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
         return {}

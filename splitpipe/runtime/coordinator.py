@@ -141,7 +141,10 @@ class Coordinator:
             self.offsets[member] = estimate_offset(taken)
 
     # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
-    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+    def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
+                    failures: Mapping[str, float] | None = None) -> list[Span]:
+        if failures:
+            raise RuntimeError("real runs take no scripted failures yet")
         if segment.start != 0 or not segment.ends_epoch:
             raise RuntimeError("real runs change plans only between epochs")
         epoch, topology = segment.epoch, plan.topology
@@ -189,6 +192,12 @@ class Coordinator:
 
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
         raise RuntimeError("real runs do not change plans mid-run yet")
+
+    def mark(self) -> None:
+        raise RuntimeError("real runs do not rewind yet")
+
+    def rewind(self) -> None:
+        raise RuntimeError("real runs do not rewind yet")
 
     # -- helpers ---------------------------------------------------------------------------
     def _expect(self, message: Message, kind: str) -> dict:

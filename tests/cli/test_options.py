@@ -27,6 +27,8 @@ RUN_LISTS = {
     "device_micro_batches": ("[2, 4]", "2,4", (2, 4)),
     "cuts": ("[2, 10]", "2,10", (2, 10)),
     "stage_speeds": ("[1, 0.5]", "1,0.5", (1.0, 0.5)),
+    "fail": ('["device0@1", "device1@2.5"]', "device0@1,device1@2.5", ("device0@1", "device1@2.5")),
+    "rejoin": ('["device0@3"]', "device0@3", ("device0@3",)),
 }
 #: a command's own list options -> (command and required flags, flag value, the typed tuple)
 COMMAND_LISTS = {
