@@ -154,7 +154,7 @@ def _commit(
             tag = action.tag
             assert tag is not None
             spans.append(Span(f"{node}->{action.peer}", LINK_CATEGORY[tag.kind], begin, end, epoch,
-                              tag.lane, tag.part, tag.step, tag.mb, nbytes, action.label))
+                              tag.owner, tag.part, tag.step, tag.mb, nbytes, action.label))
         inbox_key = (action.peer, action.tag)
         if inbox_key in clock.inbox:
             raise RuntimeError(f"message {action.tag} to {action.peer} sent twice")
@@ -165,7 +165,7 @@ def _commit(
         end = start + duration
         clock.node_free[node] = end
         lane.ready = end
-        spans.append(Span(node, NODE_CATEGORY[action.op], start, end, epoch, action.lane,
+        spans.append(Span(node, NODE_CATEGORY[action.op], start, end, epoch, action.owner,
                           action.part, action.step, action.mb, 0, action.label))
     lane.pc += 1
 

@@ -32,7 +32,7 @@ from splitpipe.experiment import Setup
 from splitpipe.multihop import server_side_nodes
 from splitpipe.plan import Topology
 from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout
-from splitpipe.runtime.protocol import GATHER_LANE
+from splitpipe.runtime.protocol import GATHER_OWNER
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules.ir import RECV, SEND, Action, Schedule
@@ -171,7 +171,7 @@ class NodeRunner:
             end = time.time()
         lane.ready = end
         lane.pc += 1
-        self.spans.append(Span(self.name, NODE_CATEGORY[action.op], start, end, self.epoch, action.lane,
+        self.spans.append(Span(self.name, NODE_CATEGORY[action.op], start, end, self.epoch, action.owner,
                                action.part, action.step, action.mb, 0, action.label))
 
     def _wait(self, lanes: Sequence[_Lane], progress: float) -> None:
@@ -187,7 +187,7 @@ class NodeRunner:
         spans = []
         for message in arrivals:
             tag = message.tag
-            if tag is None or tag.lane == GATHER_LANE or message.src == self.name:
+            if tag is None or tag.owner == GATHER_OWNER or message.src == self.name:
                 continue
             nbytes = payload_nbytes(message.payload)  # type: ignore[arg-type]
             link = self.topology.links.get((message.src, self.name))
@@ -195,7 +195,7 @@ class NodeRunner:
             start = end - (link.transfer_s(nbytes) if link else 0.0)
             label = Action(SEND, tag=tag).label
             spans.append(Span(f"{message.src}->{self.name}", LINK_CATEGORY[tag.kind], start, end, self.epoch,
-                              tag.lane, tag.part, tag.step, tag.mb, nbytes, label))
+                              tag.owner, tag.part, tag.step, tag.mb, nbytes, label))
         return spans
 
 

@@ -11,14 +11,18 @@ from splitpipe.schedules.ir import (
     Action,
     Replica,
     Schedule,
+    Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.validate import validate
 
 __all__ = ["build_fl"]
 
 
 def build_fl(plan: Plan, epoch: int) -> Schedule:
+    """Device i, one mini-batch: F (reads its data, writes the loss), B, U; then FedAvg."""
     if plan.parts != 1:
         raise ValueError(f"fl trains the whole model on each device: use no cuts, got cuts {plan.cuts}")
     lists: dict[tuple[str, int], list[Action]] = {}
@@ -28,16 +32,17 @@ def build_fl(plan: Plan, epoch: int) -> Schedule:
         program = lists.setdefault((device, i), [])
         for step, sizes in owner_steps(plan, i, 1):
             n = sizes[0]
-            program.append(Action(FORWARD, lane=i, replica=i, step=step, samples=n))
-            program.append(Action(BACKWARD, lane=i, replica=i, step=step, samples=n))
-            program.append(Action(STEP, lane=i, replica=i, step=step, samples=n))
-        members.append(Member(device, i, 0, i, weights[i]))
+            program.append(Action(FORWARD, owner=i, replica=i, step=step, samples=n,
+                                  reads=(Tag("data", i, 0, step),), writes=(Tag("loss", i, 0, step),)))
+            program.append(Action(BACKWARD, owner=i, replica=i, step=step, samples=n))
+            program.append(Action(STEP, owner=i, replica=i, step=step, samples=n))
+        members.append(Member(device, i, i, 0, i, weights[i]))
         evaluate.append((Replica(device, 0, i), weights[i]))
     if plan.aggregates_after(epoch):
         fedavg(lists, members, plan.server, epoch)
-    return Schedule(
-        programs=programs_from_lists(lists),
+    return validate(Schedule(
+        programs=add_messages(programs_from_lists(lists), plan.topology.links),
         replicas=tuple(r for r, _ in evaluate),
         evaluate={0: tuple(evaluate)},
-        data_lanes={(d, i): i for i, d in enumerate(plan.owners)},
-    )
+        owners=dict(enumerate(plan.owners)),
+    ))
