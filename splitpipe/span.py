@@ -23,7 +23,7 @@ class Span:
     start: float
     end: float
     epoch: int = 0
-    lane: int = 0
+    owner: int = 0
     part: int = 0
     step: int = 0
     micro_batch: int = 0

@@ -114,7 +114,7 @@ class TensorExecutor:
         self.loss_sum = 0.0
         self.loss_count = 0
         self.compute_wall_s = 0.0  # host seconds spent inside compute actions this epoch
-        self.data_lanes: Mapping[tuple[str, int], int] = {}
+        self.shared: set[tuple[str, Tag]] = set()  # weights read by several compute actions of a node
         self.epoch_batches: dict[int, list[np.ndarray]] = {}
         self.cursor: dict[tuple[int, int], int] = {}
 
@@ -123,11 +123,6 @@ class TensorExecutor:
         self.plan = plan
         # One template per part id: owners with their own cuts (plan.layouts) add part ids.
         self.template = [part for cuts in plan.layouts() for part in split_model(self.model, cuts)]
-        self.last_part = len(self.template) - 1
-        ranges = plan.part_units()
-        self.first_parts = {p for p, r in enumerate(ranges) if r.start == 0}
-        self.last_parts = {p for p, r in enumerate(ranges) if r.stop == plan.num_units}
-        self.mixed_cuts = len(plan.layouts()) > 1
 
     # -- epoch life cycle ------------------------------------------------------------
     def begin_segment(self, schedule: Schedule) -> None:
@@ -136,13 +131,13 @@ class TensorExecutor:
             if replica not in self.replicas and self.node in (None, replica.node):
                 module = copy.deepcopy(self.template[replica.part]).to(self.device(replica.node))
                 self.replicas[replica] = (module, self.optimizer(module.parameters()))
-        self.data_lanes = schedule.data_lanes
+        self.shared = _shared_weights(schedule)
 
     def begin_epoch(self, epoch: int, schedule: Schedule) -> None:
         self.begin_segment(schedule)
         self.epoch_batches = {
-            shard: batches(self.shards[shard], self.plan.batch_size, epoch, self.seed)
-            for (owner, _), shard in schedule.data_lanes.items() if self.node in (None, owner)
+            owner: batches(self.shards[owner], self.plan.batch_size, epoch, self.seed)
+            for owner, node in schedule.owners.items() if self.node in (None, node)
         }
         self.cursor.clear()
         self.loss_sum, self.loss_count = 0.0, 0
@@ -199,14 +194,14 @@ class TensorExecutor:
     def _metered(self, node: str, a: Action) -> Iterator[None]:
         """Count the node's bytes around one compute action (engine/memory.py says what)."""
         store = self.store[node]
-        key = (node, a.part, a.lane, a.step, a.mb)
+        key = (node, a.part, a.owner, a.step, a.mb)
         replica = Replica(node, a.part, a.replica)
         if a.op == FORWARD:
             with self.memory.saving(node, key, self.module(replica)):
                 yield
             self.memory.hold(node, key, *self.saved[key])
         elif a.op == BACKWARD:
-            incoming = store.get(Tag("grad", a.lane, a.part + 1, a.step, a.mb))
+            incoming = next((store.get(t) for t in a.reads), None)
             yield
             self._recount(replica)
             self.memory.measure(node, store, *([incoming] if isinstance(incoming, torch.Tensor) else []))
@@ -237,38 +232,48 @@ class TensorExecutor:
     def module(self, replica: Replica) -> nn.Module:
         return self.replicas[replica][0]
 
+    def _take(self, node: str, tag: Tag) -> object:
+        """Read `tag` from the node's store, consuming it as ir.py's lifetimes say."""
+        store = self.store[node]
+        if tag.kind in TRANSIENT_KINDS or (tag.kind == "weights" and (node, tag) not in self.shared):
+            return store.pop(tag)
+        return store[tag]
+
     def _forward(self, node: str, a: Action) -> None:
         module = self.module(Replica(node, a.part, a.replica))
         module.train()
         store = self.store[node]
-        if a.part in self.first_parts:
-            x, y = self._micro_batch(node, a)
-            store[Tag("label", a.lane, 0, a.step, a.mb)] = y
-            inp = x
-        else:
-            act = cast(torch.Tensor, store.pop(Tag("act", a.lane, a.part - 1, a.step, a.mb)))
-            inp = act.detach().requires_grad_()
+        labels = None
+        for tag in a.reads:
+            if tag.kind == "data":
+                inp, labels = self._micro_batch(node, tag, a.samples)
+            elif tag.kind == "act":
+                inp = cast(torch.Tensor, self._take(node, tag)).detach().requires_grad_()
+            else:
+                labels = cast(torch.Tensor, self._take(node, tag))
         out = module(inp)
-        key = (node, a.part, a.lane, a.step, a.mb)
-        if a.part in self.last_parts:
-            label = cast(torch.Tensor, store.pop(Tag("label", a.lane, 0, a.step, a.mb)))
-            ce = F.cross_entropy(out, label, reduction="sum")
-            self.loss_sum += ce.item()
-            self.loss_count += len(label)
-            self.saved[key] = (inp, ce / self._batch_len(a))
-        else:
-            store[Tag("act", a.lane, a.part, a.step, a.mb)] = out.detach()
-            self.saved[key] = (inp, out)
+        key = (node, a.part, a.owner, a.step, a.mb)
+        for tag in a.writes:
+            if tag.kind == "label":
+                store[tag] = labels
+            elif tag.kind == "act":
+                store[tag] = out.detach()
+                self.saved[key] = (inp, out)
+            else:  # the loss stays with the autograd state for the Backward
+                assert labels is not None
+                ce = F.cross_entropy(out, labels, reduction="sum")
+                self.loss_sum += ce.item()
+                self.loss_count += len(labels)
+                self.saved[key] = (inp, ce / self._batch_len(a))
 
     def _backward(self, node: str, a: Action) -> None:
-        inp, out = self.saved.pop((node, a.part, a.lane, a.step, a.mb))
-        store = self.store[node]
-        if a.part in self.last_parts:
+        inp, out = self.saved.pop((node, a.part, a.owner, a.step, a.mb))
+        if a.reads:
+            out.backward(self._take(node, a.reads[0]))  # type: ignore[arg-type]
+        else:  # a last part: the loss
             out.backward()
-        else:
-            out.backward(store.pop(Tag("grad", a.lane, a.part + 1, a.step, a.mb)))  # type: ignore[arg-type]
-        if a.part not in self.first_parts:
-            store[Tag("grad", a.lane, a.part, a.step, a.mb)] = inp.grad
+        for tag in a.writes:
+            self.store[node][tag] = inp.grad
 
     def _step(self, node: str, a: Action) -> None:
         _, optimizer = self.replicas[Replica(node, a.part, a.replica)]
@@ -277,36 +282,31 @@ class TensorExecutor:
 
     def _snapshot(self, node: str, a: Action) -> None:
         state = self.module(Replica(node, a.part, a.replica)).state_dict()
-        self.store[node][a.tag] = {k: v.detach().clone() for k, v in state.items()}  # type: ignore[index]
+        self.store[node][a.writes[0]] = {k: v.detach().clone() for k, v in state.items()}
 
     def _aggregate(self, node: str, a: Action) -> None:
-        store = self.store[node]
-        if self.mixed_cuts:  # each source feeds several parts' averages; the keys are the part's
-            states = [store[t] for t in a.sources]
-            keys = self.template[a.part].state_dict().keys()
-            self.store[node][a.tag] = average_states(states, a.weights, keys)  # type: ignore[arg-type,index]
-            return
-        states = [store.pop(t) for t in a.sources]
-        self.store[node][a.tag] = average_states(states, a.weights)  # type: ignore[arg-type,index]
+        """Each state key of the written tag's part, averaged over the sources that hold it."""
+        states = [self._take(node, t) for t in a.reads]
+        average = a.writes[0]
+        keys = self.template[average.part].state_dict().keys()
+        self.store[node][average] = average_states(states, a.weights, keys)  # type: ignore[arg-type]
 
     def _load(self, node: str, a: Action) -> None:
-        assert a.tag is not None
-        store = self.store[node]
-        state = store[a.tag] if a.tag.kind == "avg" else store.pop(a.tag)
+        state = self._take(node, a.reads[0])
         self.module(Replica(node, a.part, a.replica)).load_state_dict(state)  # type: ignore[arg-type]
 
     # -- data --------------------------------------------------------------------------
-    def _micro_batch(self, node: str, a: Action) -> tuple[torch.Tensor, torch.Tensor]:
-        shard = self.data_lanes[(node, a.lane)]
-        batch = self.epoch_batches[shard][a.step]
-        start = self.cursor.get((a.lane, a.step), 0)
-        index = torch.as_tensor(batch[start:start + a.samples])
-        self.cursor[(a.lane, a.step)] = start + a.samples
+    def _micro_batch(self, node: str, data: Tag, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next `samples` of owner data.owner's mini-batch data.step (shard i is owner i's)."""
+        batch = self.epoch_batches[data.owner][data.step]
+        start = self.cursor.get((data.owner, data.step), 0)
+        index = torch.as_tensor(batch[start:start + samples])
+        self.cursor[(data.owner, data.step)] = start + samples
         dev = self.device(node)
         return self.dataset.x_train[index].to(dev), self.dataset.y_train[index].to(dev)
 
     def _batch_len(self, a: Action) -> int:
-        samples = self.plan.shard_sizes[a.lane]
+        samples = self.plan.shard_sizes[a.owner]
         return min(self.plan.batch_size, samples - a.step * self.plan.batch_size)
 
     # -- evaluation --------------------------------------------------------------------
@@ -316,7 +316,7 @@ class TensorExecutor:
         `states` stands in for replicas this executor does not hold (a runtime node's peers).
         """
         others = states or {}
-        if self.mixed_cuts:  # parts overlap (per-owner cuts): average each unit over its holders
+        if len(self.plan.layouts()) > 1:  # parts overlap (per-owner cuts): average each unit over its holders
             all_entries = [e for _, group in sorted(schedule.evaluate.items()) for e in group]
             held = [_to_device(others[r] if r in others else self.module(r).state_dict(), torch.device("cpu"))
                     for r, _ in all_entries]
@@ -341,6 +341,17 @@ class TensorExecutor:
                 y = self.dataset.y_test[start:start + batch_size]
                 correct += int((model(x).argmax(1) == y).sum())
         return correct / max(1, len(self.dataset.y_test))
+
+
+def _shared_weights(schedule: Schedule) -> set[tuple[str, Tag]]:
+    """(node, weights tag) read by more than one compute action of the node: kept, not consumed."""
+    readers: dict[tuple[str, Tag], int] = defaultdict(int)
+    for node, _, action in schedule.actions():
+        if action.is_compute:
+            for tag in action.reads:
+                if tag.kind == "weights":
+                    readers[(node, tag)] += 1
+    return {key for key, count in readers.items() if count > 1}
 
 
 def _to_device(payload: object, device: torch.device) -> object:

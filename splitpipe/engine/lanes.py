@@ -93,7 +93,7 @@ def earliest_compute(lanes: Iterable[Lane]) -> Lane | None:
 
 def compute_span(node: str, action: Action, start: float, end: float, epoch: int) -> Span:
     """The span of compute `action` on `node`'s processor."""
-    return Span(node, NODE_CATEGORY[action.op], start, end, epoch, action.lane,
+    return Span(node, NODE_CATEGORY[action.op], start, end, epoch, action.owner,
                 action.part, action.step, action.mb, 0, action.label)
 
 
@@ -101,4 +101,4 @@ def transfer_span(src: str, dst: str, tag: Tag, start: float, end: float, epoch:
                   nbytes: int, label: str) -> Span:
     """The span of message `tag` (`nbytes` of tensor data) busy on the link src -> dst."""
     return Span(f"{src}->{dst}", LINK_CATEGORY[tag.kind], start, end, epoch,
-                tag.lane, tag.part, tag.step, tag.mb, nbytes, label)
+                tag.owner, tag.part, tag.step, tag.mb, nbytes, label)

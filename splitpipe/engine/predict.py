@@ -67,7 +67,7 @@ class ProfileExecutor:
         self._durations: dict[tuple[str, str, int, int, int], float] = {}
 
     def compute(self, node: str, action: Action) -> float:
-        key = (node, action.op, action.part, action.samples, len(action.sources))
+        key = (node, action.op, action.part, action.samples, len(action.reads))
         seconds = self._durations.get(key)
         if seconds is None:
             seconds = self._durations[key] = self.timing.duration(node, action)

@@ -56,7 +56,7 @@ class ProfileTiming(Timing):
         elif action.op == STEP:
             seconds = profile.step_s(units)
         elif action.op == AGGREGATE:
-            seconds = profile.param_bytes(units) * len(action.sources) * profile.copy_s_per_byte
+            seconds = profile.param_bytes(units) * len(action.reads) * profile.copy_s_per_byte
         elif action.op in (SNAPSHOT, LOAD):
             seconds = profile.param_bytes(units) * profile.copy_s_per_byte
         else:

@@ -9,7 +9,7 @@ One run, as control messages (data messages carry tensors, as in the emulator)::
      |<-- prepare(epoch) / ready(epoch) ->|   (4) build the epoch's schedule and replicas, then
      |<-- start(epoch, at) --------------|       all nodes start at the same instant
      |   ... the epoch's data messages ...
-     |-- done(spans, loss) ------------->|   (5) plus weights as data messages (GATHER_LANE)
+     |-- done(spans, loss) ------------->|   (5) plus weights as data messages (GATHER_OWNER)
      |<-- stop --------------------------|   (6) after the last epoch
 
 A failing node sends `error`; the coordinator answers everyone with `abort`.
@@ -27,13 +27,13 @@ from splitpipe.schedules.ir import Replica, Schedule, Tag
 from splitpipe.span import Span
 
 __all__ = [
-    "ROLES", "GATHER_LANE", "node_name", "node_id", "coordinator_of", "check_body",
+    "ROLES", "GATHER_OWNER", "node_name", "node_id", "coordinator_of", "check_body",
     "config_body", "config_mismatch", "spans_to_body", "spans_from_body", "gather_tag", "replica_of",
     "assignment", "parse_address",
 ]
 
-#: Lane of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
-GATHER_LANE = -2
+#: Owner in the tags of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
+GATHER_OWNER = -2
 #: Config keys that may differ between nodes: they do not change what is trained.
 LOCAL_KEYS = frozenset({"out", "progress", "profile", "checkpoint_every", "keep_checkpoints"})
 
@@ -107,13 +107,13 @@ def assignment(schedule: Schedule, node: str, peers: Mapping[str, str], seed: in
         "peers": {name: address for name, address in peers.items() if name != node},
         "lanes": sorted(schedule.programs.get(node, {})),
         "parts": sorted({r.part for r in schedule.replicas if r.node == node}),
-        "shards": sorted(shard for (owner, _), shard in schedule.data_lanes.items() if owner == node),
+        "shards": sorted(owner for owner, holder in schedule.owners.items() if holder == node),
         "seed": seed,
         "epochs": epochs,
     }
 
 
-SPAN_FIELDS = ("resource", "category", "start", "end", "epoch", "lane", "part", "step", "micro_batch", "bytes", "label")
+SPAN_FIELDS = ("resource", "category", "start", "end", "epoch", "owner", "part", "step", "micro_batch", "bytes", "label")
 
 
 def spans_to_body(spans: Iterable[Span]) -> list[list[object]]:
@@ -133,7 +133,7 @@ def spans_from_body(rows: Sequence[Sequence[object]], src: str, shift: float = 0
 
 def gather_tag(replica: Replica, epoch: int) -> Tag:
     """The tag of the data message that carries `replica`'s weights after `epoch`."""
-    return Tag("weights", GATHER_LANE, replica.part, replica.replica, epoch)
+    return Tag("weights", GATHER_OWNER, replica.part, replica.replica, epoch)
 
 
 def replica_of(tag: Tag, src: str) -> Replica:

@@ -1,22 +1,25 @@
-"""FedAvg as actions: owners and replicas send weights to an aggregator lane, which averages
-them (sample-weighted) and sends the result back."""
+"""FedAvg as compute actions: owners and replicas snapshot their weights, an aggregator lane
+averages them (sample-weighted) and the average is loaded back; the messages come from
+messages.add_messages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from splitpipe.schedules.ir import AGG_LANE, AGGREGATE, LOAD, RECV, SEND, SNAPSHOT, Action, Tag
+from splitpipe.schedules.ir import AGG_LANE, AGGREGATE, LOAD, NO_OWNER, SNAPSHOT, Action, Tag
 
 __all__ = ["Member", "fedavg"]
 
 
 @dataclass(frozen=True)
 class Member:
-    """A replica taking part in averaging: it lives on `node`, runs in `lane` and has `weight`."""
+    """A replica taking part in averaging: it lives on `node`, runs in `lane`, trains on
+    data owner `owner`'s batches and has `weight`."""
 
     node: str
     lane: int
+    owner: int
     part: int
     replica: int
     weight: float
@@ -29,54 +32,49 @@ def fedavg(
     epoch: int,
     units: Sequence[range] | None = None,
 ) -> None:
-    """Append to `lists` the actions that average each part over `members` at `aggregator`.
+    """Append to `lists` the compute actions that average each part over `members` at `aggregator`::
 
-    Remote members snapshot, send, then wait for the average and load it. Replicas on the
-    aggregator itself are snapshotted by their own lane (so the average waits for their
-    last step) and loaded by the aggregator lane.
+        member lane    : .. W(weights) ............... L(avg)     (1) snapshot, (3) load
+        aggregator lane: ......... A(weights..) L(avg)            (2) average; local members load
+
+    (1) every member snapshots its part in its own lane (a replica on the aggregator too, so
+    the average waits for its last step); (2) the aggregator lane averages part by part;
+    (3) remote members load the average in their lane, local ones in the aggregator lane.
 
     With `units` (part id -> unit range), parts of different ids may hold the same units
-    (owners with different cuts): each part's average then takes every unit from all the
-    members that hold it, with their raw weights (the executor renormalises per tensor over
-    the sources that hold it). Member weights must sum to 1 over the members holding a unit.
+    (owners with different cuts): each part's average then reads every member that holds
+    some of its units, with their raw weights (each key is averaged over the sources that
+    hold it, weights renormalised). Member weights must sum to 1 over the members holding a unit.
     """
     agg = lists.setdefault((aggregator, AGG_LANE), [])
     by_part: dict[int, list[Member]] = {}
     for m in members:
         by_part.setdefault(m.part, []).append(m)
-    for part, group in sorted(by_part.items()):  # (1) gather and average
-        sources = []
+    for part, group in sorted(by_part.items()):  # (1)
         for m in group:
-            tag = Tag("weights", m.lane, part, epoch)
-            sources.append(tag)
-            own = lists.setdefault((m.node, m.lane), [])
-            own.append(Action(SNAPSHOT, part=part, lane=m.lane, replica=m.replica, tag=tag))
-            own.append(Action(SEND, part=part, lane=m.lane, peer=aggregator, tag=tag))
-            agg.append(Action(RECV, part=part, lane=AGG_LANE, peer=m.node, tag=tag))
-        if units is not None:
-            continue
-        total = sum(m.weight for m in group)
-        weights = tuple(m.weight / total for m in group)
-        average = Tag("avg", AGG_LANE, part, epoch)
-        agg.append(Action(AGGREGATE, part=part, lane=AGG_LANE, tag=average, sources=tuple(sources), weights=weights))
-    if units is not None:  # (1b) per unit, over every member that holds some of the part's units
-        for part in sorted(by_part):
+            lists.setdefault((m.node, m.lane), []).append(Action(
+                SNAPSHOT, part=part, owner=m.owner, replica=m.replica, writes=(_weights(m, epoch),)))
+    for part, group in sorted(by_part.items()):  # (2)
+        if units is None:
+            holders = group
+            total = sum(m.weight for m in group)
+            weights = tuple(m.weight / total for m in group)
+        else:
             holders = [m for m in members if _overlap(units[m.part], units[part])]
-            agg.append(Action(
-                AGGREGATE, part=part, lane=AGG_LANE, tag=Tag("avg", AGG_LANE, part, epoch),
-                sources=tuple(Tag("weights", m.lane, m.part, epoch) for m in holders),
-                weights=tuple(m.weight for m in holders),
-            ))
-    for part, group in sorted(by_part.items()):  # (2) hand the average back
-        average = Tag("avg", AGG_LANE, part, epoch)
-        for m in group:
-            if m.node == aggregator:
-                agg.append(Action(LOAD, part=part, lane=AGG_LANE, replica=m.replica, tag=average))
-                continue
-            agg.append(Action(SEND, part=part, lane=AGG_LANE, peer=m.node, tag=average))
-            own = lists[(m.node, m.lane)]
-            own.append(Action(RECV, part=part, lane=m.lane, peer=aggregator, tag=average))
-            own.append(Action(LOAD, part=part, lane=m.lane, replica=m.replica, tag=average))
+            weights = tuple(m.weight for m in holders)
+        average = Tag("avg", NO_OWNER, part, epoch)
+        agg.append(Action(AGGREGATE, part=part, owner=NO_OWNER, reads=tuple(_weights(m, epoch) for m in holders),
+                          writes=(average,), weights=weights))
+        for m in group:  # (3)
+            load = Action(LOAD, part=part, owner=m.owner, replica=m.replica, reads=(average,))
+            if m.node != aggregator:
+                lists[(m.node, m.lane)].append(load)
+        agg.extend(Action(LOAD, part=part, owner=m.owner, replica=m.replica, reads=(average,))
+                   for m in group if m.node == aggregator)
+
+
+def _weights(m: Member, epoch: int) -> Tag:
+    return Tag("weights", m.owner, m.part, epoch)
 
 
 def _overlap(a: range, b: range) -> bool:

@@ -13,11 +13,14 @@ from splitpipe.schedules.ir import (
     Action,
     Replica,
     Schedule,
+    Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import Segment, Technique, drop_owners
 from splitpipe.schedules.star import star_plan
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.validate import validate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +36,7 @@ def check_fl(plan: Plan) -> None:
 
 
 def build_fl(plan: Plan, segment: Segment) -> Schedule:
+    """Device i, one mini-batch: F (reads its data, writes the loss), B, U; then FedAvg."""
     check_fl(plan)
     lists: dict[tuple[str, int], list[Action]] = {}
     weights = plan.fedavg_weights()
@@ -41,19 +45,20 @@ def build_fl(plan: Plan, segment: Segment) -> Schedule:
         program = lists.setdefault((device, i), [])
         for step, sizes in owner_steps(plan, i, 1, segment):
             n = sizes[0]
-            program.append(Action(FORWARD, lane=i, replica=i, step=step, samples=n))
-            program.append(Action(BACKWARD, lane=i, replica=i, step=step, samples=n))
-            program.append(Action(STEP, lane=i, replica=i, step=step, samples=n))
-        members.append(Member(device, i, 0, i, weights[i]))
+            program.append(Action(FORWARD, owner=i, replica=i, step=step, samples=n,
+                                  reads=(Tag("data", i, 0, step),), writes=(Tag("loss", i, 0, step),)))
+            program.append(Action(BACKWARD, owner=i, replica=i, step=step, samples=n))
+            program.append(Action(STEP, owner=i, replica=i, step=step, samples=n))
+        members.append(Member(device, i, i, 0, i, weights[i]))
         evaluate.append((Replica(device, 0, i), weights[i]))
     if segment.aggregates(plan):
         fedavg(lists, members, plan.server, segment.epoch)
-    return Schedule(
-        programs=programs_from_lists(lists),
+    return validate(Schedule(
+        programs=add_messages(programs_from_lists(lists), plan.topology.links),
         replicas=tuple(r for r, _ in evaluate),
         evaluate={0: tuple(evaluate)},
-        data_lanes={(d, i): i for i, d in enumerate(plan.owners)},
-    )
+        owners=dict(enumerate(plan.owners)),
+    ))
 
 
 def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:

@@ -8,8 +8,8 @@ alternates one backward and one forward, then finishes the backwards (S = 3, N =
     worker1  (s=1): F0 F1 B0 F2 B1 F3 B2 B3 | U
     worker2  (s=2): F0 B0 F1 B1 F2 B2 F3 B3 | U
 
-(4) central keeps the labels of each micro-batch from its forward and sends them straight
-to the last worker, which computes the loss (see `stage_topology` for the link). Gradients
+(4) central's forward writes the labels of each micro-batch and the last worker's forward
+reads them, so add_messages sends them straight there (see `stage_topology` for the link). Gradients
 accumulate over the micro-batches and every stage steps once, so without BatchNorm the
 weights equal single-process training of the whole model with the same accumulation.
 """
@@ -26,8 +26,6 @@ from splitpipe.plan import Plan, stage_topology
 from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
-    RECV,
-    SEND,
     STEP,
     Action,
     Replica,
@@ -35,8 +33,10 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import PlannerHook, Segment, Technique
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.validate import validate
 
 if TYPE_CHECKING:
     from splitpipe.config import RunConfig
@@ -75,39 +75,33 @@ def build_ftpipehd(plan: Plan, segment: Segment) -> Schedule:
         for s, node in enumerate(nodes):
             own = lists[(node, 0)]
             for op, mb in one_f_one_b(len(nodes), s, len(sizes)):
-                if op == FORWARD:
-                    _forward(own, nodes, s, step, mb, sizes[mb])
-                else:
-                    _backward(own, nodes, s, step, mb, sizes[mb])
+                make = _forward if op == FORWARD else _backward
+                own.append(make(s, len(nodes) - 1, step, mb, sizes[mb]))
             own.append(Action(STEP, part=s, step=step))
     replicas = tuple(Replica(node, s, 0) for s, node in enumerate(nodes))
-    return Schedule(
-        programs=programs_from_lists(lists),
+    return validate(Schedule(
+        programs=add_messages(programs_from_lists(lists), plan.topology.links),
         replicas=replicas,
         evaluate={r.part: ((r, 1.0),) for r in replicas},
-        data_lanes={(nodes[0], 0): 0},
-    )
+        owners={0: nodes[0]},
+    ))
 
 
-def _forward(own: list[Action], nodes: list[str], s: int, step: int, mb: int, n: int) -> None:
-    last = len(nodes) - 1
-    if s > 0:
-        own.append(Action(RECV, part=s, peer=nodes[s - 1], tag=Tag("act", 0, s - 1, step, mb), samples=n))
-    if s == last:  # (4)
-        own.append(Action(RECV, part=s, peer=nodes[0], tag=Tag("label", 0, 0, step, mb), samples=n))
-    own.append(Action(FORWARD, part=s, step=step, mb=mb, samples=n))
-    if s < last:
-        own.append(Action(SEND, part=s, peer=nodes[s + 1], tag=Tag("act", 0, s, step, mb), samples=n))
+def _forward(s: int, last: int, step: int, mb: int, n: int) -> Action:
+    reads: tuple[Tag, ...] = (Tag("data", 0, 0, step, mb),) if s == 0 else (Tag("act", 0, s - 1, step, mb),)
+    writes: tuple[Tag, ...] = (Tag("act", 0, s, step, mb),)
     if s == 0:  # (4)
-        own.append(Action(SEND, part=s, peer=nodes[last], tag=Tag("label", 0, 0, step, mb), samples=n))
+        writes += (Tag("label", 0, 0, step, mb),)
+    if s == last:  # (4)
+        reads += (Tag("label", 0, 0, step, mb),)
+        writes = (Tag("loss", 0, s, step, mb),)
+    return Action(FORWARD, part=s, step=step, mb=mb, samples=n, reads=reads, writes=writes)
 
 
-def _backward(own: list[Action], nodes: list[str], s: int, step: int, mb: int, n: int) -> None:
-    if s < len(nodes) - 1:
-        own.append(Action(RECV, part=s, peer=nodes[s + 1], tag=Tag("grad", 0, s + 1, step, mb), samples=n))
-    own.append(Action(BACKWARD, part=s, step=step, mb=mb, samples=n))
-    if s > 0:
-        own.append(Action(SEND, part=s, peer=nodes[s - 1], tag=Tag("grad", 0, s, step, mb), samples=n))
+def _backward(s: int, last: int, step: int, mb: int, n: int) -> Action:
+    reads = (Tag("grad", 0, s + 1, step, mb),) if s < last else ()
+    writes = (Tag("grad", 0, s, step, mb),) if s > 0 else ()
+    return Action(BACKWARD, part=s, step=step, mb=mb, samples=n, reads=reads, writes=writes)
 
 
 def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:

@@ -9,12 +9,13 @@ Owner i, one mini-batch of N micro-batches, P parts, C = P - 2 compute nodes::
     ...                  \\act  ...  ^grad
     computeC-1 :        Fp-1.0 ..    Bp-1.0 ..  | Up-1                                          (3)
 
-(1) the owner forwards part 0 of every micro-batch and sends each activation at once; the
-labels stay in its store. (2) compute node j runs part j+1 in one lane per owner; when free
-it takes the ready task whose input arrived first (the engine's rule), so the pipeline runs
-across owners. (3) the last compute node returns the activation to the owner, which (4)
-runs part P-1 and the loss with its own labels: no Send ever carries a label. (5) gradients
-flow back the same way; (6) one optimizer step per mini-batch and replica.
+(1) the owner forwards part 0 of every micro-batch (writing activation and labels) and the
+activation goes out at once; the labels stay in its store. (2) compute node j runs part j+1
+in one lane per owner; when free it takes the ready task whose input arrived first (the
+engine's rule), so the pipeline runs across owners. (3) the last compute node returns the
+activation to the owner, which (4) runs part P-1 reading it and its own labels: labels are
+written and read in the owner's lane, so add_messages never sends one. (5) gradients flow
+back the same way; (6) one optimizer step per mini-batch and replica.
 (7) every aggregation interval each compute node averages its replicas locally and the
 aggregator node averages the owners' first and last parts, sample-weighted.
 """
@@ -31,8 +32,6 @@ from splitpipe.schedules.fedavg import Member, fedavg
 from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
-    RECV,
-    SEND,
     STEP,
     Action,
     Replica,
@@ -40,8 +39,10 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import PlannerHook, Segment, Technique, drop_owners
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.validate import validate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,56 +80,53 @@ def build_mpsl(plan: Plan, segment: Segment) -> Schedule:
     for i, owner in enumerate(plan.owners):
         hops = [owner, *plan.chain, owner]  # hops[p] runs part p
         for step, sizes in owner_steps(plan, i, None, segment):
-            _owner_batch(lists.setdefault((owner, i), []), hops, i, step, sizes)
+            _owner_batch(lists.setdefault((owner, i), []), i, last, step, sizes)
             for p in range(1, last):
-                _compute_batch(lists.setdefault((hops[p], i), []), hops, p, i, step, sizes)
+                _compute_batch(lists.setdefault((hops[p], i), []), p, i, step, sizes)
         for p, node in enumerate(hops):
             replica = Replica(node, p, i)
             replicas.append(replica)
             evaluate[p].append((replica, weights[i]))
             group = owner_members if p in (0, last) else compute_members
-            group.append(Member(node, i, p, i, weights[i]))
+            group.append(Member(node, i, i, p, i, weights[i]))
     if segment.aggregates(plan):  # (7)
         for node in plan.chain:
             fedavg(lists, [m for m in compute_members if m.node == node], node, segment.epoch)
         fedavg(lists, owner_members, plan.server, segment.epoch)
-    return Schedule(
-        programs=programs_from_lists(lists),
+    return validate(Schedule(
+        programs=add_messages(programs_from_lists(lists), plan.topology.links),
         replicas=tuple(replicas),
         evaluate={p: tuple(v) for p, v in evaluate.items()},
-        data_lanes={(owner, i): i for i, owner in enumerate(plan.owners)},
-    )
+        owners=dict(enumerate(plan.owners)),
+    ))
 
 
-def _owner_batch(own: list[Action], hops: list[str], i: int, step: int, sizes: list[int]) -> None:
-    last = len(hops) - 1
-    first_hop, last_hop = hops[1], hops[-2]
+def _owner_batch(own: list[Action], i: int, last: int, step: int, sizes: list[int]) -> None:
     for mb, n in enumerate(sizes):  # (1)
-        own.append(Action(FORWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=n))
-        own.append(Action(SEND, lane=i, peer=first_hop, tag=Tag("act", i, 0, step, mb), samples=n))
+        own.append(Action(FORWARD, part=0, owner=i, replica=i, step=step, mb=mb, samples=n,
+                          reads=(Tag("data", i, 0, step, mb),),
+                          writes=(Tag("act", i, 0, step, mb), Tag("label", i, 0, step, mb))))
     for mb, n in enumerate(sizes):  # (4)
-        own.append(Action(RECV, part=last, lane=i, peer=last_hop, tag=Tag("act", i, last - 1, step, mb), samples=n))
-        own.append(Action(FORWARD, part=last, lane=i, replica=i, step=step, mb=mb, samples=n))
-        own.append(Action(BACKWARD, part=last, lane=i, replica=i, step=step, mb=mb, samples=n))
-        own.append(Action(SEND, part=last, lane=i, peer=last_hop, tag=Tag("grad", i, last, step, mb), samples=n))
+        own.append(Action(FORWARD, part=last, owner=i, replica=i, step=step, mb=mb, samples=n,
+                          reads=(Tag("act", i, last - 1, step, mb), Tag("label", i, 0, step, mb)),
+                          writes=(Tag("loss", i, last, step, mb),)))
+        own.append(Action(BACKWARD, part=last, owner=i, replica=i, step=step, mb=mb, samples=n,
+                          writes=(Tag("grad", i, last, step, mb),)))
     for mb, n in enumerate(sizes):  # (5)
-        own.append(Action(RECV, lane=i, peer=first_hop, tag=Tag("grad", i, 1, step, mb), samples=n))
-        own.append(Action(BACKWARD, part=0, lane=i, replica=i, step=step, mb=mb, samples=n))
-    own.append(Action(STEP, part=0, lane=i, replica=i, step=step))  # (6)
-    own.append(Action(STEP, part=last, lane=i, replica=i, step=step))
+        own.append(Action(BACKWARD, part=0, owner=i, replica=i, step=step, mb=mb, samples=n,
+                          reads=(Tag("grad", i, 1, step, mb),)))
+    own.append(Action(STEP, part=0, owner=i, replica=i, step=step))  # (6)
+    own.append(Action(STEP, part=last, owner=i, replica=i, step=step))
 
 
-def _compute_batch(own: list[Action], hops: list[str], p: int, i: int, step: int, sizes: list[int]) -> None:
-    before, after = hops[p - 1], hops[p + 1]
+def _compute_batch(own: list[Action], p: int, i: int, step: int, sizes: list[int]) -> None:
     for mb, n in enumerate(sizes):  # (2)
-        own.append(Action(RECV, part=p, lane=i, peer=before, tag=Tag("act", i, p - 1, step, mb), samples=n))
-        own.append(Action(FORWARD, part=p, lane=i, replica=i, step=step, mb=mb, samples=n))
-        own.append(Action(SEND, part=p, lane=i, peer=after, tag=Tag("act", i, p, step, mb), samples=n))
+        own.append(Action(FORWARD, part=p, owner=i, replica=i, step=step, mb=mb, samples=n,
+                          reads=(Tag("act", i, p - 1, step, mb),), writes=(Tag("act", i, p, step, mb),)))
     for mb, n in enumerate(sizes):  # (5)
-        own.append(Action(RECV, part=p, lane=i, peer=after, tag=Tag("grad", i, p + 1, step, mb), samples=n))
-        own.append(Action(BACKWARD, part=p, lane=i, replica=i, step=step, mb=mb, samples=n))
-        own.append(Action(SEND, part=p, lane=i, peer=before, tag=Tag("grad", i, p, step, mb), samples=n))
-    own.append(Action(STEP, part=p, lane=i, replica=i, step=step))  # (6)
+        own.append(Action(BACKWARD, part=p, owner=i, replica=i, step=step, mb=mb, samples=n,
+                          reads=(Tag("grad", i, p + 1, step, mb),), writes=(Tag("grad", i, p, step, mb),)))
+    own.append(Action(STEP, part=p, owner=i, replica=i, step=step))  # (6)
 
 
 def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:

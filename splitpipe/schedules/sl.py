@@ -1,5 +1,18 @@
 """Split learning (vanilla): devices take turns; the device part travels from one device to
-the next through the server, which keeps the one server part."""
+the next through the server, which keeps the one server part.
+
+Devices 0..D-1, one epoch::
+
+    device 0   : F0 .. B0 U0 .. | W(weights/0)                            .. L(weights/D-1)  (1) (2)
+    device 1   :                  L(weights/0) F0 .. B0 U0 .. | W(weights/1)                 (2)
+    server 0   :   F1 B1 U1 ..      F1 B1 U1 ..                                              (3)
+    server -1  :              R S(weights/0 -> device 1)  ..  R S(weights/D-1 -> device 0)   (4)
+
+(1) device i trains on its batches, then snapshots the device part; (2) the next device
+loads it before its first forward, and the first device loads the last one's at the end;
+(3) one server part, one lane for every device in turn; (4) devices have no link to each
+other, so add_messages relays the handed-over weights through the server's lane -1.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +24,6 @@ from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
     LOAD,
-    RECV,
-    SEND,
     SNAPSHOT,
     STEP,
     Action,
@@ -21,10 +32,12 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import PlannerHook, Segment, Technique, drop_owners
 from splitpipe.schedules.split import check_two_parts
 from splitpipe.schedules.star import split_cut, star_plan
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.validate import validate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,53 +48,39 @@ __all__ = ["build_sl", "TECHNIQUE"]
 
 
 def build_sl(plan: Plan, segment: Segment) -> Schedule:
-    """One segment: each device in turn over its steps of the segment, then the hand-over."""
     check_two_parts(plan)
     epoch = segment.epoch
     server, owners = plan.server, plan.owners
     lists: dict[tuple[str, int], list[Action]] = {}
     srv = lists.setdefault((server, 0), [])
-    relay = lists.setdefault((server, AGG_LANE), [])
     last = len(owners) - 1
     for i, device in enumerate(owners):
         dev = lists.setdefault((device, i), [])
-        if i > 0:  # take over the device part from the previous device
-            handed = Tag("weights", i - 1, 0, epoch)
-            dev.append(Action(RECV, lane=i, peer=server, tag=handed))
-            dev.append(Action(LOAD, lane=i, replica=i, tag=handed))
+        if i > 0:  # (2) take over the device part from the previous device
+            dev.append(Action(LOAD, owner=i, replica=i, reads=(Tag("weights", i - 1, 0, epoch),)))
         for step, sizes in owner_steps(plan, i, 1, segment):
             n = sizes[0]
-            dev.append(Action(FORWARD, lane=i, replica=i, step=step, samples=n))
-            dev.append(Action(SEND, lane=i, peer=server, tag=Tag("act", i, 0, step), samples=n))
-            dev.append(Action(SEND, lane=i, peer=server, tag=Tag("label", i, 0, step), samples=n))
-            srv.append(Action(RECV, part=1, lane=i, peer=device, tag=Tag("act", i, 0, step), samples=n))
-            srv.append(Action(RECV, part=1, lane=i, peer=device, tag=Tag("label", i, 0, step), samples=n))
-            srv.append(Action(FORWARD, part=1, lane=i, replica=0, step=step, samples=n))
-            srv.append(Action(BACKWARD, part=1, lane=i, replica=0, step=step, samples=n))
-            srv.append(Action(SEND, part=1, lane=i, peer=device, tag=Tag("grad", i, 1, step), samples=n))
-            srv.append(Action(STEP, part=1, lane=i, replica=0, step=step, samples=n))
-            dev.append(Action(RECV, lane=i, peer=server, tag=Tag("grad", i, 1, step), samples=n))
-            dev.append(Action(BACKWARD, lane=i, replica=i, step=step, samples=n))
-            dev.append(Action(STEP, lane=i, replica=i, step=step, samples=n))
-        done = Tag("weights", i, 0, epoch)
-        dev.append(Action(SNAPSHOT, lane=i, replica=i, tag=done))
-        dev.append(Action(SEND, lane=i, peer=server, tag=done))
-        relay.append(Action(RECV, lane=AGG_LANE, peer=device, tag=done))
-        successor = owners[i + 1] if i < last else owners[0]
-        if successor != device:
-            relay.append(Action(SEND, lane=AGG_LANE, peer=successor, tag=done))
-    if last > 0:  # the first device starts the next epoch from the last device's part
-        first = lists[(owners[0], 0)]
-        handed = Tag("weights", last, 0, epoch)
-        first.append(Action(RECV, lane=0, peer=server, tag=handed))
-        first.append(Action(LOAD, lane=0, replica=0, tag=handed))
+            act, label = Tag("act", i, 0, step), Tag("label", i, 0, step)
+            dev.append(Action(FORWARD, owner=i, replica=i, step=step, samples=n,
+                              reads=(Tag("data", i, 0, step),), writes=(act, label)))
+            srv.append(Action(FORWARD, part=1, owner=i, replica=0, step=step, samples=n,  # (3)
+                              reads=(act, label), writes=(Tag("loss", i, 1, step),)))
+            srv.append(Action(BACKWARD, part=1, owner=i, replica=0, step=step, samples=n,
+                              writes=(Tag("grad", i, 1, step),)))
+            srv.append(Action(STEP, part=1, owner=i, replica=0, step=step, samples=n))
+            dev.append(Action(BACKWARD, owner=i, replica=i, step=step, samples=n, reads=(Tag("grad", i, 1, step),)))
+            dev.append(Action(STEP, owner=i, replica=i, step=step, samples=n))
+        if last > 0:  # (1)
+            dev.append(Action(SNAPSHOT, owner=i, replica=i, writes=(Tag("weights", i, 0, epoch),)))
+    if last > 0:  # (2) the first device starts the next epoch from the last device's part
+        lists[(owners[0], 0)].append(Action(LOAD, owner=0, replica=0, reads=(Tag("weights", last, 0, epoch),)))
     replicas = tuple(Replica(d, 0, i) for i, d in enumerate(owners)) + (Replica(server, 1, 0),)
-    return Schedule(
-        programs=programs_from_lists(lists),
+    return validate(Schedule(
+        programs=add_messages(programs_from_lists(lists), plan.topology.links, relay=(server, AGG_LANE)),  # (4)
         replicas=replicas,
         evaluate={0: ((Replica(owners[0], 0, 0), 1.0),), 1: ((Replica(server, 1, 0), 1.0),)},
-        data_lanes={(d, i): i for i, d in enumerate(owners)},
-    )
+        owners=dict(enumerate(owners)),
+    ))
 
 
 def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:

@@ -7,9 +7,10 @@ program with N = 1. Per device lane i and server lane i, one mini-batch::
                  \\act  \\act           ^grad  ^grad
     server i :  F1.0 B1.0  F1.1 B1.1 ..                  | U1      (3) one micro-batch at a time
 
-(1) each activation (and its labels) is sent as soon as it exists, overlapping the next
-forward; (2) backwards run in order as gradients return; (3) the server runs forward and
-backward per micro-batch as it arrives. Gradients accumulate; one step per mini-batch.
+(1) each forward reads the owner's micro-batch and writes its activation and labels, which
+add_messages sends at once, overlapping the next forward; (2) backwards read the returning
+gradients in order; (3) the server's forward reads activation and labels and writes the
+loss, its backward writes the gradient. Gradients accumulate; one step per mini-batch.
 
 Each owner may have its own cut and micro-batch count (plan.owner_cuts,
 plan.owner_micro_batches; the planner chooses them per device). Owners with different cuts
@@ -26,8 +27,6 @@ from splitpipe.schedules.fedavg import Member, fedavg
 from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
-    RECV,
-    SEND,
     STEP,
     Action,
     Replica,
@@ -35,8 +34,10 @@ from splitpipe.schedules.ir import (
     Tag,
     programs_from_lists,
 )
+from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import Segment
 from splitpipe.schedules.steps import owner_steps
+from splitpipe.schedules.validate import validate
 
 __all__ = ["build_split", "check_two_parts"]
 
@@ -49,7 +50,7 @@ def check_two_parts(plan: Plan) -> None:
 
 
 def build_split(plan: Plan, segment: Segment, micro_batches: int | None = None) -> Schedule:
-    """`micro_batches` None: each owner's own count (plan.owner_micro_batches); SFL passes 1."""
+    """`micro_batches` None: each owner's own count (plan.owner_micro_batches)."""
     check_two_parts(plan)
     server = plan.server
     lists: dict[tuple[str, int], list[Action]] = {}
@@ -61,37 +62,31 @@ def build_split(plan: Plan, segment: Segment, micro_batches: int | None = None) 
         srv = lists.setdefault((server, i), [])
         p0, p1 = plan.owner_part(i, 0), plan.owner_part(i, 1)  # part ids of this owner's cut
         for step, sizes in owner_steps(plan, i, micro_batches, segment):
-            for mb in range(len(sizes)):  # (1)
-                dev.append(Action(FORWARD, part=p0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-                dev.append(Action(SEND, part=p0, lane=i, peer=server, tag=Tag("act", i, p0, step, mb),
-                                  samples=sizes[mb]))
-                dev.append(Action(SEND, part=p0, lane=i, peer=server, tag=Tag("label", i, 0, step, mb),
-                                  samples=sizes[mb]))
-            for mb in range(len(sizes)):  # (3)
-                srv.append(Action(RECV, part=p1, lane=i, peer=device, tag=Tag("act", i, p0, step, mb),
-                                  samples=sizes[mb]))
-                srv.append(Action(RECV, part=p1, lane=i, peer=device, tag=Tag("label", i, 0, step, mb),
-                                  samples=sizes[mb]))
-                srv.append(Action(FORWARD, part=p1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-                srv.append(Action(BACKWARD, part=p1, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-                srv.append(Action(SEND, part=p1, lane=i, peer=device, tag=Tag("grad", i, p1, step, mb),
-                                  samples=sizes[mb]))
-            srv.append(Action(STEP, part=p1, lane=i, replica=i, step=step))
-            for mb in range(len(sizes)):  # (2)
-                dev.append(Action(RECV, part=p0, lane=i, peer=server, tag=Tag("grad", i, p1, step, mb),
-                                  samples=sizes[mb]))
-                dev.append(Action(BACKWARD, part=p0, lane=i, replica=i, step=step, mb=mb, samples=sizes[mb]))
-            dev.append(Action(STEP, part=p0, lane=i, replica=i, step=step))
+            for mb, n in enumerate(sizes):  # (1)
+                dev.append(Action(FORWARD, part=p0, owner=i, replica=i, step=step, mb=mb, samples=n,
+                                  reads=(Tag("data", i, 0, step, mb),),
+                                  writes=(Tag("act", i, p0, step, mb), Tag("label", i, 0, step, mb))))
+            for mb, n in enumerate(sizes):  # (3)
+                srv.append(Action(FORWARD, part=p1, owner=i, replica=i, step=step, mb=mb, samples=n,
+                                  reads=(Tag("act", i, p0, step, mb), Tag("label", i, 0, step, mb)),
+                                  writes=(Tag("loss", i, p1, step, mb),)))
+                srv.append(Action(BACKWARD, part=p1, owner=i, replica=i, step=step, mb=mb, samples=n,
+                                  writes=(Tag("grad", i, p1, step, mb),)))
+            srv.append(Action(STEP, part=p1, owner=i, replica=i, step=step))
+            for mb, n in enumerate(sizes):  # (2)
+                dev.append(Action(BACKWARD, part=p0, owner=i, replica=i, step=step, mb=mb, samples=n,
+                                  reads=(Tag("grad", i, p1, step, mb),)))
+            dev.append(Action(STEP, part=p0, owner=i, replica=i, step=step))
         for part, node in ((p0, device), (p1, server)):
             replica = Replica(node, part, i)
             replicas.append(replica)
             evaluate.setdefault(part, []).append((replica, weights[i]))
-            members.append(Member(node, i, part, i, weights[i]))
+            members.append(Member(node, i, i, part, i, weights[i]))
     if segment.aggregates(plan):
         fedavg(lists, members, server, segment.epoch, plan.part_units() if len(plan.layouts()) > 1 else None)
-    return Schedule(
-        programs=programs_from_lists(lists),
+    return validate(Schedule(
+        programs=add_messages(programs_from_lists(lists), plan.topology.links),
         replicas=tuple(replicas),
         evaluate={p: tuple(v) for p, v in sorted(evaluate.items())},
-        data_lanes={(d, i): i for i, d in enumerate(plan.owners)},
-    )
+        owners=dict(enumerate(plan.owners)),
+    ))

@@ -92,10 +92,10 @@ def test_node_runs_the_input_that_arrived_first() -> None:
     lanes = {}
     for lane in (0, 1):
         tag = Tag("act", lane, 0, 0, 0)
-        lanes[lane] = (Action(RECV, lane=lane, peer=f"d{lane}", tag=tag), Action("F", part=1, lane=lane))
-    devices = {f"d{i}": {i: (Action(SEND, lane=i, peer="s", tag=Tag("act", i, 0, 0, 0)),)} for i in (0, 1)}
+        lanes[lane] = (Action(RECV, peer=f"d{lane}", tag=tag), Action("F", part=1, owner=lane))
+    devices = {f"d{i}": {i: (Action(SEND, peer="s", tag=Tag("act", i, 0, 0, 0)),)} for i in (0, 1)}
     schedule = Schedule({"s": lanes, **devices}, (Replica("s", 1, 0),), {})
     spans = run_schedule(schedule, topology, CountingExecutor())
     server = [s for s in spans if s.resource == "s"]
-    assert [s.lane for s in server] == [1, 0]
+    assert [s.owner for s in server] == [1, 0]
     assert math.isclose(server[0].start, 0.1)

@@ -11,7 +11,7 @@ from splitpipe.engine.lanes import (
 from splitpipe.schedules.ir import BACKWARD, FORWARD, RECV, SEND, STEP, Action, Tag
 
 F = Action(FORWARD, part=0, mb=1)
-B = Action(BACKWARD, part=1, lane=2, step=3, mb=4)
+B = Action(BACKWARD, part=1, owner=2, step=3, mb=4)
 U = Action(STEP, part=0)
 S = Action(SEND, peer="b", tag=Tag("act"))
 R = Action(RECV, peer="b", tag=Tag("grad"))
@@ -64,7 +64,7 @@ def test_the_compute_of_the_lane_ready_first_runs_ties_by_lane_order() -> None:
 def test_spans_name_the_resource_category_and_action() -> None:
     span = compute_span("server", B, 1.0, 2.5, epoch=7)
     assert (span.resource, span.category, span.start, span.end, span.epoch) == ("server", "backward", 1.0, 2.5, 7)
-    assert (span.lane, span.part, span.step, span.micro_batch, span.bytes, span.label) == (2, 1, 3, 4, 0, "B1.4")
+    assert (span.owner, span.part, span.step, span.micro_batch, span.bytes, span.label) == (2, 1, 3, 4, 0, "B1.4")
     link = transfer_span("device0", "server", Tag("act", 1, 0, 2, 3), 0.5, 1.5, 1, 64, "a0.3")
     assert (link.resource, link.category, link.bytes, link.label) == ("device0->server", "upload", 64, "a0.3")
     assert (link.lane, link.part, link.step, link.micro_batch) == (1, 0, 2, 3)

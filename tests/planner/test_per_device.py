@@ -14,6 +14,8 @@ from splitpipe.experiment import emulate, prepare
 from splitpipe.schedules import build_schedule
 from splitpipe.schedules.fedavg import Member, fedavg
 from splitpipe.schedules.ir import FORWARD, Replica, Schedule, programs_from_lists
+from splitpipe.schedules.messages import add_messages
+from splitpipe.schedules.validate import validate
 
 DATA = "synthetic:channels=1,image_size=8,train_size=90,test_size=30"
 
@@ -72,11 +74,12 @@ def test_fedavg_with_different_cuts_averages_every_unit_over_all_devices() -> No
     weights = plan.fedavg_weights()
     for i, device in enumerate(plan.owners):
         for part, node in ((plan.owner_part(i, 0), device), (plan.owner_part(i, 1), plan.server)):
-            members.append(Member(node, i, part, i, weights[i]))
+            members.append(Member(node, i, i, part, i, weights[i]))
             replicas.append(Replica(node, part, i))
     lists: dict = {}
     fedavg(lists, members, plan.server, 0, plan.part_units())
-    schedule = Schedule(programs_from_lists(lists), tuple(replicas), {}, {})
+    programs = add_messages(programs_from_lists(lists), plan.topology.links)
+    schedule = validate(Schedule(programs, tuple(replicas), {}, {}))
     executor = perturbed_executor(plan, schedule)
     before = [full_state(executor, plan, i) for i in range(3)]
     expected = {}

@@ -25,7 +25,7 @@ TECHNIQUES = {
 
 
 def spans_key(spans):
-    return [(s.resource, s.category, s.lane, s.part, s.step, s.micro_batch, s.bytes, s.label) for s in spans]
+    return [(s.resource, s.category, s.owner, s.part, s.step, s.micro_batch, s.bytes, s.label) for s in spans]
 
 
 @pytest.mark.parametrize("name", list(TECHNIQUES))

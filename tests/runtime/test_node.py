@@ -47,8 +47,8 @@ def act(lane: int) -> Tag:
 def two_lane_server() -> Schedule:
     """Server lanes 0 and 1 each wait for an activation, then run a forward."""
     lanes = {
-        lane: (Action(RECV, part=1, lane=lane, peer=f"device{lane}", tag=act(lane)),
-               Action(FORWARD, part=1, lane=lane, replica=lane, mb=lane))
+        lane: (Action(RECV, peer=f"device{lane}", tag=act(lane)),
+               Action(FORWARD, part=1, owner=lane, replica=lane, mb=lane))
         for lane in (0, 1)
     }
     return Schedule(programs={"server": lanes}, replicas=(), evaluate={})

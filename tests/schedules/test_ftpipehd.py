@@ -1,7 +1,6 @@
-"""FTPipeHD: 1F1B grids, golden schedule, same weights as one process, training, labels, bad cuts."""
+"""FTPipeHD (its golden schedule: test_builders): 1F1B grids, same weights as one process, training, labels, bad cuts."""
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +13,7 @@ from splitpipe.data import batches
 from splitpipe.experiment import emulate, prepare
 from splitpipe.network import PROFILES
 from splitpipe.plan import Plan, stage_topology
-from splitpipe.schedules import build_schedule
 from splitpipe.schedules.ftpipehd import one_f_one_b
-
-GOLDEN = Path(__file__).parent / "golden"
 
 
 def grid(stages: int, micro_batches: int) -> list[str]:
@@ -44,11 +40,6 @@ def tiny_plan(stages: int = 3, samples: int = 4, batch: int = 4, micro_batches: 
                 chain=tuple(f"worker{s}" for s in range(1, stages)))
 
 
-def test_tiny_schedule_matches_golden_text() -> None:
-    """Three stages, one mini-batch of two micro-batches; labels go central -> worker2."""
-    assert build_schedule(tiny_plan(), 0).dump() == (GOLDEN / "ftpipehd_3stages_2mb.txt").read_text()
-
-
 def mlp() -> nn.Sequential:
     return nn.Sequential(
         nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU()),
@@ -73,7 +64,7 @@ def single_process(model: nn.Sequential, config: RunConfig, x: torch.Tensor, y: 
 
 
 def test_weights_equal_single_process_training_without_batchnorm() -> None:
-    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds=(1, 0.5, 0.2, 0.1), cuts=(1, 2, 3),
+    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds="1,0.5,0.2,0.1", cuts="1,2,3",
                        micro_batches=3, batch_size=20, epochs=2, lr=0.05, weight_decay=1e-3,
                        network="wifi", progress=False)
     torch.manual_seed(0)
@@ -88,7 +79,7 @@ def test_weights_equal_single_process_training_without_batchnorm() -> None:
 
 
 def test_trains_vgg5_on_digits_to_90_percent_with_10x_slower_stages() -> None:
-    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds=(1, 0.5, 0.2, 0.1), cuts=(1, 2, 4),
+    config = RunConfig(technique="ftpipehd", stages=4, stage_speeds="1,0.5,0.2,0.1", cuts="1,2,4",
                        micro_batches=4, batch_size=32, epochs=1, progress=False)
     result = emulate(prepare(config))
     row = result.report["epochs"][-1]
@@ -103,7 +94,7 @@ def test_trains_vgg5_on_digits_to_90_percent_with_10x_slower_stages() -> None:
     ({"cuts": "3,2,4"}, "cuts (3, 2, 4) not strictly increasing"),
     ({"cuts": "1,2,5"}, "cuts (1, 2, 5) out of range: each cut must be in 1..4"),
     ({"stages": 6}, "cannot cut a model of 5 units into 6 parts"),
-    ({"stage_speeds": (1, 0.5, 0.2)}, "stage-speeds has 3 values for 4 stages"),
+    ({"stage_speeds": "1,0.5,0.2"}, "stage-speeds has 3 values for 4 stages"),
     ({"stages": 1}, "stages must be >= 2, got 1"),
 ])
 def test_bad_cuts_give_one_line_errors(changes: dict, message: str) -> None:
@@ -114,10 +105,10 @@ def test_bad_cuts_give_one_line_errors(changes: dict, message: str) -> None:
 
 
 def test_stages_follow_the_cuts_and_the_speeds() -> None:
-    plan = prepare(RunConfig(technique="ftpipehd", cuts=(2, 4), progress=False)).plan
+    plan = prepare(RunConfig(technique="ftpipehd", cuts="2,4", progress=False)).plan
     assert plan.chain == ("worker1", "worker2") and plan.parts == 3
     with pytest.raises(ValueError, match="stage-speeds has 2 values for 3 stages"):
-        prepare(RunConfig(technique="ftpipehd", cuts=(2, 4), stage_speeds=(1, 0.1), progress=False))
-    plan = prepare(RunConfig(technique="ftpipehd", stage_speeds=(1, 0.5, 0.1), progress=False)).plan
+        prepare(RunConfig(technique="ftpipehd", cuts="2,4", stage_speeds="1,0.1", progress=False))
+    plan = prepare(RunConfig(technique="ftpipehd", stage_speeds="1,0.5,0.1", progress=False)).plan
     assert [n.speed for n in plan.topology.nodes] == [1.0, 0.5, 0.1]
     assert plan.cuts == (1, 3)

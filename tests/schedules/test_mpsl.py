@@ -1,6 +1,5 @@
-"""MP-SL: golden schedule, labels never leave an owner, FIFO across owners, averaging, training, bad cuts."""
+"""MP-SL (its golden schedule: test_builders): labels never leave an owner, FIFO across owners, averaging, training, bad cuts."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,6 @@ from splitpipe.profile import Profile, UnitCost
 from splitpipe.schedules import build_schedule
 from splitpipe.schedules.ir import AGGREGATE, SEND, Replica
 
-GOLDEN = Path(__file__).parent / "golden"
-
 
 def tiny_plan(owners: int = 2, compute: int = 1, shard_sizes: tuple[int, ...] = (2, 2), batch: int = 2,
               micro_batches: int = 1) -> Plan:
@@ -29,11 +26,6 @@ def tiny_plan(owners: int = 2, compute: int = 1, shard_sizes: tuple[int, ...] = 
                 micro_batches=micro_batches, shard_sizes=shard_sizes,
                 owners=tuple(f"device{i}" for i in range(owners)), server="aggregator", labels="owner",
                 chain=tuple(f"compute{j}" for j in range(compute)))
-
-
-def test_tiny_schedule_matches_golden_text() -> None:
-    """Two owners, one compute node, one batch each, then averaging (compute node locally)."""
-    assert build_schedule(tiny_plan(), 0).dump() == (GOLDEN / "mpsl_2owners_1compute.txt").read_text()
 
 
 def test_no_action_sends_a_label() -> None:
@@ -87,7 +79,7 @@ def test_compute_node_takes_the_task_that_arrived_first() -> None:
     topology = chain_topology(3, [fast], (0.25, 0.5, 1.0), 1, 0.1, PROFILES["dc"])
     plan = Plan(**{**tiny_plan(owners=3, shard_sizes=(2, 2, 2)).__dict__, "topology": topology})
     _, _, spans = run_tiny(plan)
-    forwards = sorted((s.start, s.lane) for s in spans if s.resource == "compute0" and s.category == "forward")
+    forwards = sorted((s.start, s.owner) for s in spans if s.resource == "compute0" and s.category == "forward")
     assert [lane for _, lane in forwards] == [2, 1, 0]
     assert [start for start, _ in forwards] == pytest.approx([1.0, 11.0, 21.0])
 
@@ -110,7 +102,7 @@ def test_aggregation_averages_replicas_locally_and_owner_parts_at_the_aggregator
 
 
 def test_trains_vgg5_on_digits_to_90_percent() -> None:
-    config = RunConfig(technique="mpsl", owners=3, cuts=(1, 3, 4), micro_batches=1, epochs=2, batch_size=32,
+    config = RunConfig(technique="mpsl", owners=3, cuts="1,3,4", micro_batches=1, epochs=2, batch_size=32,
                        lr=0.02, network="none", progress=False)
     setup = prepare(config)
     assert setup.plan.chain == ("compute0", "compute1")

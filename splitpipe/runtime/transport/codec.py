@@ -20,7 +20,7 @@ from splitpipe.runtime.transport.proto.splitpipe_pb2 import DataHeader as ProtoD
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import Frame as ProtoFrame
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import Tag as ProtoTag
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import TensorHeader as ProtoTensorHeader
-from splitpipe.schedules.ir import KINDS, Tag
+from splitpipe.schedules.ir import MESSAGE_KINDS, Tag
 
 __all__ = [
     "CodecError", "Decoded", "DTYPES", "MAX_CONTROL_BYTES",
@@ -55,12 +55,13 @@ class Decoded:
 
 
 def tag_to_proto(tag: Tag) -> ProtoTag:
-    return ProtoTag(kind=tag.kind, lane=tag.lane, part=tag.part, step=tag.step, mb=tag.mb)
+    # The wire's field is still called `lane` (its number is what counts); it carries the owner.
+    return ProtoTag(kind=tag.kind, lane=tag.owner, part=tag.part, step=tag.step, mb=tag.mb)
 
 
 def tag_from_proto(proto: ProtoTag) -> Tag:
-    if proto.kind not in KINDS:
-        raise CodecError(f"unknown message kind '{proto.kind[:40]}'; kinds are {sorted(KINDS)}")
+    if proto.kind not in MESSAGE_KINDS:
+        raise CodecError(f"unknown message kind '{proto.kind[:40]}'; kinds are {sorted(MESSAGE_KINDS)}")
     return Tag(proto.kind, proto.lane, proto.part, proto.step, proto.mb)
 
 

@@ -54,7 +54,7 @@ class TransportContract:
             "empty": torch.zeros(0, 4), "strided": torch.randn(6, 4).t(),
         }
         for step, tensor in enumerate(sent.values()):
-            n["a"].send("b", Tag("act", lane=1, part=2, step=step, mb=3), tensor)
+            n["a"].send("b", Tag("act", owner=1, part=2, step=step, mb=3), tensor)
         for step, (what, tensor) in enumerate(sent.items()):
             m = self.recv(n["b"])
             assert (m.src, m.tag, m.control) == ("a", Tag("act", 1, 2, step, 3), None)
