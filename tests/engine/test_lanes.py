@@ -67,5 +67,5 @@ def test_spans_name_the_resource_category_and_action() -> None:
     assert (span.owner, span.part, span.step, span.micro_batch, span.bytes, span.label) == (2, 1, 3, 4, 0, "B1.4")
     link = transfer_span("device0", "server", Tag("act", 1, 0, 2, 3), 0.5, 1.5, 1, 64, "a0.3")
     assert (link.resource, link.category, link.bytes, link.label) == ("device0->server", "upload", 64, "a0.3")
-    assert (link.lane, link.part, link.step, link.micro_batch) == (1, 0, 2, 3)
+    assert (link.owner, link.part, link.step, link.micro_batch) == (1, 0, 2, 3)
     assert transfer_span("server", "device0", Tag("grad"), 0, 1, 0, 8, "g0.0").category == "download"
