@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from splitpipe.report.chrome_trace import write_trace
 from splitpipe.report.compare_plot import plot_compare
 from splitpipe.report.timeline import plot_timeline
 from splitpipe.span import Span
@@ -47,7 +48,7 @@ DATA_SIDE = ("device", "central")
 def write_run(
     out_dir: str | Path, report: dict[str, Any], spans: Sequence[Span]
 ) -> list[Path]:
-    """Write report.json, metrics.csv and (when there are spans) timeline.png into `out_dir`."""
+    """Write report.json, metrics.csv, trace.json and (when there are spans) timeline.png into `out_dir`."""
     out = Path(out_dir)
     epochs = _epochs(report)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def write_run(
     _write_csv(
         csv_path, columns, ([_metrics_cell(e, c) for c in columns] for e in epochs)
     )
-    paths = [json_path, csv_path]
+    paths = [json_path, csv_path, write_trace(out / "trace.json", report, spans)]
     if spans:
         png_path = out / "timeline.png"
         plot_timeline(spans, png_path, title=str(report.get("technique", "")))

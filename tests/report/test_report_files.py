@@ -69,10 +69,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_write_run_writes_the_three_files(tmp_path: Path) -> None:
+def test_write_run_writes_the_four_files(tmp_path: Path) -> None:
     out = tmp_path / "nested" / "run"
     paths = write_run(out, _report(), _spans())
-    assert paths == [out / "report.json", out / "metrics.csv", out / "timeline.png"]
+    assert paths == [out / "report.json", out / "metrics.csv", out / "trace.json", out / "timeline.png"]
     assert all(path.stat().st_size > 0 for path in paths)
     assert (out / "timeline.png").read_bytes().startswith(PNG_MAGIC)
 
