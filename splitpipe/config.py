@@ -69,6 +69,8 @@ class RunConfig:
     aggregation_interval: int = 1
     server_device: str = "cpu"
     out: str | None = None
+    tensorboard: str | None = None
+    """A directory for TensorBoard scalars per epoch (`pip install 'splitpipe[tensorboard]'`); None: none."""
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

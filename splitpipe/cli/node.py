@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from splitpipe.cli.output import show_run
-from splitpipe.cli.progress import epoch_bar
+from splitpipe.cli.progress import epoch_progress
 from splitpipe.config import RunConfig, load_toml
 from splitpipe.experiment import Setup, prepare
 from splitpipe.network import LinkSpec
@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="this node's private key (PEM)")
     parser.add_argument("--tls-ca", help="the CA certificate that signed every node's certificate (PEM)")
     parser.add_argument("--server-device", help="torch device for the server's or compute nodes' parts: cpu or cuda")
-    parser.add_argument("--out", help="coordinator: directory for report.json, metrics.csv and timeline.png")
+    parser.add_argument("--out", help="coordinator: directory for report.json, metrics.csv, trace.json and timeline.png")
+    parser.add_argument("--tensorboard", help="coordinator: directory for TensorBoard scalars per epoch "
+                        "(needs the tensorboard extra)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds any phase may wait (nodes joining, a message, a report) (default: 600)")
     parser.add_argument("--threads", type=int, help="torch CPU threads of this node (default: torch's choice)")
@@ -60,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def node_config(args: argparse.Namespace) -> RunConfig:
     values = load_toml(args.config)
-    for key in ("server_device", "out", "progress"):
+    for key in ("server_device", "out", "tensorboard", "progress"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     try:
@@ -108,7 +110,7 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
     from splitpipe.runtime.coordinator import Coordinator
 
     config = setup.config
-    with epoch_bar(config.epochs, f"{config.technique} (distributed)", config.progress) as progress:
+    with epoch_progress(config, f"{config.technique} (distributed)") as progress:
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
                              progress=progress).run()
     show_run(result.report, result.spans, config.out, "distributed, wall clock")

@@ -43,7 +43,9 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "alpha": (float, "Dirichlet concentration for --partition dirichlet (smaller = more skewed)"),
     "aggregation_interval": (int, "epochs between FedAvg rounds"),
     "server_device": (str, "torch device for the server's parts: cpu or cuda"),
-    "out": (str, "directory for report.json, metrics.csv and plots"),
+    "out": (str, "directory for report.json, metrics.csv, trace.json and plots"),
+    "tensorboard": (str, "directory for TensorBoard scalars per epoch: loss, accuracy, epoch and idle time, efficiency "
+                         "(needs the tensorboard extra)"),
 }
 
 

@@ -23,7 +23,7 @@ __all__ = ["add_arguments", "execute"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_experiment_flags(parser, exclude=("out",))
+    add_experiment_flags(parser, exclude=("out", "tensorboard"))
     parser.add_argument("--technique", help=f"{', '.join(plannable())} (default: pipelearn)")
     parser.add_argument("--memory-limit", help="mpsl, ftpipehd: memory of each compute node or stage, one size "
                         "or a comma list, e.g. 2GB or 1GB,4GB (default: unlimited)")

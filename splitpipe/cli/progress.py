@@ -1,17 +1,23 @@
-"""A progress bar over epochs (on stderr, only when it is a terminal or asked for)."""
+"""What follows a run epoch by epoch: a progress bar (on stderr, only when it is a terminal or
+asked for) and, with --tensorboard, TensorBoard scalars."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
-__all__ = ["epoch_bar"]
+from splitpipe.config import RunConfig
+
+__all__ = ["epoch_bar", "epoch_progress"]
+
+Progress = Callable[[int, dict[str, object]], None]
 
 
 @contextmanager
-def epoch_bar(total: int, label: str, enabled: bool = True) -> Iterator[Callable[[int, dict[str, object]], None]]:
+def epoch_bar(total: int, label: str, enabled: bool = True) -> Iterator[Progress]:
     bar = tqdm(total=total, desc=label, unit="epoch", disable=None if enabled else True, leave=True)
 
     def update(epoch: int, row: dict[str, object]) -> None:
@@ -22,3 +28,21 @@ def epoch_bar(total: int, label: str, enabled: bool = True) -> Iterator[Callable
         yield update
     finally:
         bar.close()
+
+
+@contextmanager
+def epoch_progress(config: RunConfig, label: str, subfolder: str | None = None) -> Iterator[Progress]:
+    """The bar, and TensorBoard scalars in config.tensorboard (/ `subfolder`, one per compared run)."""
+    with epoch_bar(config.epochs, label, config.progress) as bar:
+        if config.tensorboard is None:
+            yield bar
+            return
+        from splitpipe.report.tensorboard_log import TensorBoardLog
+
+        with TensorBoardLog(Path(config.tensorboard, subfolder or "")) as log:
+
+            def both(epoch: int, row: dict[str, object]) -> None:
+                bar(epoch, row)
+                log(epoch, row)
+
+            yield both

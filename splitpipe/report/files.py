@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from splitpipe.report.accuracy import accuracy_curve, check_target, time_to_accuracy
 from splitpipe.report.chrome_trace import write_trace
 from splitpipe.report.compare_plot import plot_compare
 from splitpipe.report.timeline import plot_timeline
@@ -39,6 +40,8 @@ SUMMARY_COLUMNS = (
     "test_accuracy",
     "train_loss",
 )
+#: compare.csv's columns after SUMMARY_COLUMNS when a target accuracy is given.
+TARGET_COLUMNS = ("target_accuracy", "time_to_accuracy_s")
 
 #: Roles (report["roles"]) of the nodes that serve the data owners, and of the data owners.
 SERVER_SIDE = ("server", "compute", "worker")
@@ -69,23 +72,34 @@ def write_run(
 
 
 def write_compare(
-    out_dir: str | Path, reports: Mapping[str, dict[str, Any]]
+    out_dir: str | Path, reports: Mapping[str, dict[str, Any]], target: float | None = None
 ) -> list[Path]:
-    """Write compare.csv (one summary row per technique) and compare.png into `out_dir`."""
-    if not reports:
-        raise ValueError("write_compare needs at least one report (got none)")
-    rows = {technique: summarize(report) for technique, report in reports.items()}
+    """Write compare.csv (one row per technique, see `compare_rows`) and compare.png into `out_dir`."""
+    rows = compare_rows(reports, target)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "compare.csv", out / "compare.png"
-    columns = ("technique",) + SUMMARY_COLUMNS
-    lines = (
-        [technique] + [row[c] for c in SUMMARY_COLUMNS]
-        for technique, row in rows.items()
-    )
-    _write_csv(csv_path, columns, lines)
-    plot_compare(rows, png_path)
+    columns = ("technique",) + SUMMARY_COLUMNS + (TARGET_COLUMNS if target is not None else ())
+    _write_csv(csv_path, columns, ([technique] + [row[c] for c in columns[1:]] for technique, row in rows.items()))
+    plot_compare(rows, {t: accuracy_curve(r) for t, r in reports.items()}, png_path, target)
     return [csv_path, png_path]
+
+
+def compare_rows(
+    reports: Mapping[str, dict[str, Any]], target: float | None = None
+) -> dict[str, dict[str, float]]:
+    """technique -> its summary (`summarize`), plus, given a target accuracy, that target and
+    the time to reach it (`time_to_accuracy_s`, NaN if never reached)."""
+    if not reports:
+        raise ValueError("a comparison needs at least one report (got none)")
+    if target is not None:
+        check_target(target)
+    rows = {}
+    for technique, report in reports.items():
+        rows[technique] = summarize(report)
+        if target is not None:
+            rows[technique] |= {"target_accuracy": target, "time_to_accuracy_s": time_to_accuracy(report, target)}
+    return rows
 
 
 def summarize(report: dict[str, Any]) -> dict[str, float]:

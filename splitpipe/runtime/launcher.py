@@ -57,7 +57,7 @@ def config_toml(config: RunConfig) -> str:
     lines = []
     for f in fields(RunConfig):
         value = getattr(config, f.name)
-        if f.name in ("extra", "out", "progress") or value is None:
+        if f.name in ("extra", "out", "tensorboard", "progress") or value is None:
             continue
         if isinstance(value, bool):
             text = "true" if value else "false"
@@ -98,6 +98,7 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         try:
             lead_args = [*common, "--port-file", str(work / "port")]
             lead_args += ["--out", config.out] if config.out else []
+            lead_args += ["--tensorboard", config.tensorboard] if config.tensorboard else []
             lead_args += [] if config.progress else ["--no-progress"]
             lead = cluster.start(coordinator, lead_args)
             port = cluster.wait_for_port(lead, work / "port", timeout)

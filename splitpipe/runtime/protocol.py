@@ -37,7 +37,7 @@ ROLES = ("server", "device", "compute", "aggregator", "central", "worker")
 #: Lane of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
 GATHER_LANE = -2
 #: Config keys that may differ between nodes: they do not change what is trained.
-LOCAL_KEYS = frozenset({"out", "progress", "profile"})
+LOCAL_KEYS = frozenset({"out", "tensorboard", "progress", "profile"})
 
 #: type -> keys each control body must have.
 BODIES: dict[str, tuple[str, ...]] = {
