@@ -53,7 +53,7 @@ def write_run(
 ) -> list[Path]:
     """Write report.json, metrics.csv, trace.json and (when there are spans) timeline.png into `out_dir`."""
     out = Path(out_dir)
-    epochs = _epochs(report)
+    epochs = checked_epochs(report)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / "report.json", out / "metrics.csv"
     # Serialise first, so a value json cannot encode leaves no half-written file.
@@ -81,8 +81,13 @@ def write_compare(
     csv_path, png_path = out / "compare.csv", out / "compare.png"
     columns = ("technique",) + SUMMARY_COLUMNS + (TARGET_COLUMNS if target is not None else ())
     _write_csv(csv_path, columns, ([technique] + [row[c] for c in columns[1:]] for technique, row in rows.items()))
-    plot_compare(rows, {t: accuracy_curve(r) for t, r in reports.items()}, png_path, target)
+    draw_compare(png_path, reports, target)
     return [csv_path, png_path]
+
+
+def draw_compare(path: str | Path, reports: Mapping[str, dict[str, Any]], target: float | None = None) -> None:
+    """compare.png: the summaries as bars, and each technique's test accuracy against time."""
+    plot_compare(compare_rows(reports, target), {t: accuracy_curve(r) for t, r in reports.items()}, path, target)
 
 
 def compare_rows(
@@ -109,7 +114,7 @@ def summarize(report: dict[str, Any]) -> dict[str, float]:
     MP-SL's compute nodes; FTPipeHD's workers); device idle that of the data owners (role
     device, FTPipeHD's central node), by report["roles"]. Missing values come out as NaN.
     """
-    epochs = _epochs(report)
+    epochs = checked_epochs(report)
     if not epochs:
         raise ValueError("report has no epochs; summarize needs at least one")
     roles = report.get("roles")
@@ -149,7 +154,7 @@ def _metrics_cell(epoch: Mapping[str, Any], column: str) -> object:
     return epoch.get(column)
 
 
-def _epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def checked_epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The report's epochs, checked for the keys the files need; every problem is raised once."""
     epochs = report.get("epochs")
     if not isinstance(epochs, list):
