@@ -41,7 +41,7 @@ def test_bad_role_or_id_is_named(role: str, index: int, message: str) -> None:
 
 
 def test_config_mismatch_names_keys_but_ignores_local_ones() -> None:
-    mine = RunConfig(devices=2, out="here")
+    mine = RunConfig(devices=2, out="here", tensorboard="tb")
     theirs = config_body(RunConfig(devices=3, lr=0.5, out="there", progress=False))
     assert config_mismatch(mine, theirs) == ["devices: 2 != 3", "lr: 0.01 != 0.5"]
     assert config_mismatch(mine, config_body(mine.with_(out=None))) == []
@@ -68,8 +68,8 @@ def test_addresses_are_checked() -> None:
 
 def test_launcher_toml_reads_back_as_the_same_config(tmp_path: Path) -> None:
     config = RunConfig(technique="mpsl", devices=3, network='10/25/30', cuts="1,2,3", lr=0.05,
-                       server_speed=2.5, progress=False, out="x")
+                       server_speed=2.5, progress=False, out="x", tensorboard="tb")
     path = tmp_path / "run.toml"
     path.write_text(config_toml(config))
     back = RunConfig(**load_toml(path))
-    assert back == config.with_(progress=True, out=None)
+    assert back == config.with_(progress=True, out=None, tensorboard=None)  # the coordinator's own flags
