@@ -15,8 +15,7 @@ from typing import Any
 
 from splitpipe.cli.output import clock_of, print_compare, print_run
 from splitpipe.report import plot_timeline
-from splitpipe.report.files import draw_compare
-from splitpipe.report.folder import read_compare, read_report, read_trace_spans
+from splitpipe.report.files import draw_compare, read_compare, read_report, read_trace_spans
 
 __all__ = ["add_arguments", "execute"]
 

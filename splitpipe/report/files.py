@@ -1,4 +1,4 @@
-"""Run artefacts on disk: report.json, metrics.csv, compare.csv, and the plots beside them."""
+"""Run artefacts on disk: report.json, metrics.csv, compare.csv, the plots beside them, and reading them back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from splitpipe.report.accuracy import accuracy_curve, check_target, time_to_accuracy
-from splitpipe.report.chrome_trace import write_trace
+from splitpipe.report.chrome_trace import read_spans, write_trace
 from splitpipe.report.compare_plot import plot_compare
 from splitpipe.report.timeline import plot_timeline
 from splitpipe.span import Span
@@ -175,6 +175,53 @@ def checked_epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
             f"bad report ({'; '.join(problems)}); each epoch needs {list(required)}"
         )
     return epochs
+
+
+def read_report(folder: str | Path) -> dict[str, Any]:
+    """report.json of the run in `folder`, checked for what the tables need."""
+    path = Path(folder) / "report.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} has no report.json: not the --out folder of run, launch or compare")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(report, dict) or "technique" not in report:
+        raise ValueError(f"{path} is not a splitpipe report (no 'technique' key)")
+    try:
+        checked_epochs(report)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return report
+
+
+def read_compare(folder: str | Path) -> tuple[list[str], float | None]:
+    """The techniques of compare.csv in `folder`, in its order, and the target accuracy if it had one."""
+    path = Path(folder) / "compare.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read {path} ({exc})") from None
+    techniques = [row.get("technique") or "" for row in rows]
+    if not techniques or not all(techniques):
+        raise ValueError(f"{path} lists no techniques (expected a 'technique' column, one row each)")
+    targets = {row.get("target_accuracy") or "" for row in rows} - {""}
+    if len(targets) > 1:
+        raise ValueError(f"{path} has several target accuracies ({', '.join(sorted(targets))}); expected one")
+    if not targets:
+        return techniques, None
+    (text,) = targets
+    try:
+        return techniques, check_target(float(text))
+    except ValueError:
+        raise ValueError(f"{path} has a bad target_accuracy {text!r}") from None
+
+
+def read_trace_spans(folder: str | Path, report: dict[str, Any]) -> list[Span] | None:
+    """The spans kept in `folder`/trace.json (report.json has none), or None without a trace."""
+    path = Path(folder) / "trace.json"
+    return read_spans(path, report) if path.is_file() else None
 
 
 def _idle_of(idle: Mapping[str, float], roles: Mapping[str, str], wanted: tuple[str, ...]) -> float:
