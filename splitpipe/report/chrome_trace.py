@@ -34,8 +34,9 @@ __all__: list[str] = []
 
 #: Microseconds per second: trace timestamps are in microseconds.
 US = 1e6
-#: Process id of the epochs track; nodes are numbered from 1 in lane order.
-EPOCHS_PID = 0
+#: Process and thread id of the epochs track; nodes are numbered from 2 in lane order (Perfetto
+#: reserves 0 for the idle process of kernel traces, so no track uses it).
+EPOCHS_PID = EPOCHS_TID = 1
 #: A lane's thread id is LANE_TID + lane (schedules use lanes -2 and -1 too; Perfetto wants ids >= 0).
 LANE_TID = 10
 #: Thread ids of a node's links start here, after any lane a schedule uses.
@@ -58,7 +59,7 @@ def trace_events(report: Mapping[str, Any], spans: Sequence[Span]) -> list[dict[
     """Every event of trace.json: metadata naming the tracks, then slices, then instants."""
     offsets = epoch_offsets(report)
     nodes = lane_order({*report.get("roles", {}), *(s.resource.split("->", 1)[0] for s in spans)})
-    pids = {node: index + 1 for index, node in enumerate(nodes)}
+    pids = {node: index + EPOCHS_PID + 1 for index, node in enumerate(nodes)}
     tracks = _tracks(spans, pids)
     events = _metadata(nodes, pids, tracks)
     events += _epoch_slices(report, offsets)  # (1)
@@ -73,7 +74,7 @@ def trace_events(report: Mapping[str, Any], spans: Sequence[Span]) -> list[dict[
     for event in report.get("events", []):  # (5)
         at = offsets.get(int(event["epoch"]), 0.0) + float(event["time_s"])
         events.append({"name": str(event["event"]), "cat": "event", "ph": "i", "s": "g", "ts": at * US,
-                       "pid": EPOCHS_PID, "tid": 0, "args": dict(event)})
+                       "pid": EPOCHS_PID, "tid": EPOCHS_TID, "args": dict(event)})
     return events
 
 
@@ -126,8 +127,8 @@ def _tracks(spans: Sequence[Span], pids: Mapping[str, int]) -> dict[tuple[str, i
 def _metadata(nodes: Sequence[str], pids: Mapping[str, int],
               tracks: Mapping[tuple[str, int], tuple[int, int]]) -> list[dict[str, Any]]:
     """process_name/thread_name events, with sort indexes so Perfetto keeps lane order."""
-    events = [_meta("process_name", EPOCHS_PID, 0, "epochs"), _meta("process_sort_index", EPOCHS_PID, 0, -1),
-              _meta("thread_name", EPOCHS_PID, 0, "epochs")]
+    events = [_meta("process_name", EPOCHS_PID, 0, "epochs"), _meta("process_sort_index", EPOCHS_PID, 0, 0),
+              _meta("thread_name", EPOCHS_PID, EPOCHS_TID, "epochs")]
     for node in nodes:
         events += [_meta("process_name", pids[node], 0, node), _meta("process_sort_index", pids[node], 0, pids[node])]
     names = {ids: f"-> {resource.split('->', 1)[1]}" if "->" in resource else f"lane {lane}"
@@ -144,5 +145,5 @@ def _meta(kind: str, pid: int, tid: int, value: str | int) -> dict[str, Any]:
 
 def _epoch_slices(report: Mapping[str, Any], offsets: Mapping[int, float]) -> list[dict[str, Any]]:
     return [{"name": f"epoch {e['epoch']}", "cat": "epoch", "ph": "X", "ts": offsets[int(e["epoch"])] * US,
-             "dur": float(e["time_s"]) * US, "pid": EPOCHS_PID, "tid": 0,
+             "dur": float(e["time_s"]) * US, "pid": EPOCHS_PID, "tid": EPOCHS_TID,
              "args": {"epoch": e["epoch"], "time_s": e["time_s"]}} for e in report["epochs"]]
