@@ -103,6 +103,9 @@ class RunConfig(Options):
     """epochs between checkpoints under out/checkpoints (default: 1 when out is given; 0: none)"""
     keep_checkpoints: Count = 2
     """how many of the newest checkpoints to keep"""
+    tensorboard: str | None = None
+    """directory for TensorBoard scalars per epoch: loss, accuracy, epoch and idle time, efficiency (needs the
+    tensorboard extra)"""
     progress: bool = True
     """draw a progress bar"""
     extra: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"internal": True})

@@ -8,12 +8,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from splitpipe.cli import compare, launch, node, plan, profile, run
+from splitpipe.cli import compare, launch, node, plan, profile, run, show
 
 __all__ = ["main"]
 
 #: name -> module with `add_arguments(parser)`, `execute(args) -> int` and a docstring.
-COMMANDS = {"run": run, "compare": compare, "node": node, "launch": launch, "plan": plan, "profile": profile}
+COMMANDS = {"run": run, "compare": compare, "node": node, "launch": launch, "plan": plan, "profile": profile,
+            "show": show}
 
 
 class OneLineParser(argparse.ArgumentParser):

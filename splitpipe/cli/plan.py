@@ -37,7 +37,7 @@ class PlanOptions(Options):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_experiment_flags(parser, exclude=("out",))
+    add_experiment_flags(parser, exclude=("out", "tensorboard"))
     add_flags(parser, PlanOptions)
 
 
@@ -46,7 +46,7 @@ def execute(args: argparse.Namespace) -> int:
     from splitpipe.setup import prepare, setup_profiles
 
     options: PlanOptions = parse_options(PlanOptions, given(args, PlanOptions))
-    config = config_from_args(args, exclude=("out",))
+    config = config_from_args(args, exclude=("out", "tensorboard"))
     counts = options.micro_batch_choices
     setup = prepare(config)
     plan = setup.plan

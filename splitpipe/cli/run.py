@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from splitpipe.checkpoint import latest_checkpoint, read_checkpoint, save_run_model
     from splitpipe.experiment import Checkpoints, emulate, prepare
-    from splitpipe.report.console import epoch_bar, show_run
+    from splitpipe.report.console import epoch_progress, show_run
 
     options: RunOptions = parse_options(RunOptions, given(args, RunOptions))
     checkpoint = None
@@ -44,7 +44,7 @@ def execute(args: argparse.Namespace) -> int:
     setup = prepare(config)
     every = 1 if config.checkpoint_every is None else config.checkpoint_every
     checkpoints = Checkpoints(config.out, every, config.keep_checkpoints) if config.out and every else None
-    with epoch_bar(config.epochs, config.technique, config.progress) as progress:
+    with epoch_progress(config, config.technique) as progress:
         result = emulate(setup, progress, checkpoints=checkpoints, resume=checkpoint)
     show_run(result.report, result.spans, config.out, f"emulated, {result.report['timing']} timing")
     if config.out and result.model is not None:

@@ -1,4 +1,4 @@
-"""Run artefacts on disk: report.json, metrics.csv, compare.csv, and the plots beside them."""
+"""Run artefacts on disk: report.json, metrics.csv, compare.csv, the plots beside them, and reading them back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from splitpipe.report.accuracy import accuracy_curve, check_target, time_to_accuracy
+from splitpipe.report.chrome_trace import read_spans, write_trace
 from splitpipe.report.compare_plot import plot_compare
 from splitpipe.report.timeline import plot_timeline
 from splitpipe.span import Span
@@ -38,6 +40,8 @@ SUMMARY_COLUMNS = (
     "test_accuracy",
     "train_loss",
 )
+#: compare.csv's columns after SUMMARY_COLUMNS when a target accuracy is given.
+TARGET_COLUMNS = ("target_accuracy", "time_to_accuracy_s")
 
 #: Roles (report["roles"]) of the nodes that serve the data owners, and of the data owners.
 SERVER_SIDE = ("server", "compute", "worker")
@@ -47,9 +51,9 @@ DATA_SIDE = ("device", "central")
 def write_run(
     out_dir: str | Path, report: dict[str, Any], spans: Sequence[Span]
 ) -> list[Path]:
-    """Write report.json, metrics.csv and (when there are spans) timeline.png into `out_dir`."""
+    """Write report.json, metrics.csv, trace.json and (when there are spans) timeline.png into `out_dir`."""
     out = Path(out_dir)
-    epochs = _epochs(report)
+    epochs = checked_epochs(report)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / "report.json", out / "metrics.csv"
     # Serialise first, so a value json cannot encode leaves no half-written file.
@@ -59,7 +63,7 @@ def write_run(
     _write_csv(
         csv_path, columns, ([_metrics_cell(e, c) for c in columns] for e in epochs)
     )
-    paths = [json_path, csv_path]
+    paths = [json_path, csv_path, write_trace(out / "trace.json", report, spans)]
     if spans:
         png_path = out / "timeline.png"
         plot_timeline(spans, png_path, title=str(report.get("technique", "")))
@@ -68,23 +72,39 @@ def write_run(
 
 
 def write_compare(
-    out_dir: str | Path, reports: Mapping[str, dict[str, Any]]
+    out_dir: str | Path, reports: Mapping[str, dict[str, Any]], target: float | None = None
 ) -> list[Path]:
-    """Write compare.csv (one summary row per technique) and compare.png into `out_dir`."""
-    if not reports:
-        raise ValueError("write_compare needs at least one report (got none)")
-    rows = {technique: summarize(report) for technique, report in reports.items()}
+    """Write compare.csv (one row per technique, see `compare_rows`) and compare.png into `out_dir`."""
+    rows = compare_rows(reports, target)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "compare.csv", out / "compare.png"
-    columns = ("technique",) + SUMMARY_COLUMNS
-    lines = (
-        [technique] + [row[c] for c in SUMMARY_COLUMNS]
-        for technique, row in rows.items()
-    )
-    _write_csv(csv_path, columns, lines)
-    plot_compare(rows, png_path)
+    columns = ("technique",) + SUMMARY_COLUMNS + (TARGET_COLUMNS if target is not None else ())
+    _write_csv(csv_path, columns, ([technique] + [row[c] for c in columns[1:]] for technique, row in rows.items()))
+    draw_compare(png_path, reports, target)
     return [csv_path, png_path]
+
+
+def draw_compare(path: str | Path, reports: Mapping[str, dict[str, Any]], target: float | None = None) -> None:
+    """compare.png: the summaries as bars, and each technique's test accuracy against time."""
+    plot_compare(compare_rows(reports, target), {t: accuracy_curve(r) for t, r in reports.items()}, path, target)
+
+
+def compare_rows(
+    reports: Mapping[str, dict[str, Any]], target: float | None = None
+) -> dict[str, dict[str, float]]:
+    """technique -> its summary (`summarize`), plus, given a target accuracy, that target and
+    the time to reach it (`time_to_accuracy_s`, NaN if never reached)."""
+    if not reports:
+        raise ValueError("a comparison needs at least one report (got none)")
+    if target is not None:
+        check_target(target)
+    rows = {}
+    for technique, report in reports.items():
+        rows[technique] = summarize(report)
+        if target is not None:
+            rows[technique] |= {"target_accuracy": target, "time_to_accuracy_s": time_to_accuracy(report, target)}
+    return rows
 
 
 def summarize(report: dict[str, Any]) -> dict[str, float]:
@@ -94,7 +114,7 @@ def summarize(report: dict[str, Any]) -> dict[str, float]:
     MP-SL's compute nodes; FTPipeHD's workers); device idle that of the data owners (role
     device, FTPipeHD's central node), by report["roles"]. Missing values come out as NaN.
     """
-    epochs = _epochs(report)
+    epochs = checked_epochs(report)
     if not epochs:
         raise ValueError("report has no epochs; summarize needs at least one")
     roles = report.get("roles")
@@ -134,7 +154,7 @@ def _metrics_cell(epoch: Mapping[str, Any], column: str) -> object:
     return epoch.get(column)
 
 
-def _epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def checked_epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The report's epochs, checked for the keys the files need; every problem is raised once."""
     epochs = report.get("epochs")
     if not isinstance(epochs, list):
@@ -155,6 +175,53 @@ def _epochs(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
             f"bad report ({'; '.join(problems)}); each epoch needs {list(required)}"
         )
     return epochs
+
+
+def read_report(folder: str | Path) -> dict[str, Any]:
+    """report.json of the run in `folder`, checked for what the tables need."""
+    path = Path(folder) / "report.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} has no report.json: not the --out folder of run, launch or compare")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(report, dict) or "technique" not in report:
+        raise ValueError(f"{path} is not a splitpipe report (no 'technique' key)")
+    try:
+        checked_epochs(report)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return report
+
+
+def read_compare(folder: str | Path) -> tuple[list[str], float | None]:
+    """The techniques of compare.csv in `folder`, in its order, and the target accuracy if it had one."""
+    path = Path(folder) / "compare.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read {path} ({exc})") from None
+    techniques = [row.get("technique") or "" for row in rows]
+    if not techniques or not all(techniques):
+        raise ValueError(f"{path} lists no techniques (expected a 'technique' column, one row each)")
+    targets = {row.get("target_accuracy") or "" for row in rows} - {""}
+    if len(targets) > 1:
+        raise ValueError(f"{path} has several target accuracies ({', '.join(sorted(targets))}); expected one")
+    if not targets:
+        return techniques, None
+    (text,) = targets
+    try:
+        return techniques, check_target(float(text))
+    except ValueError:
+        raise ValueError(f"{path} has a bad target_accuracy {text!r}") from None
+
+
+def read_trace_spans(folder: str | Path, report: dict[str, Any]) -> list[Span] | None:
+    """The spans kept in `folder`/trace.json (report.json has none), or None without a trace."""
+    path = Path(folder) / "trace.json"
+    return read_spans(path, report) if path.is_file() else None
 
 
 def _idle_of(idle: Mapping[str, float], roles: Mapping[str, str], wanted: tuple[str, ...]) -> float:

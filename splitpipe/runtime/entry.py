@@ -66,11 +66,11 @@ def run_node(options: NodeOptions) -> int:
 
 
 def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float) -> int:
-    from splitpipe.report.console import epoch_bar, show_run
+    from splitpipe.report.console import epoch_progress, show_run
     from splitpipe.runtime.coordinator import Coordinator
 
     config = setup.config
-    with epoch_bar(config.epochs, f"{config.technique} (distributed)", config.progress) as progress:
+    with epoch_progress(config, f"{config.technique} (distributed)") as progress:
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
                              progress=progress).run()
     show_run(result.report, result.spans, config.out, "distributed, wall clock")

@@ -35,7 +35,7 @@ __all__ = [
 #: Owner in the tags of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
 GATHER_OWNER = -2
 #: Config keys that may differ between nodes: they do not change what is trained.
-LOCAL_KEYS = frozenset({"out", "progress", "profile", "checkpoint_every", "keep_checkpoints"})
+LOCAL_KEYS = frozenset({"out", "tensorboard", "progress", "profile", "checkpoint_every", "keep_checkpoints"})
 
 #: type -> keys each control body must have.
 BODIES: dict[str, tuple[str, ...]] = {

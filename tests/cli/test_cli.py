@@ -86,3 +86,9 @@ def test_npz_dataset_trains(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     np.savez(path, x=rng.integers(0, 255, (80, 8, 8, 1), dtype=np.uint8), y=rng.integers(0, 3, 80))
     assert main(["run", "--dataset", f"npz:{path}", "--epochs", "1", "--devices", "2", "--no-progress"]) == 0
+
+
+def test_a_target_accuracy_outside_0_1_is_named_before_training(capsys) -> None:
+    assert main(["compare", "--target-accuracy", "90", "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--target-accuracy must be <= 1" in err and "got 90" in err

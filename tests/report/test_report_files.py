@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from splitpipe.report import summarize, write_compare, write_run
+from splitpipe.report.accuracy import time_to_accuracy
+from splitpipe.report.files import compare_rows
 from splitpipe.span import Span
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,10 +71,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_write_run_writes_the_three_files(tmp_path: Path) -> None:
+def test_write_run_writes_the_four_files(tmp_path: Path) -> None:
     out = tmp_path / "nested" / "run"
     paths = write_run(out, _report(), _spans())
-    assert paths == [out / "report.json", out / "metrics.csv", out / "timeline.png"]
+    assert paths == [out / "report.json", out / "metrics.csv", out / "trace.json", out / "timeline.png"]
     assert all(path.stat().st_size > 0 for path in paths)
     assert (out / "timeline.png").read_bytes().startswith(PNG_MAGIC)
 
@@ -159,3 +161,24 @@ def test_write_compare_writes_csv_and_png(tmp_path: Path) -> None:
 def test_write_compare_refuses_no_reports(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one report"):
         write_compare(tmp_path, {})
+
+
+def test_time_to_accuracy_is_the_clock_at_the_first_epoch_that_reaches_it() -> None:
+    report = _report()  # epochs of 3 s (accuracy 0.5) and 2 s (0.75)
+    assert time_to_accuracy(report, 0.5) == 3.0
+    assert time_to_accuracy(report, 0.6) == 5.0
+    assert math.isnan(time_to_accuracy(report, 0.9))
+    report["epochs"][0]["test_accuracy"] = None
+    assert time_to_accuracy(report, 0.5) == 5.0
+    with pytest.raises(ValueError, match=r"target accuracy must be in \(0, 1\].*got 90"):
+        time_to_accuracy(report, 90)
+
+
+def test_write_compare_adds_the_time_to_a_target_accuracy(tmp_path: Path) -> None:
+    reports = {"pipelearn": _report(), "sfl": _report("sfl", slow=2.0)}
+    write_compare(tmp_path, reports, target=0.7)
+    rows = _rows(tmp_path / "compare.csv")
+    assert [(row["target_accuracy"], row["time_to_accuracy_s"]) for row in rows] == [("0.7", "5.0"), ("0.7", "10.0")]
+    write_compare(tmp_path, reports, target=0.8)
+    assert [row["time_to_accuracy_s"] for row in _rows(tmp_path / "compare.csv")] == ["", ""]
+    assert compare_rows(reports)["sfl"].keys() == summarize(reports["sfl"]).keys()
