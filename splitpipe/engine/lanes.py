@@ -6,6 +6,9 @@ the virtual clock (engine/events.py) and on a real node (runtime/node.py):
   (1) a Send, and a Recv whose message is in, take no processor time: they run at once,
       earliest-ready first (a Recv is ready when both its lane and its message are)
   (2) among compute actions, the lane that became ready first runs; ties go to lane order
+  (3) a replica that several lanes train is held by a lane from its first Forward or Backward
+      on it to its Step (or the lane's end): the other lanes' compute on it waits (no mixed gradients, and each
+      batch sees the weights of the one before: SplitFed v2's shared server part)
 
 Every compute action and every transfer leaves a Span; the helpers here make them, so both
 engines draw the same timeline.
@@ -14,7 +17,7 @@ engines draw the same timeline.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from splitpipe.schedules.ir import AGGREGATE, BACKWARD, FORWARD, LOAD, RECV, SNAPSHOT, STEP, Action, Tag
 from splitpipe.span import Span
@@ -46,6 +49,8 @@ class Lane:
     order: int
     pc: int = 0
     ready: float = 0.0
+    holding: set[tuple[int, int]] = field(default_factory=set)
+    """(part, replica) this lane is training between a Forward or Backward and its Step (rule 3)."""
 
     @property
     def action(self) -> Action | None:
@@ -53,8 +58,15 @@ class Lane:
 
     def advance(self, ready: float) -> None:
         """The current action is done; the lane is ready again at `ready`."""
+        done = self.program[self.pc]
+        if done.op in (FORWARD, BACKWARD):
+            self.holding.add((done.part, done.replica))
+        elif done.op == STEP:
+            self.holding.discard((done.part, done.replica))
         self.ready = ready
         self.pc += 1
+        if self.pc == len(self.program):
+            self.holding.clear()
 
 
 def make_lanes(programs: Mapping[str, Mapping[int, tuple[Action, ...]]], ready: float = 0.0) -> list[Lane]:
@@ -86,9 +98,22 @@ def next_transfer(lanes: Iterable[Lane], arrival: Arrival) -> tuple[float, Lane]
 
 
 def earliest_compute(lanes: Iterable[Lane]) -> Lane | None:
-    """The lane whose compute action runs next under rule (2); None if no lane is at a compute action."""
-    computing = (ln for ln in lanes if ln.action is not None and ln.action.is_compute)
+    """The lane whose compute action runs next under rules (2) and (3); None if no lane may compute."""
+    lanes = list(lanes)
+    computing = [ln for ln in lanes if ln.action is not None and ln.action.is_compute]
+    held = {(r, ln.lane) for ln in lanes for r in ln.holding}
+    if held:
+        computing = [ln for ln in computing if not _held_by_another(ln, held)]
     return min(computing, key=lambda ln: (ln.ready, ln.order), default=None)
+
+
+def _held_by_another(lane: Lane, held: set[tuple[tuple[int, int], int]]) -> bool:
+    action = lane.action
+    assert action is not None
+    if action.op not in (FORWARD, BACKWARD, STEP):
+        return False
+    key = (action.part, action.replica)
+    return any(replica == key and holder != lane.lane for replica, holder in held)
 
 
 def compute_span(node: str, action: Action, start: float, end: float, epoch: int) -> Span:

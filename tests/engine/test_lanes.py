@@ -69,3 +69,22 @@ def test_spans_name_the_resource_category_and_action() -> None:
     assert (link.resource, link.category, link.bytes, link.label) == ("device0->server", "upload", 64, "a0.3")
     assert (link.owner, link.part, link.step, link.micro_batch) == (1, 0, 2, 3)
     assert transfer_span("server", "device0", Tag("grad"), 0, 1, 0, 8, "g0.0").category == "download"
+
+
+def test_a_replica_shared_by_lanes_is_held_from_forward_to_step() -> None:
+    """Rule (3): lane 1 became ready first, but lane 0 holds the shared replica until its step."""
+    f, b, u = (Action(op, part=1, replica=0) for op in (FORWARD, BACKWARD, STEP))
+    lanes = make_lanes({"s": {0: (f, b, u), 1: (f, b, u)}})
+    lanes[0].advance(1.0)  # lane 0 ran its forward: it holds (part 1, replica 0)
+    lanes[1].ready = 0.5
+    assert earliest_compute(lanes) is lanes[0]
+    lanes[0].advance(2.0)
+    lanes[0].advance(3.0)  # its step releases the replica
+    assert earliest_compute(lanes) is lanes[1]
+
+
+def test_own_replicas_are_never_held_against_another_lane() -> None:
+    lanes = make_lanes({"s": {0: (Action(FORWARD, part=1, replica=0), U), 1: (Action(FORWARD, part=1, replica=1),)}})
+    lanes[0].advance(1.0)
+    lanes[1].ready = 0.5
+    assert earliest_compute(lanes) is lanes[1]
