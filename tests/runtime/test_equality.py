@@ -16,16 +16,16 @@ import torch
 
 from splitpipe.config import RunConfig
 from splitpipe.engine.emulate import TensorExecutor
-from splitpipe.engine.events import run_schedule
+from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.experiment import Setup, emulate, prepare
+from splitpipe.loop import run_loop
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.mailbox import RemoteFailure
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import config_body, coordinator_of
 from splitpipe.runtime.threads import run_in_threads
 from splitpipe.runtime.transport import GrpcTransport, Transport, make_local_transports
-from splitpipe.schedules import build_schedule
 from splitpipe.schedules.ir import Replica
 
 #: technique -> config changes for a small plan of that technique.
@@ -46,17 +46,13 @@ def small_setup(technique: str, dataset: str, **changes: object) -> Setup:
 
 
 def emulated_states(setup: Setup) -> dict[Replica, dict[str, torch.Tensor]]:
-    """Every replica's weights after the emulator's epochs (the loop of experiment.emulate)."""
+    """Every replica's weights after the emulator's epochs (the run loop, as experiment.emulate drives it)."""
     plan, config = setup.plan, setup.config
     executor = TensorExecutor(setup.model, plan, setup.dataset, setup.shards,
                               MeasuredTiming({n: 1.0 for n in setup.topology.names}),
                               lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                               seed=config.seed)
-    for epoch in range(config.epochs):
-        schedule = build_schedule(plan, epoch)
-        executor.begin_epoch(epoch, schedule)
-        run_schedule(schedule, setup.topology, executor, epoch)
-        executor.end_epoch()
+    run_loop(plan, EmulatorEngine(executor, evaluate=False), range(config.epochs))
     return {r: executor.module(r).state_dict() for r in executor.replicas}
 
 
