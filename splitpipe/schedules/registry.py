@@ -18,6 +18,7 @@ MODULES = {
     "pipelearn": "splitpipe.schedules.pipelearn",
     "mpsl": "splitpipe.schedules.mpsl",
     "ftpipehd": "splitpipe.schedules.ftpipehd",
+    "sfl2": "splitpipe.schedules.sfl2",
 }
 NAMES = tuple(MODULES)
 #: The technique of a config that names none (and of the planner's calibration runs).

@@ -37,6 +37,7 @@ TINY = {
     "sl": ("sl_2dev.txt", lambda: star("sl", devices=2)),
     "sfl": ("sfl_2dev.txt", lambda: star("sfl", devices=2)),
     "pipelearn": ("pipelearn_2dev.txt", lambda: star("pipelearn", devices=2)),
+    "sfl2": ("sfl2_2dev.txt", lambda: star("sfl2", devices=2)),
     "mpsl": ("mpsl_2owners_1compute.txt", lambda: mpsl()),
     "ftpipehd": ("ftpipehd_3stages_2mb.txt", lambda: ftpipehd()),
 }
