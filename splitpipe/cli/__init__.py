@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -48,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"splitpipe {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a run that cannot go on (a stuck schedule, a dead server): one line
+        if os.environ.get("SPLITPIPE_DEBUG"):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"splitpipe {args.command}: error: {message} (SPLITPIPE_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("splitpipe: interrupted", file=sys.stderr)
         return 130

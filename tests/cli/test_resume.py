@@ -39,3 +39,9 @@ def test_bad_out_or_resume_is_one_line_before_training(case: str, tmp_path: Path
     assert main(argv) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ("cannot hold" in err or "no checkpoint" in err), err
+
+
+def test_a_run_that_cannot_go_on_is_one_line_and_keeps_its_checkpoints(tmp_path: Path, capsys) -> None:
+    code = main(["run", *FLAGS, "--epochs", "3", "--fail", "server@0.0001", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "server failed" in err, err
