@@ -29,7 +29,7 @@ class RunConfig(Options):
     """One experiment. Field names are the TOML keys and, with dashes, the CLI flags."""
 
     technique: str = DEFAULT
-    """fl, sl, sfl, pipelearn, mpsl or ftpipehd (see Techniques below)"""
+    """a technique of the registry: fl, sl, sfl, sfl2, pipelearn, mpsl or ftpipehd (see Techniques below)"""
     model: str = "vgg5"
     """vgg5 (PipeLearn's VGG-5), resnet18 (CIFAR variant), mobilenet_v3_small, vgg19 or resnet101; from Python
     any nn.Sequential of units"""
