@@ -45,3 +45,16 @@ def test_a_run_that_cannot_go_on_is_one_line_and_keeps_its_checkpoints(tmp_path:
     code = main(["run", *FLAGS, "--epochs", "3", "--fail", "server@0.0001", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "server failed" in err, err
+
+
+def test_a_stuck_schedule_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from splitpipe import experiment
+    from splitpipe.engine.events import ScheduleStuck
+
+    def stuck(*args: object, **kwargs: object) -> None:
+        raise ScheduleStuck("schedule is not progressing: 2 lanes blocked\n  server lane 0: waits at #3 R ...")
+
+    monkeypatch.setattr(experiment, "emulate", stuck)
+    assert main(["run", *FLAGS, "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "schedule is not progressing: 2 lanes blocked" in err
