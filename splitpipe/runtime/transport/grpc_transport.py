@@ -22,6 +22,7 @@ from splitpipe.runtime.transport.base import (
     payload_nbytes,
 )
 from splitpipe.runtime.transport.codec import MAX_CONTROL_BYTES, control_to_frames, payload_to_frames
+from splitpipe.runtime.transport.limits import MAX_TENSORS
 from splitpipe.runtime.transport.proto.splitpipe_pb2_grpc import add_LinkServicer_to_server
 from splitpipe.runtime.transport.security import (
     TlsConfig,
@@ -39,8 +40,15 @@ log = logging.getLogger("splitpipe.transport")
 
 #: Room above chunk_bytes in a frame for the header (a state dict lists every key, dtype and shape).
 FRAME_HEADROOM = 4 << 20
-#: Threads serving incoming streams; each open stream holds one for its lifetime.
+#: Threads serving incoming streams; each open stream holds one for its lifetime. Streams past this
+#: are refused at once (RESOURCE_EXHAUSTED), not queued behind the open ones.
 MAX_STREAMS = 256
+#: Server-only options: few streams per connection (a node opens one), idle connections closed.
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),                  # a taken port is an error
+    ("grpc.max_concurrent_streams", 8),        # HTTP/2 streams one connection may hold open
+    ("grpc.max_connection_idle_ms", 120_000),  # a connection with no stream for 2 min is closed
+]
 
 
 def grpc_options(chunk_bytes: int) -> list[tuple[str, int]]:
@@ -66,13 +74,13 @@ class GrpcTransport(Transport):
     with `tls`, channels use mutual TLS as well. Reassembled messages larger than
     `max_message_bytes` are refused; payloads travel in chunks of `chunk_bytes` (use the same
     value on every node: it sets the gRPC frame limit). `connect_timeout` bounds connecting to
-    a peer and flushing at close().
+    a peer and flushing at close(). A received message may carry at most `max_tensors` tensors.
     """
 
     def __init__(self, name: str, listen: str, peers: Mapping[str, str], secret: bytes,
                  links: Mapping[str, LinkSpec] | None = None, tls: TlsConfig | None = None,
                  max_message_bytes: int = 1 << 30, chunk_bytes: int = 4 << 20,
-                 connect_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 30.0, max_tensors: int = MAX_TENSORS) -> None:
         if not name:
             raise ValueError("node name must not be empty")
         if not isinstance(secret, bytes) or not secret:
@@ -84,7 +92,7 @@ class GrpcTransport(Transport):
         self._split_address(listen)
         self.name, self._listen, self._secret, self._tls = name, listen, secret, tls
         self._peers = dict(peers)
-        self._max_message_bytes, self._chunk_bytes = max_message_bytes, chunk_bytes
+        self._max_message_bytes, self._chunk_bytes, self._max_tensors = max_message_bytes, chunk_bytes, max_tensors
         self._connect_timeout = connect_timeout
         self._options = grpc_options(chunk_bytes)
         self._credentials = channel_credentials(tls) if tls is not None else None
@@ -93,6 +101,7 @@ class GrpcTransport(Transport):
         self._senders: dict[str, PeerSender] = {}
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
+        self._servicer: LinkServicer | None = None
         self._port: int | None = None
         self._closed = False
         self._stopping = threading.Event()   # set by close(): incoming streams being cut is expected
@@ -121,10 +130,11 @@ class GrpcTransport(Transport):
         if self._server is not None:
             raise TransportError(f"transport of node '{self.name}' is already started")
         server = grpc.server(futures.ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"splitpipe-recv-{self.name}"),
-                             options=[*self._options, ("grpc.so_reuseport", 0)])   # a taken port is an error
-        add_LinkServicer_to_server(LinkServicer(self.name, self._secret, self._inbox.put, self._max_message_bytes,
-                                                min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping),
-                                    server)
+                             options=[*self._options, *SERVER_OPTIONS], maximum_concurrent_rpcs=MAX_STREAMS)
+        self._servicer = LinkServicer(self.name, self._secret, self._inbox.put, self._max_message_bytes,
+                                      min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping,
+                                      self._max_tensors)
+        add_LinkServicer_to_server(self._servicer, server)
         try:
             if self._tls is None:
                 port = server.add_insecure_port(self._listen)
