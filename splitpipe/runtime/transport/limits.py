@@ -51,18 +51,18 @@ def tensor_nbytes(header: ProtoTensorHeader) -> int:
     itemsize = ITEMSIZE.get(header.dtype)
     if itemsize is None:
         raise CodecError(f"{what} has dtype '{header.dtype[:40]}', not one of {sorted(DTYPES)}")
-    shape = header.shape
-    if len(shape) > MAX_DIMS:
-        raise CodecError(f"{what} has {len(shape)} dimensions, more than the limit of {MAX_DIMS}")
-    if any(d < 0 for d in shape):
-        raise CodecError(f"{what} has a negative dimension in shape {list(shape)}")
-    strides = math.prod(max(d, 1) for d in shape) * itemsize
+    if len(header.shape) > MAX_DIMS:
+        raise CodecError(f"{what} has {len(header.shape)} dimensions, more than the limit of {MAX_DIMS}")
+    shape = list(header.shape)   # one copy out of the protobuf: reading its fields one by one is slow
+    if shape and min(shape) < 0:
+        raise CodecError(f"{what} has a negative dimension in shape {shape}")
+    strides = math.prod([d or 1 for d in shape]) * itemsize
     if strides >= _MAX_ELEMENTS:
-        raise CodecError(f"{what} of shape {list(shape)} overflows: its strides need {strides} bytes, "
+        raise CodecError(f"{what} of shape {shape} overflows: its strides need {strides} bytes, "
                          f"the limit is {_MAX_ELEMENTS}")
     need = math.prod(shape) * itemsize
     if need != header.nbytes:
-        raise CodecError(f"{what} of shape {list(shape)} and dtype {header.dtype} needs "
+        raise CodecError(f"{what} of shape {shape} and dtype {header.dtype} needs "
                          f"{need} bytes, but the header says {header.nbytes}")
     return need
 
