@@ -112,3 +112,15 @@ def test_rate_limited_log_counts_what_it_held_back(caplog) -> None:
         "bad 0", "bad 1", "other peer", "3 more like the above from a were not logged in the last 10 s", "bad again"]
     with pytest.raises(ValueError, match="burst must be at least 1"):
         RateLimitedLog(logging.getLogger("x"), burst=0)
+
+
+def test_streams_past_the_pool_are_refused_at_once_not_queued(monkeypatch) -> None:
+    monkeypatch.setattr("splitpipe.runtime.transport.grpc_transport.MAX_STREAMS", 6)
+    with GrpcTransport("small", "127.0.0.1:0", {}, SECRET) as node:
+        node.start()
+        idle = [IdleStream(node.address, f"n{i}", good(i)) for i in range(6)]   # separate names: no per-peer cap
+        assert wait_for(lambda: sum(node._servicer.open_streams().values()) == 6)
+        start = time.monotonic()
+        assert IdleStream(node.address, "late").end() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.monotonic() - start < 5
+        assert all(isinstance(s.end(), ProtoAck) for s in idle)
