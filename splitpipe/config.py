@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from splitpipe.options import (
     MAX_COUNT,
@@ -23,6 +24,16 @@ from splitpipe.schedules.registry import DEFAULT
 __all__ = ["RunConfig", "load_toml"]
 
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _torch_device(value: str) -> str:
+    """Checked when the config is read, not when the first part is moved after profiling."""
+    if not re.fullmatch(r"cpu|mps|cuda(:\d{1,3})?", value):
+        raise ValueError(f"'{value[:40]}' is not a device this runs on: use cpu, cuda, cuda:N or mps")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_torch_device)]
 
 
 class RunConfig(Options):
@@ -90,7 +101,7 @@ class RunConfig(Options):
     """Dirichlet concentration for partition dirichlet (smaller = more skewed)"""
     aggregation_interval: Count = 1
     """epochs between FedAvg rounds"""
-    server_device: str = "cpu"
+    server_device: Device = "cpu"
     """torch device for the server's parts: cpu or cuda"""
     fail: Events = ()
     """NODE@T: node NODE dies at T seconds on the emulator's clock (epochs end to end); repeat or list for

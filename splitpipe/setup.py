@@ -53,6 +53,7 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
     """
     record = technique(config.technique)
     _check_per_device_options(config, record)
+    _check_profiles(config)
     dataset = load_dataset(config.dataset, seed=config.seed)
     torch.manual_seed(config.seed)
     if model is None:
@@ -60,7 +61,23 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
     elif not isinstance(model, nn.Sequential) or len(model) < 1:
         raise ValueError(f"a custom model must be a non-empty nn.Sequential of units, got {type(model).__name__}")
     shards, plan = record.make_plan(config, dataset.y_train.numpy(), len(model))
+    _check_batch_size(config, shards)
     return Setup(config, dataset, model, shards, plan)
+
+
+def _check_profiles(config: RunConfig) -> None:
+    """Read every profile file given, so that `launch` and `node` refuse a corrupt one as `run` does."""
+    for path in (config.profile, config.device_profile, config.server_profile):
+        if path:
+            Profile.load(path)
+
+
+def _check_batch_size(config: RunConfig, shards: Sequence[np.ndarray]) -> None:
+    """A batch larger than a data owner's shard would be profiled and sized for samples that do not exist."""
+    smallest = min((len(s) for s in shards), default=0)
+    if shards and config.batch_size > smallest:
+        raise ValueError(f"batch-size {config.batch_size} exceeds the smallest shard ({smallest} samples of "
+                         f"{len(shards)} data owners' shards); use --batch-size {max(smallest, 1)} or fewer")
 
 
 def _check_per_device_options(config: RunConfig, record: Technique) -> None:

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from splitpipe.cli import compare, launch, node, plan, profile, run, show
+from splitpipe.cli import compare, keys, launch, node, plan, profile, run, show
 
 __all__ = ["main"]
 
 #: name -> module with `add_arguments(parser)`, `execute(args) -> int` and a docstring.
 COMMANDS = {"run": run, "compare": compare, "node": node, "launch": launch, "plan": plan, "profile": profile,
-            "show": show}
+            "show": show, "keys": keys}
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -12,6 +12,8 @@ __all__ = ["Dataset", "build_dataset", "images_to_nchw", "stratified_split"]
 
 #: Sizes a channel axis may have; anything else is read as a spatial axis.
 CHANNEL_SIZES = (1, 3, 4)
+#: Most classes a dataset may have: its model's last layer is that wide (ImageNet-21k has about 21,800).
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,21 @@ def _pixels(images: np.ndarray, key: str, layout: str) -> torch.Tensor:
     return pixels.div_(255.0) if images.dtype == np.uint8 else pixels
 
 
+def _check_class_count(name: str, classes: int, *labels: np.ndarray) -> None:
+    """Refuse, before any tensor is sized by it, a class count the labels do not bear out.
+
+    The model's last layer has one output per class, so labels scaled by 10^6 would make it
+    10^7 wide; most of the classes would also never appear.
+    """
+    if classes > MAX_CLASSES:
+        raise ValueError(f"dataset {name!r} has label {classes - 1}, so {classes} classes; the limit is "
+                         f"{MAX_CLASSES}: labels must be class indices 0..C-1")
+    distinct = len(np.unique(np.concatenate(labels)))
+    if classes > 2 * distinct + 8:
+        raise ValueError(f"dataset {name!r} has label {classes - 1} but only {distinct} distinct labels: "
+                         f"renumber them 0..{distinct - 1}")
+
+
 def build_dataset(
     name: str,
     x_train: np.ndarray,
@@ -128,6 +145,7 @@ def build_dataset(
     seen = int(max(labels_train.max(initial=0), labels_test.max(initial=0))) + 1
     if num_classes is None:
         num_classes = seen
+        _check_class_count(name, seen, labels_train, labels_test)
     elif seen > num_classes:
         raise ValueError(f"dataset {name!r} has label {seen - 1}, beyond num_classes {num_classes}")
     mean = train.mean(dim=(0, 2, 3), keepdim=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -15,6 +17,8 @@ from splitpipe.data.dataset import (
 
 __all__ = ["load_npz"]
 
+#: What numpy raises for a file that is not a whole npz: truncated, corrupt, pickled, not numpy.
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 #: Share of the samples held out for test when the file has no test arrays.
 TEST_FRACTION = 0.2
 
@@ -39,8 +43,8 @@ def _read(full: str) -> dict[str, np.ndarray]:
     """The arrays the dataset needs: x, y, and x_test, y_test when either is present."""
     try:
         archive = np.load(full, allow_pickle=False)
-    except (OSError, ValueError) as err:  # not numpy at all, or pickled data
-        raise ValueError(f"cannot read npz file {full}: {err}") from None
+    except _UNREADABLE as err:  # not numpy at all, truncated, or pickled data
+        raise ValueError(f"cannot read npz file {full}: {err} (truncated or not an npz?)") from None
     if not hasattr(archive, "files"):  # np.load returns a bare array for .npy
         raise ValueError(f"{full} is a single .npy array, not an .npz archive of x and y")
     with archive:
@@ -55,7 +59,7 @@ def _read(full: str) -> dict[str, np.ndarray]:
             )
         try:
             return {k: archive[k] for k in wanted}
-        except ValueError as err:  # object arrays need pickle, which stays off
+        except _UNREADABLE as err:  # object arrays need pickle, which stays off; members can be corrupt
             raise ValueError(f"cannot read npz file {full}: {err}") from None
 
 

@@ -282,3 +282,20 @@ def test_options_can_be_written_into_the_spec() -> None:
 def test_bad_option_in_the_spec_is_named() -> None:
     with pytest.raises(ValueError, match="image_sz"):
         load_dataset("synthetic:image_sz=16")
+
+
+def test_npz_truncated_or_corrupt_is_one_error(tmp_path: Path) -> None:
+    spec = save(tmp_path / "d.npz", x=np.zeros((40, 4, 4)), y=np.arange(40) % 4)
+    whole = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match="cannot read npz file .*truncated or not an npz"):
+        load_dataset(spec)
+
+
+def test_class_count_is_bounded_and_borne_out_by_the_labels(tmp_path: Path) -> None:
+    labels = np.arange(40) % 4
+    with pytest.raises(ValueError, match="3000001 classes; the limit is 100000"):
+        load_dataset(save(tmp_path / "a.npz", x=np.zeros((40, 4, 4)), y=labels * 10**6))
+    with pytest.raises(ValueError, match="label 3000 but only 4 distinct labels: renumber them 0..3"):
+        load_dataset(save(tmp_path / "b.npz", x=np.zeros((40, 4, 4)), y=labels * 1000))
+    assert load_dataset(save(tmp_path / "c.npz", x=np.zeros((40, 4, 4)), y=labels * 3)).num_classes == 10

@@ -7,7 +7,6 @@ torch.frombuffer under a whitelisted dtype, after the shape is checked against t
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -15,6 +14,15 @@ import numpy as np
 import torch
 
 from splitpipe.runtime.transport.base import Payload, check_payload
+from splitpipe.runtime.transport.limits import (
+    DTYPES,
+    MAX_CONTROL_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_TENSORS,
+    CodecError,
+    json_object,
+    tensor_nbytes,
+)
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import ControlHeader as ProtoControlHeader
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import DataHeader as ProtoDataHeader
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import Frame as ProtoFrame
@@ -29,20 +37,7 @@ __all__ = [
     "messages_from_frames", "payload_from_frames", "FrameAssembler",
 ]
 
-#: The only dtypes accepted off the wire, by their name in the header.
-DTYPES: dict[str, torch.dtype] = {
-    name: getattr(torch, name) for name in (
-        "float64", "float32", "float16", "bfloat16",
-        "int64", "int32", "int16", "int8", "uint8", "bool",
-    )
-}
 _NAMES = {dtype: name for name, dtype in DTYPES.items()}
-#: Largest control body (JSON) accepted, before max_message_bytes.
-MAX_CONTROL_BYTES = 64 << 20
-
-
-class CodecError(ValueError):
-    """A received message is malformed; it is dropped, the stream goes on."""
 
 
 @dataclass(frozen=True)
@@ -81,29 +76,16 @@ def tensor_to_bytes(tensor: torch.Tensor, key: str = "") -> tuple[ProtoTensorHea
     return header, view.tobytes()
 
 
-def _expected_nbytes(header: ProtoTensorHeader) -> int:
-    """Bytes the header's dtype and shape need; CodecError if the header is inconsistent."""
-    what = f"tensor '{header.key[:60]}'" if header.key else "tensor"
-    dtype = DTYPES.get(header.dtype)
-    if dtype is None:
-        raise CodecError(f"{what} has dtype '{header.dtype[:40]}', not one of {sorted(DTYPES)}")
-    if any(d < 0 for d in header.shape):
-        raise CodecError(f"{what} has a negative dimension in shape {list(header.shape)}")
-    need = math.prod(header.shape) * torch.empty((), dtype=dtype).element_size()
-    if need != header.nbytes:
-        raise CodecError(f"{what} of shape {list(header.shape)} and dtype {header.dtype} needs "
-                         f"{need} bytes, but the header says {header.nbytes}")
-    return need
-
-
 def tensor_from_bytes(header: ProtoTensorHeader, data: bytearray | np.ndarray) -> torch.Tensor:
     """Inverse of tensor_to_bytes: a tensor over `data` (no copy), after checking dtype and size."""
-    need = _expected_nbytes(header)
+    need = tensor_nbytes(header)
     if len(data) != need:
         raise CodecError(f"tensor '{header.key[:60]}' needs {need} bytes, got {len(data)}")
     dtype = DTYPES[header.dtype]
     if need == 0:
         return torch.empty(tuple(header.shape), dtype=dtype)
+    if dtype is torch.bool and bool((np.frombuffer(data, dtype=np.uint8) > 1).any()):
+        raise CodecError(f"tensor '{header.key[:60]}' of dtype bool holds bytes other than 0 and 1")
     return torch.frombuffer(data, dtype=dtype).reshape(tuple(header.shape))
 
 
@@ -124,13 +106,7 @@ def control_from_bytes(data: bytes | bytearray | np.ndarray, max_bytes: int = MA
     """Inverse of control_to_bytes: CodecError unless `data` is a JSON object within the size limit."""
     if len(data) > max_bytes:
         raise CodecError(f"control body of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
-    try:
-        body = json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CodecError(f"control body is not UTF-8 JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise CodecError(f"control body must be a JSON object, got {type(body).__name__}")
-    return body
+    return json_object(bytes(data))
 
 
 def _chunked(message: int, first: ProtoFrame, views: list[memoryview], chunk_bytes: int) -> list[ProtoFrame]:
@@ -170,13 +146,14 @@ def control_to_frames(message: int, body: dict, chunk_bytes: int,
 
 
 def messages_from_frames(frames: Iterable[ProtoFrame], max_message_bytes: int,
-                         max_control_bytes: int = MAX_CONTROL_BYTES) -> Iterator[Decoded | CodecError]:
+                         max_control_bytes: int = MAX_CONTROL_BYTES, max_tensors: int = MAX_TENSORS,
+                         strict: bool = False) -> Iterator[Decoded | CodecError]:
     """Inverse of payload_to_frames / control_to_frames over a whole stream.
 
     Yields each reassembled message, or a CodecError for each malformed one (whose remaining
     frames are skipped), and never buffers more than a header allows within the limits.
     """
-    assembler = FrameAssembler(max_message_bytes, min(max_control_bytes, max_message_bytes))
+    assembler = FrameAssembler(max_message_bytes, min(max_control_bytes, max_message_bytes), max_tensors, strict)
     for frame in frames:
         yield from assembler.feed(frame)
     yield from assembler.finish()
@@ -195,10 +172,17 @@ def payload_from_frames(frames: Iterable[ProtoFrame], max_message_bytes: int = 1
 
 
 class FrameAssembler:
-    """Reassembles the frames of one stream, message by message, checking each against the limits."""
+    """Reassembles the frames of one stream, message by message, checking each against the limits.
 
-    def __init__(self, max_message_bytes: int, max_control_bytes: int) -> None:
+    Every malformed input becomes a CodecError. Should a check be missing, `strict=False` (a live
+    node) turns any other exception into a CodecError too, so one message is lost, never the
+    stream; the fuzzer runs with `strict=True` so such a gap shows as a crash.
+    """
+
+    def __init__(self, max_message_bytes: int, max_control_bytes: int, max_tensors: int = MAX_TENSORS,
+                 strict: bool = False) -> None:
         self.max_message_bytes, self.max_control_bytes = max_message_bytes, max_control_bytes
+        self.max_tensors, self.strict = max_tensors, strict
         self._skip: int | None = None       # number of a rejected message whose frames are ignored
         self._reset()
 
@@ -226,6 +210,11 @@ class FrameAssembler:
         except CodecError as exc:
             out.append(self._reject(frame.message, str(exc)))
             return out
+        except Exception as exc:
+            if self.strict:
+                raise
+            out.append(self._reject(frame.message, f"undecodable ({type(exc).__name__}: {str(exc)[:200]})"))
+            return out
         if done is not None:
             out.append(done)
         return out
@@ -240,8 +229,12 @@ class FrameAssembler:
         body = frame.WhichOneof("body")
         if body == "data":
             header = frame.data
+            if len(header.tensors) > self.max_tensors:
+                raise CodecError(f"{len(header.tensors)} tensors exceed the limit of {self.max_tensors} per message")
+            if header.ByteSize() > MAX_HEADER_BYTES:
+                raise CodecError(f"header of {header.ByteSize()} bytes exceeds the limit of {MAX_HEADER_BYTES}")
             tag_from_proto(header.tag)
-            sizes = [_expected_nbytes(t) for t in header.tensors]
+            sizes = [tensor_nbytes(t) for t in header.tensors]
             if not header.state_dict and len(sizes) != 1:
                 raise CodecError(f"a tensor message must carry one tensor, got {len(sizes)}")
             keys = [t.key for t in header.tensors]

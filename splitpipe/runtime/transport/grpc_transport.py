@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -22,8 +24,11 @@ from splitpipe.runtime.transport.base import (
     payload_nbytes,
 )
 from splitpipe.runtime.transport.codec import MAX_CONTROL_BYTES, control_to_frames, payload_to_frames
+from splitpipe.runtime.transport.identity import Identity
+from splitpipe.runtime.transport.limits import MAX_TENSORS
 from splitpipe.runtime.transport.proto.splitpipe_pb2_grpc import add_LinkServicer_to_server
 from splitpipe.runtime.transport.security import (
+    NODE_KEY,
     TlsConfig,
     auth_metadata,
     channel_credentials,
@@ -39,8 +44,15 @@ log = logging.getLogger("splitpipe.transport")
 
 #: Room above chunk_bytes in a frame for the header (a state dict lists every key, dtype and shape).
 FRAME_HEADROOM = 4 << 20
-#: Threads serving incoming streams; each open stream holds one for its lifetime.
+#: Threads serving incoming streams; each open stream holds one for its lifetime. Streams past this
+#: are refused at once (RESOURCE_EXHAUSTED), not queued behind the open ones.
 MAX_STREAMS = 256
+#: Server-only options: few streams per connection (a node opens one), idle connections closed.
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),                  # a taken port is an error
+    ("grpc.max_concurrent_streams", 8),        # HTTP/2 streams one connection may hold open
+    ("grpc.max_connection_idle_ms", 120_000),  # a connection with no stream for 2 min is closed
+]
 
 
 def grpc_options(chunk_bytes: int) -> list[tuple[str, int]]:
@@ -62,29 +74,33 @@ class GrpcTransport(Transport):
 
     `listen` is "HOST:PORT" (port 0 picks a free one; see .port / .address after start()).
     `peers` maps node names to "host:port" and can grow with add_peer. `links[peer]` shapes
-    this node -> peer. Every stream carries this node's name and its HMAC under `secret`;
+    this node -> peer. Every stream carries this node's name and its HMAC under `secret`, or,
+    with `identity`, answers the receiver's challenge with this node's Ed25519 signature;
     with `tls`, channels use mutual TLS as well. Reassembled messages larger than
     `max_message_bytes` are refused; payloads travel in chunks of `chunk_bytes` (use the same
     value on every node: it sets the gRPC frame limit). `connect_timeout` bounds connecting to
-    a peer and flushing at close().
+    a peer and flushing at close(). A received message may carry at most `max_tensors` tensors.
     """
 
-    def __init__(self, name: str, listen: str, peers: Mapping[str, str], secret: bytes,
+    def __init__(self, name: str, listen: str, peers: Mapping[str, str], secret: bytes | None,
                  links: Mapping[str, LinkSpec] | None = None, tls: TlsConfig | None = None,
                  max_message_bytes: int = 1 << 30, chunk_bytes: int = 4 << 20,
-                 connect_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 30.0, max_tensors: int = MAX_TENSORS,
+                 identity: Identity | None = None) -> None:
         if not name:
             raise ValueError("node name must not be empty")
-        if not isinstance(secret, bytes) or not secret:
+        if identity is None and (not isinstance(secret, bytes) or not secret):
             raise ValueError(f"node '{name}' needs a non-empty shared secret (bytes)")
+        if identity is not None and identity.name != name:
+            raise ValueError(f"node '{name}' was given the identity of node '{identity.name}'")
         for what, value in (("max_message_bytes", max_message_bytes), ("chunk_bytes", chunk_bytes),
                             ("connect_timeout", connect_timeout)):
             if not value > 0:
                 raise ValueError(f"{what} must be positive, got {value}")
         self._split_address(listen)
-        self.name, self._listen, self._secret, self._tls = name, listen, secret, tls
+        self.name, self._listen, self._secret, self._tls, self._identity = name, listen, secret, tls, identity
         self._peers = dict(peers)
-        self._max_message_bytes, self._chunk_bytes = max_message_bytes, chunk_bytes
+        self._max_message_bytes, self._chunk_bytes, self._max_tensors = max_message_bytes, chunk_bytes, max_tensors
         self._connect_timeout = connect_timeout
         self._options = grpc_options(chunk_bytes)
         self._credentials = channel_credentials(tls) if tls is not None else None
@@ -93,6 +109,7 @@ class GrpcTransport(Transport):
         self._senders: dict[str, PeerSender] = {}
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
+        self._servicer: LinkServicer | None = None
         self._port: int | None = None
         self._closed = False
         self._stopping = threading.Event()   # set by close(): incoming streams being cut is expected
@@ -120,11 +137,13 @@ class GrpcTransport(Transport):
             raise TransportError(f"transport of node '{self.name}' is closed")
         if self._server is not None:
             raise TransportError(f"transport of node '{self.name}' is already started")
+        self._check_port_free()
         server = grpc.server(futures.ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"splitpipe-recv-{self.name}"),
-                             options=[*self._options, ("grpc.so_reuseport", 0)])   # a taken port is an error
-        add_LinkServicer_to_server(LinkServicer(self.name, self._secret, self._inbox.put, self._max_message_bytes,
-                                                min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping),
-                                    server)
+                             options=[*self._options, *SERVER_OPTIONS], maximum_concurrent_rpcs=MAX_STREAMS)
+        self._servicer = LinkServicer(self.name, self._secret, self._inbox.put, self._max_message_bytes,
+                                      min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping,
+                                      self._max_tensors, self._identity)
+        add_LinkServicer_to_server(self._servicer, server)
         try:
             if self._tls is None:
                 port = server.add_insecure_port(self._listen)
@@ -137,6 +156,25 @@ class GrpcTransport(Transport):
         server.start()
         self._server, self._port = server, port
         log.info("node '%s' listening on %s%s", self.name, self.address, " with mutual TLS" if self._tls else "")
+
+    def _check_port_free(self) -> None:
+        """A taken port as one clear error, before gRPC's core logs its own lines about it."""
+        host, port = self._split_address(self._listen)
+        if port == 0:
+            return
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                                 flags=socket.AI_PASSIVE)[0]
+        except OSError:
+            return   # gRPC reports names it cannot resolve
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as gRPC does: TIME_WAIT is no obstacle
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise TransportError(f"node '{self.name}' cannot listen on '{self._listen}': port {port} is "
+                                     f"{'taken' if exc.errno == errno.EADDRINUSE else exc.strerror}; pick another "
+                                     f"with --listen") from None
 
     def add_peer(self, name: str, address: str) -> None:
         """Make `name` reachable at `address` ("host:port"); a peer's address cannot change once streamed to."""
@@ -162,8 +200,9 @@ class GrpcTransport(Transport):
                 if address is None:
                     known = ", ".join(sorted(self._peers)) or "none"
                     raise TransportError(f"unknown peer '{peer}' for node '{self.name}'; known peers: {known}")
+                metadata = ((NODE_KEY, self.name),) if self._identity else auth_metadata(self._secret or b"", self.name)
                 sender = PeerSender(self.name, peer, address, self._credentials, self._options,
-                                    auth_metadata(self._secret, self.name), self._connect_timeout)
+                                    metadata, self._connect_timeout, self._identity)
                 self._senders[peer] = sender
             return sender
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 import grpc
 
 from splitpipe.runtime.transport.base import TransportError
+from splitpipe.runtime.transport.codec import control_to_frames
+from splitpipe.runtime.transport.identity import AUTH_FIELD, CHALLENGE_KEY, Identity
 from splitpipe.runtime.transport.proto.splitpipe_pb2 import Frame as ProtoFrame
 from splitpipe.runtime.transport.proto.splitpipe_pb2_grpc import LinkStub as ProtoLinkStub
 
@@ -28,10 +30,13 @@ class PeerSender:
 
     def __init__(self, node: str, peer: str, address: str, credentials: grpc.ChannelCredentials | None,
                  options: Sequence[tuple[str, object]], metadata: Sequence[tuple[str, str]],
-                 connect_timeout: float) -> None:
+                 connect_timeout: float, identity: Identity | None = None) -> None:
         self.node, self.peer, self.address = node, peer, address
         self._credentials, self._options, self._metadata = credentials, list(options), tuple(metadata)
         self._connect_timeout = connect_timeout
+        self._identity = identity
+        self._call: list[grpc.Future] = []     # the open call, for its challenge (per-node identity)
+        self._call_ready = threading.Event()
         self._queue: queue.Queue[list[ProtoFrame] | None] = queue.Queue()
         self._next_message = 0
         self._lock = threading.Lock()
@@ -73,6 +78,16 @@ class PeerSender:
                 return
             yield from frames
 
+    def _signed_frames(self) -> Iterator[ProtoFrame]:
+        """Answer the receiver's challenge with this node's signature (message 0), then stream as usual."""
+        assert self._identity is not None
+        self._call_ready.wait()
+        challenge = dict(self._call[0].initial_metadata() or ()).get(CHALLENGE_KEY)
+        if not isinstance(challenge, str):
+            return   # refused before any challenge: the call's status says why
+        yield from control_to_frames(0, {AUTH_FIELD: self._identity.sign(challenge, self.peer)}, 1 << 12)
+        yield from self._frames()
+
     def _end(self, error: TransportError, code: grpc.StatusCode | None = None) -> None:
         """The stream is over: drop what is queued; keep `error` for the owner unless nothing was lost."""
         with self._lock:
@@ -106,7 +121,13 @@ class PeerSender:
                 return
             stub = ProtoLinkStub(channel)
             try:
-                stub.Stream(self._frames(), metadata=self._metadata, wait_for_ready=True)
+                if self._identity is None:
+                    stub.Stream(self._frames(), metadata=self._metadata, wait_for_ready=True)
+                else:
+                    self._call.append(stub.Stream.future(self._signed_frames(), metadata=self._metadata,
+                                                         wait_for_ready=True))
+                    self._call_ready.set()
+                    self._call[0].result()
                 with self._lock:
                     self.finished = True
             except grpc.RpcError as exc:

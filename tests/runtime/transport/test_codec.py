@@ -98,7 +98,20 @@ MALFORMED = {
     "control not utf-8": (lambda: _control(b"\xff\xfe"), "not UTF-8 JSON"),
     "control not a dict": (lambda: _control(b"[1, 2]"), "must be a JSON object"),
     "control too big": (lambda: _control(b'{"a": "' + b"x" * 2000 + b'"}'), "exceed the limit of 1000"),
+    "control too deep": (lambda: _control(b'{"a":' + b"[" * 100 + b"]" * 100 + b"}"), "deeper than the limit of 64"),
+    "control NaN": (lambda: _control(b'{"a": NaN}'), "holds NaN"),
+    "stride overflow": (lambda: _data(good(1), shape=[0, 2**62, 2**62], nbytes=0), "overflows"),
+    "too many dims": (lambda: _data(good(1), shape=[1] * 17, nbytes=4), "17 dimensions"),
+    "bool bytes": (lambda: _data(good(1), dtype="bool", shape=[24]), "other than 0 and 1"),
+    "too many tensors": (lambda: _state_dict(4097, key_chars=1), "4097 tensors exceed the limit of 4096"),
+    "header too big": (lambda: _state_dict(4000, key_chars=300), "exceeds the limit of 1048576"),
 }
+
+
+def _state_dict(n: int, key_chars: int) -> list[ProtoFrame]:
+    """A state dict of `n` empty tensors with keys of about `key_chars` characters."""
+    tensors = {f"{i:0{key_chars}d}": torch.zeros(0) for i in range(n)}
+    return payload_to_frames(1, Tag("weights"), tensors, 8)
 
 
 def _tag_kind(frames: list[ProtoFrame], kind: str) -> list[ProtoFrame]:
@@ -115,6 +128,25 @@ def test_malformed_message_is_dropped_and_the_stream_goes_on(case: str) -> None:
     assert len(errors) == 1 and reason in str(errors[0]), (case, errors)
     assert len(decoded) == 1 and decoded[0].tag == Tag("act", mb=7)
     assert torch.equal(decoded[0].payload, torch.arange(6, dtype=torch.float32))
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}", "deeper than the limit of 64"),   # RecursionError in json
+    (b'{"a":' + b"9" * 5000 + b"}", "not UTF-8 JSON: Exceeds the limit"),          # int digit limit
+])
+def test_large_control_bodies_json_cannot_parse_are_codec_errors(body: bytes, reason: str) -> None:
+    (error,) = list(messages_from_frames(_control(body), 1 << 20))
+    assert isinstance(error, CodecError) and reason in str(error), error
+
+
+def test_an_unforeseen_decoder_error_drops_one_message_unless_strict(monkeypatch) -> None:
+    def boom(*_: object) -> None:
+        raise RuntimeError("a gap in the checks")
+    monkeypatch.setattr("splitpipe.runtime.transport.codec.tensor_from_bytes", boom)
+    error, *_ = decode([*good(1), *good(2)])
+    assert isinstance(error, CodecError) and "undecodable (RuntimeError: a gap in the checks)" in str(error)
+    with pytest.raises(RuntimeError, match="a gap"):
+        list(messages_from_frames(good(1), 1 << 20, strict=True))
 
 
 def test_stream_ending_mid_message_is_reported() -> None:

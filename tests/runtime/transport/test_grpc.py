@@ -77,6 +77,10 @@ WIRE_MALFORMED = {
     "unknown kind": (lambda: header(good(1), kind="evil"), "unknown message kind 'evil'"),
     "control not json": (lambda: control(b"\x80\x04pickle?"), "not UTF-8 JSON"),
     "control not a dict": (lambda: control(b'"text"'), "must be a JSON object"),
+    "control nested 5,000 deep": (lambda: control(b"{\"a\":" + b"[" * 5000 + b"]" * 5000 + b"}"), "deeper than"),
+    "stride overflow": (lambda: header(good(1), shape=[0, 2**62, 2**62], nbytes=0), "overflows"),
+    "too many tensors": (lambda: payload_to_frames(1, Tag("weights"), {str(i): torch.zeros(0) for i in range(5000)}, 8),
+                         "5000 tensors exceed the limit of 4096"),
 }
 
 
