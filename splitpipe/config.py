@@ -66,6 +66,11 @@ class RunConfig(Options):
     """ftpipehd: stages, central node first (default: from cuts or stage_speeds, else 4)"""
     stage_speeds: Speeds = (1.0,)
     """ftpipehd: speed of each stage against this host, central first: one or one per stage"""
+    replicate_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 100
+    """ftpipehd: iterations between each stage sending its weights to the next stage (the last to the central
+    node) as its recovery copy; 0: never"""
+    replicate_central_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 200
+    """ftpipehd: iterations between each worker sending its weights to the central node; 0: never"""
     epochs: Count = 5
     """training epochs"""
     lr: Positive = 0.01

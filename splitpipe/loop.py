@@ -174,7 +174,8 @@ def _without(original: Plan, dead: set[str], reason: str) -> PlanChange:
     if not dead:
         return PlanChange(original, reason)
     lost = sorted(dead)
-    if record.replan is None or not set(lost) <= set(original.owners):
+    droppable = set(original.owners) | {n.name for n in original.topology.nodes if n.role in record.droppable_roles}
+    if record.replan is None or not set(lost) <= droppable:
         gone = ", ".join(lost)
         raise RuntimeError(f"{reason}: {original.technique} cannot go on without {gone}; "
                            "restart with --resume from the last checkpoint")
