@@ -99,7 +99,7 @@ class RunConfig(Options):
     """torch device for the server's parts: cpu or cuda"""
     fail: Events = ()
     """NODE@T: node NODE dies at T seconds on the emulator's clock (epochs end to end); repeat or list for
-    several. Data owners are dropped and the run goes on; see Faults"""
+    several. Data owners (and FTPipeHD's workers) are dropped and the run goes on; see Faults"""
     rejoin: Events = ()
     """NODE@T: a failed node comes back at the first epoch boundary after T seconds"""
     out: str | None = None

@@ -35,7 +35,8 @@ def replan(plan: Plan, lost: Sequence[str]) -> tuple[Plan, Mapping[int, int]]:
     """`plan` without the workers in `lost`, its cuts from the DP over the survivors."""
     central = plan.owners[0]
     if central in lost:
-        raise RuntimeError(f"the central node {central} failed: ftpipehd cannot go on without its data")
+        raise RuntimeError(f"{central} (the central node, with the data) failed: ftpipehd cannot go on without "
+                           "it; restart with --resume from the last checkpoint")
     survivors = tuple(n for n in plan.chain if n not in lost)
     if not survivors:
         raise RuntimeError(f"every worker failed ({', '.join(sorted(lost))}): ftpipehd needs at least one")
