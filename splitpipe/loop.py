@@ -156,6 +156,7 @@ def run_loop(
         row = epoch_row(epoch, epoch_spans, nodes, links)  # (6)
         row.update(engine.finish_epoch(result.plan, schedule, epoch))
         row["participants"] = list(result.plan.owners)
+        row["cuts"] = list(result.plan.cuts)
         result.rows.append(row)
         result.spans += epoch_spans
         clock += offset
@@ -189,7 +190,7 @@ def _change(result: LoopResult, engine: Engine, change: PlanChange, event: dict[
     owners = change.owners or {i: change.plan.owners.index(name) for i, name in enumerate(old.owners)
                                 if name in change.plan.owners}
     engine.adopt(old, change.plan, owners)
-    result.events.append(event)
+    result.events.append({**event, "cuts_before": list(old.cuts), "cuts_after": list(change.plan.cuts)})
     result.plan = change.plan
 
 

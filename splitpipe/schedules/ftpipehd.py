@@ -28,6 +28,7 @@ import numpy as np
 from splitpipe.models.split import check_cuts, even_cuts
 from splitpipe.network import parse_network
 from splitpipe.plan import Plan, stage_topology
+from splitpipe.schedules.ftpipehd_replan import add_costs, replan
 from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
@@ -39,7 +40,6 @@ from splitpipe.schedules.ir import (
     programs_from_lists,
 )
 from splitpipe.schedules.messages import add_messages
-from splitpipe.schedules.ftpipehd_replan import add_costs, replan
 from splitpipe.schedules.record import PlannerHook, Segment, Technique
 from splitpipe.schedules.replicate import REPLICATE_CENTRAL_EVERY, REPLICATE_EVERY, add_replication
 from splitpipe.schedules.steps import owner_steps

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from splitpipe.plan import Plan, Topology
 
@@ -65,13 +65,12 @@ def dp_cuts(plan: Plan) -> tuple[int, ...]:
     """The min-max DP's cuts for `plan`'s stages at their node speeds (2)."""
     from splitpipe.planner.ftpipehd_dp import partition_min_max  # planner sits above schedules
 
-    unit_s = plan.extra.get(UNIT_S) or (1.0,) * plan.num_units
-    cut_bytes = plan.extra.get(CUT_BYTES) or (0.0,) * (plan.num_units + 1)
+    unit_s = cast("Sequence[float]", plan.extra.get(UNIT_S) or (1.0,) * plan.num_units)
+    cut_bytes = cast("Sequence[float]", plan.extra.get(CUT_BYTES) or (0.0,) * (plan.num_units + 1))
     nodes = [plan.owners[0], *plan.chain]
     topology = plan.topology
-    compute = [[u / topology.node(n).speed for u in unit_s] for n in nodes]  # type: ignore[union-attr]
-    link = [[max(topology.link(a, b).transfer_s(int(c)), topology.link(b, a).transfer_s(int(c)))
-             for c in cut_bytes]  # type: ignore[union-attr]
+    compute = [[u / topology.node(n).speed for u in unit_s] for n in nodes]
+    link = [[max(topology.link(a, b).transfer_s(int(c)), topology.link(b, a).transfer_s(int(c))) for c in cut_bytes]
             for a, b in zip(nodes, nodes[1:])]
     return partition_min_max(compute, link).cuts
 

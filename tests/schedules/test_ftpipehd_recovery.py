@@ -75,5 +75,7 @@ def test_failed_workers_are_survived(clean: dict[str, object], fails: tuple[tupl
     events = report["events"]
     assert [e["nodes"] for e in events] == [[node] for node, _ in fails]
     assert all(e["event"] == "failure" for e in events)
+    assert [len(e["cuts_after"]) for e in events] == [2 - i for i in range(len(fails))]
+    assert report["epochs"][-1]["cuts"] == events[-1]["cuts_after"]  # type: ignore[index]
     final, reference = report["epochs"][-1]["test_accuracy"], clean["epochs"][-1]["test_accuracy"]  # type: ignore[index]
     assert final >= 0.9 and final >= reference - 0.02
