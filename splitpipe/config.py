@@ -77,6 +77,11 @@ class RunConfig(Options):
     """ftpipehd: stages, central node first (default: from cuts or stage_speeds, else 4)"""
     stage_speeds: Speeds = (1.0,)
     """ftpipehd: speed of each stage against this host, central first: one or one per stage"""
+    replicate_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 100
+    """ftpipehd: iterations between each stage sending its weights to the next stage (the last to the central
+    node) as its recovery copy; 0: never"""
+    replicate_central_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 200
+    """ftpipehd: iterations between each worker sending its weights to the central node; 0: never"""
     epochs: Count = 5
     """training epochs"""
     lr: Positive = 0.01
@@ -105,7 +110,7 @@ class RunConfig(Options):
     """torch device for the server's parts: cpu or cuda"""
     fail: Events = ()
     """NODE@T: node NODE dies at T seconds on the emulator's clock (epochs end to end); repeat or list for
-    several. Data owners are dropped and the run goes on; see Faults"""
+    several. Data owners (and FTPipeHD's workers) are dropped and the run goes on; see Faults"""
     rejoin: Events = ()
     """NODE@T: a failed node comes back at the first epoch boundary after T seconds"""
     out: str | None = None

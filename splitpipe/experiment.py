@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -55,6 +55,8 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
     """
     config = setup.config
     profiles = setup_profiles(setup)  # measured once: profile timing and the prediction share it
+    if setup.technique.add_costs is not None:  # what the technique's re-plan weighs
+        setup = replace(setup, plan=setup.technique.add_costs(setup.plan, profiles))
     timing = make_timing(setup, profiles)
     node_devices = {}
     if config.server_device != "cpu":

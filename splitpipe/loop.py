@@ -156,6 +156,7 @@ def run_loop(
         row = epoch_row(epoch, epoch_spans, nodes, links)  # (6)
         row.update(engine.finish_epoch(result.plan, schedule, epoch))
         row["participants"] = list(result.plan.owners)
+        row["cuts"] = list(result.plan.cuts)
         result.rows.append(row)
         result.spans += epoch_spans
         clock += offset
@@ -174,7 +175,8 @@ def _without(original: Plan, dead: set[str], reason: str) -> PlanChange:
     if not dead:
         return PlanChange(original, reason)
     lost = sorted(dead)
-    if record.replan is None or not set(lost) <= set(original.owners):
+    droppable = set(original.owners) | {n.name for n in original.topology.nodes if n.role in record.droppable_roles}
+    if record.replan is None or not set(lost) <= droppable:
         gone = ", ".join(lost)
         raise RuntimeError(f"{reason}: {original.technique} cannot go on without {gone}; "
                            "restart with --resume from the last checkpoint")
@@ -188,7 +190,7 @@ def _change(result: LoopResult, engine: Engine, change: PlanChange, event: dict[
     owners = change.owners or {i: change.plan.owners.index(name) for i, name in enumerate(old.owners)
                                 if name in change.plan.owners}
     engine.adopt(old, change.plan, owners)
-    result.events.append(event)
+    result.events.append({**event, "cuts_before": list(old.cuts), "cuts_after": list(change.plan.cuts)})
     result.plan = change.plan
 
 

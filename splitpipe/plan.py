@@ -130,7 +130,8 @@ def stage_topology(speeds: Sequence[float], networks: Sequence[NetworkProfile]) 
 
     Labels go straight from central to the last worker over a link of the first hop's up
     profile (the central node's access network), not relayed along the chain: they are a
-    few bytes per sample and a relay would make every worker wait on them.
+    few bytes per sample and a relay would make every worker wait on them. Each worker sends
+    its weights (replication) straight to the central node over its own hop's down profile.
     """
     if len(speeds) < 2:
         raise ValueError(f"ftpipehd needs at least 2 stages (central and a worker), got {len(speeds)}")
@@ -143,6 +144,8 @@ def stage_topology(speeds: Sequence[float], networks: Sequence[NetworkProfile]) 
         links[(names[s - 1], names[s])] = networks[s - 1].up
         links[(names[s], names[s - 1])] = networks[s - 1].down
     links.setdefault((names[0], names[-1]), networks[0].up)
+    for s in range(2, len(names)):  # recovery copies go from every worker to the central node
+        links[(names[s], names[0])] = networks[s - 1].down
     return Topology(tuple(nodes), links)
 
 

@@ -30,7 +30,7 @@ CASES = {
 VOLATILE = {"wall_s", "compute_wall_s"}
 #: Keys added since the reports were recorded (compared with nothing).
 ADDED = {"roles"}
-ADDED_PER_EPOCH = {"participants"}
+ADDED_PER_EPOCH = {"participants", "cuts"}
 #: Memory peaks deduplicate storages by address, and the allocator's reuse of addresses varies
 #: between identical runs by a few KB (a known limit of engine/memory.py): compared within 2%.
 LOOSE = "memory_bytes"

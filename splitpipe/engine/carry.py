@@ -5,13 +5,18 @@ pieces of its owner's model. When the plan changes (new cuts, an owner dropped),
 replica takes every key it holds from the old replica of the same owner that held it, with
 its optimizer state; a key no such replica held (a shared replica, SL's server part) is the
 average of every old copy of it.
+
+A node in `lost` (dead) takes its replicas with it. A key only it held comes back from the
+freshest recovery copy a surviving node received (FTPipeHD's replication: the next stage's,
+else the central node's), without momentum; with no copy at all, from the initial model the
+coordinator handed out at the start.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
@@ -25,13 +30,15 @@ State = dict[str, torch.Tensor]
 
 
 def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], replicas: Sequence[Replica],
-               shards: Sequence[object]) -> None:
+               shards: Sequence[object], lost: Collection[str] = ()) -> None:
     """Rebuild `executor`'s replicas as `replicas` of `plan`; `owners` maps old owner -> new owner,
-    `shards` are the new plan's owners' training shards. A new owner (one rejoining) starts from
-    the average of every copy."""
+    `shards` are the new plan's owners' training shards, `lost` the nodes whose state died with
+    them. A new owner (one rejoining) starts from the average of every copy."""
     weights: dict[int, State] = defaultdict(dict)  # old replica index -> key -> tensor
     momentum: dict[int, State] = defaultdict(dict)
     for replica, (module, optimizer) in executor.replicas.items():
+        if replica.node in lost:
+            continue
         weights[replica.replica].update({k: v.detach().clone() for k, v in module.state_dict().items()})
         for name, param in module.named_parameters():
             buffer = optimizer.state.get(param, {}).get("momentum_buffer")
@@ -49,7 +56,9 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
             continue
         module = executor.template[replica.part]
         source = old_of.get(replica.replica, -1)  # -1: no old copy of its own, the average
-        state = {key: _nearest(key, source, weights) for key in module.state_dict()}
+        initial = module.state_dict()
+        backups = _backups(executor, lost)
+        state = {key: _nearest(key, source, weights, backups, initial, lost) for key in initial}
         fresh = copy.deepcopy(module).to(executor.device(replica.node))
         fresh.load_state_dict(state)
         optimizer = executor.optimizer(fresh.parameters())
@@ -60,11 +69,28 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
         executor.replicas[replica] = (fresh, optimizer)
 
 
-def _nearest(key: str, source: int, weights: Mapping[int, State]) -> torch.Tensor:
+def _backups(executor: TensorExecutor, lost: Collection[str]) -> State:
+    """The freshest recovery copy of each key held by a surviving node."""
+    fresh: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
+    for node, held in executor.backups.items():
+        if node in lost:
+            continue
+        for key, (when, value) in held.items():
+            if key not in fresh or fresh[key][0] < when:
+                fresh[key] = (when, value)
+    return {key: value for key, (_, value) in fresh.items()}
+
+
+def _nearest(key: str, source: int, weights: Mapping[int, State], backups: State, initial: State,
+             lost: Collection[str]) -> torch.Tensor:
     own = weights.get(source, {})
     if key in own:
         return own[key]
+    if key in backups:
+        return backups[key]
     copies = [state for state in weights.values() if key in state]
+    if not copies and lost:  # no copy survives the death: the model handed out at the start
+        return initial[key]
     if not copies:
         raise RuntimeError(f"no copy of '{key}' survives to carry over to the new plan")
     return average_states([{key: s[key]} for s in copies], [1 / len(copies)] * len(copies))[key]

@@ -117,6 +117,9 @@ class TensorExecutor:
         self.shared: set[tuple[str, Tag]] = set()  # weights read by several compute actions of a node
         self.epoch_batches: dict[int, list[np.ndarray]] = {}
         self.cursor: dict[tuple[int, int], int] = {}
+        self.epoch = 0
+        # Recovery copies a node received (kind "backup"): node -> state key -> ((epoch, step), tensor).
+        self.backups: dict[str, dict[str, tuple[tuple[int, int], torch.Tensor]]] = defaultdict(dict)
 
     def use_plan(self, plan: Plan) -> None:
         """Parts of `plan` from now on (engine/carry.py moves the weights when a plan changes)."""
@@ -135,6 +138,7 @@ class TensorExecutor:
 
     def begin_epoch(self, epoch: int, schedule: Schedule) -> None:
         self.begin_segment(schedule)
+        self.epoch = epoch
         self.epoch_batches = {
             owner: batches(self.shards[owner], self.plan.batch_size, epoch, self.seed)
             for owner, node in schedule.owners.items() if self.node in (None, node)
@@ -174,8 +178,16 @@ class TensorExecutor:
         return payload, payload_bytes(payload)
 
     def receive(self, node: str, action: Action, payload: object) -> None:
-        assert action.tag is not None
-        self.store[node][action.tag] = _to_device(payload, self.device(node))
+        tag = action.tag
+        assert tag is not None
+        if tag.kind == "backup":  # kept for recovery beyond the store's life (engine/carry.py reads it)
+            when = (self.epoch, tag.step)
+            held = self.backups[node]
+            for key, value in cast(State, payload).items():
+                if key not in held or held[key][0] <= when:
+                    held[key] = (when, value.detach().clone().cpu())
+            return
+        self.store[node][tag] = _to_device(payload, self.device(node))
         self.memory.measure(node, self.store[node])
 
     # -- memory ----------------------------------------------------------------------
@@ -282,7 +294,9 @@ class TensorExecutor:
 
     def _snapshot(self, node: str, a: Action) -> None:
         state = self.module(Replica(node, a.part, a.replica)).state_dict()
-        self.store[node][a.writes[0]] = {k: v.detach().clone() for k, v in state.items()}
+        copied = {k: v.detach().clone() for k, v in state.items()}
+        for tag in a.writes:  # one copy under each tag (a recovery copy per receiver)
+            self.store[node][tag] = copied
 
     def _aggregate(self, node: str, a: Action) -> None:
         """Each state key of the written tag's part, averaged over the sources that hold it."""

@@ -65,7 +65,8 @@ class EmulatorEngine:
 
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
         shards = [self.shards[name] for name in new.owners]
-        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards)
+        lost = set(old.topology.names) - set(new.topology.names)  # a dropped node's state is gone with it
+        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost)
 
     def mark(self) -> None:
         x = self.executor

@@ -12,6 +12,11 @@ alternates one backward and one forward, then finishes the backwards (S = 3, N =
 reads them, so add_messages sends them straight there (see `stage_topology` for the link). Gradients
 accumulate over the micro-batches and every stage steps once, so without BatchNorm the
 weights equal single-process training of the whole model with the same accumulation.
+
+(5) Replication (`replicate.py`): after the step of every `replicate_every`-th iteration each
+stage snapshots its part and sends it to the next stage (the last to central), and after every
+`replicate_central_every`-th each worker sends it to central: recovery copies for re-planning
+when a worker dies (`ftpipehd_replan.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from splitpipe.models.split import check_cuts, even_cuts
 from splitpipe.network import parse_network
 from splitpipe.plan import Plan, stage_topology
+from splitpipe.schedules.ftpipehd_replan import add_costs, replan
 from splitpipe.schedules.ir import (
     BACKWARD,
     FORWARD,
@@ -35,6 +41,7 @@ from splitpipe.schedules.ir import (
 )
 from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import PlannerHook, Segment, Technique
+from splitpipe.schedules.replicate import REPLICATE_CENTRAL_EVERY, REPLICATE_EVERY, add_replication
 from splitpipe.schedules.steps import owner_steps
 from splitpipe.schedules.validate import validate
 
@@ -78,6 +85,7 @@ def build_ftpipehd(plan: Plan, segment: Segment) -> Schedule:
                 make = _forward if op == FORWARD else _backward
                 own.append(make(s, len(nodes) - 1, step, mb, sizes[mb]))
             own.append(Action(STEP, part=s, step=step))
+        add_replication(plan, segment.epoch, step, nodes, lists)  # (5)
     replicas = tuple(Replica(node, s, 0) for s, node in enumerate(nodes))
     return validate(Schedule(
         programs=add_messages(programs_from_lists(lists), plan.topology.links),
@@ -124,6 +132,7 @@ def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[li
         batch_size=config.batch_size, micro_batches=config.micro_batches,
         shard_sizes=(len(shards[0]),), owners=("central",), server="central",
         chain=tuple(f"worker{s}" for s in range(1, stages)),
+        extra={REPLICATE_EVERY: config.replicate_every, REPLICATE_CENTRAL_EVERY: config.replicate_central_every},
     )
     check_stages(plan)
     return shards, plan
@@ -139,4 +148,7 @@ TECHNIQUE = Technique(
     accelerated_roles=frozenset({"central"}),
     pipelined=True,
     planner=PlannerHook("stages-dp", memory_roles=("central", "worker")),
+    replan=replan,
+    droppable_roles=frozenset({"worker"}),
+    add_costs=add_costs,
 )

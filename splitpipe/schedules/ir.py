@@ -5,9 +5,11 @@ it is free it runs the ready action whose input arrived first. `Send` never bloc
 waits for the message with the same tag. A compute action names the tensors it `reads` and
 `writes`; builders write compute only and `messages.add_messages` adds the Sends and Recvs.
 
-How long a tensor lives in its node's store: act, grad and label are consumed by the one
-action that reads them (a Send or a compute action); weights are consumed by their only
-compute reader and kept while several read them; avg is kept until the epoch ends.
+How long a tensor lives in its node's store: act, grad, label and backup are consumed by the
+one action that reads them (a Send or a compute action); weights are consumed by their only
+compute reader and kept while several read them; avg is kept until the epoch ends; a backup
+(a stage's weights sent to another node as its recovery copy) is kept by its receiver for
+the rest of the run, outside the store (the executor's `backups`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ AGG_LANE = -1
 NO_OWNER = -1
 
 #: Message kinds consumed once (activations, gradients, labels); weights may be read often.
-TRANSIENT_KINDS = frozenset({"act", "grad", "label"})
+TRANSIENT_KINDS = frozenset({"act", "grad", "label", "backup"})
 MESSAGE_KINDS = TRANSIENT_KINDS | {"weights", "avg"}
 #: `data` is an owner's micro-batch (read where the owner's shard lives, never sent);
 #: `loss` is a last part's loss, kept with the autograd state for its Backward.

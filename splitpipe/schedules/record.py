@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from splitpipe.config import RunConfig
     from splitpipe.plan import Plan
+    from splitpipe.profile import Profile
 
 __all__ = ["Technique", "PlannerHook", "Segment", "drop_owners"]
 
@@ -98,6 +99,10 @@ class Technique:
     replan: Replan | None = None
     """Plan without the nodes given (failed, left) -> the new plan and old owner -> new owner;
     None: the technique cannot go on without a node yet."""
+    droppable_roles: frozenset[str] = frozenset()
+    """Roles of nodes besides the data owners that `replan` can go on without (FTPipeHD's workers)."""
+    add_costs: Callable[[Plan, Mapping[str, Profile]], Plan] | None = None
+    """Plan and the run's node profiles -> the plan with the costs its `replan` needs (a DP's)."""
 
 
 def drop_owners(plan: Plan, gone: Sequence[str]) -> tuple[Plan, Mapping[int, int]]:
