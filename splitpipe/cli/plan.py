@@ -32,6 +32,12 @@ class PlanOptions(Options):
     """pipelearn: micro-batch counts to try (default: divisors of the batch size up to half of it)"""
     shared: bool = False
     """pipelearn, sfl: one split and micro-batch count for all devices (no per-device choice)"""
+    method: str | None = None
+    """pipelearn: search (over predictions, the default) or paper (the paper's published rule, shown beside
+    the search's choice)"""
+    estimator: str | None = None
+    """mpsl: events (the event predictor, the default) or closed-form (also the paper's cost model of the chosen
+    cuts, term by term)"""
     out: str | None = None
     """write the chosen configuration to this TOML file (for splitpipe run)"""
 
@@ -58,7 +64,7 @@ def execute(args: argparse.Namespace) -> int:
     sizes = {plan.batch_size} | {-(-plan.batch_size // n) for n in choices} | {plan.batch_size // n for n in choices}
     profiles = setup_profiles(setup, sorted(s for s in sizes if s >= 1))
     result = plan_for(plan, profiles, memory_limits=limits, micro_batches=counts, per_device=not options.shared,
-                      cuts=config.cut_points())
+                      cuts=config.cut_points(), method=options.method, estimator=options.estimator)
     show(result)
     if options.out:
         write(options.out, config, result)

@@ -17,6 +17,7 @@ from splitpipe.plan import Plan
 from splitpipe.planner.costs import link_times, replica_bytes, unit_times
 from splitpipe.planner.ftpipehd_dp import partition_min_max
 from splitpipe.planner.mpsl_ilp import solve_mpsl_cuts
+from splitpipe.planner.published import closed_form_notes, paper_result
 from splitpipe.planner.pipelearn import choose_split
 from splitpipe.planner.sizes import format_bytes
 from splitpipe.profile import Profile
@@ -68,20 +69,42 @@ def plan_for(
     micro_batches: Sequence[int] | None = None,
     per_device: bool = True,
     cuts: Sequence[int] | None = None,
+    method: str | None = None,
+    estimator: str | None = None,
 ) -> PlanResult:
     """Choose the fastest configuration of `plan.technique` for `plan`'s topology and data.
 
     `cuts`: the cuts asked for; the cuts ILP keeps the owners' first and last of them.
+    `method`, `estimator`: one of those the technique's planner hook offers (None: its first).
     """
     hook = _hook(plan)
     if memory_limits is not None and not hook.memory_roles:
         memory_nodes(plan)  # raises, naming the techniques that take a memory limit
+    method = _offered("method", method, hook.methods, plan)
+    estimator = _offered("estimator", estimator, hook.estimators, plan)
     baseline = predict_epoch(plan, profiles).time_s
     if hook.strategy == "cuts-ilp":
-        return _mpsl(plan, profiles, memory_limits, (cuts[0], cuts[-1]) if cuts else None, baseline)
-    if hook.strategy == "stages-dp":
-        return _ftpipehd(plan, profiles, memory_limits, baseline)
-    return _split(plan, profiles, hook, micro_batches, per_device, baseline)
+        result = _mpsl(plan, profiles, memory_limits, (cuts[0], cuts[-1]) if cuts else None, baseline)
+    elif hook.strategy == "stages-dp":
+        result = _ftpipehd(plan, profiles, memory_limits, baseline)
+    else:
+        result = _split(plan, profiles, hook, micro_batches, per_device, baseline)
+        if method == "paper":
+            result = paper_result(plan, profiles, result)
+    if estimator == "closed-form":
+        result.notes += closed_form_notes(result.plan, profiles, result.prediction.time_s)
+    return result
+
+
+def _offered(what: str, value: str | None, offered: tuple[str, ...], plan: Plan) -> str:
+    if value is None:
+        return offered[0]
+    if value not in offered:
+        users = [t.name for t in techniques() if t.planner is not None
+                 and value in (t.planner.methods if what == "method" else t.planner.estimators)]
+        where = f"; {value} is offered for {', '.join(users)}" if users else ""
+        raise ValueError(f"{what} '{value}' is not offered for {plan.technique}: choose {' or '.join(offered)}{where}")
+    return value
 
 
 def _split(

@@ -163,6 +163,6 @@ TECHNIQUE = Technique(
     roles=("aggregator", "compute", "device"),
     accelerated_roles=frozenset({"compute", "aggregator"}),
     pipelined=True,
-    planner=PlannerHook("cuts-ilp", memory_roles=("compute",)),
+    planner=PlannerHook("cuts-ilp", memory_roles=("compute",), estimators=("events", "closed-form")),
     replan=drop_owners,
 )

@@ -73,3 +73,13 @@ def test_profile_measures_every_micro_batch_size(tmp_path: Path, capsys) -> None
     assert profile.meta["speed"] == 2 and profile.units[0].output_bytes == 32 * 4 * 4 * 4
     assert {"F", "B", "U", "W", "A", "L"} <= set(profile.calibration)  # fitted by a short training run
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("flags", "shown"), [
+    (["--technique", "mpsl", "--compute-nodes", "2", "--estimator", "closed-form"], "closed-form (the paper's cost model)"),
+    (["--method", "paper"], "search's choice: split"),
+])
+def test_plan_shows_the_papers_rule_and_cost_model(flags: list[str], shown: str, profile_file, capsys) -> None:
+    code = main(["plan", "--dataset", DATA, "--devices", "2", "--batch-size", "8",
+                 "--profile", str(profile_file("vgg5", DATA)), *flags])
+    assert code == 0 and shown in capsys.readouterr().out
