@@ -61,7 +61,10 @@ class RunConfig(Options):
     owners: Count | None = None
     """mpsl: data owners, each keeping the first and last part (default: devices)"""
     compute_nodes: Count | None = None
-    """mpsl: compute nodes in the chain, one per middle part (default: from cuts, else 2)"""
+    """mpsl: compute nodes in the chain, one per middle part (default: from cuts or compute_speeds, else 2)"""
+    compute_speeds: Speeds | None = None
+    """mpsl: speed of each compute node against this host, in chain order: one or one per node (default:
+    server_speed)"""
     stages: Annotated[int, Field(ge=2, le=MAX_COUNT)] | None = None
     """ftpipehd: stages, central node first (default: from cuts or stage_speeds, else 4)"""
     stage_speeds: Speeds = (1.0,)

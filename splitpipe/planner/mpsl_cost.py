@@ -45,6 +45,14 @@ class ClosedForm:
     end_s: float
     aggregation_s: float
     batches: int
+    tail_s: float = 0.0
+    """The owners' share of `empty_s` (their last part and its two transfers): it does not
+    depend on the compute nodes' cuts."""
+
+    @property
+    def fixed_s(self) -> float:
+        """Every term that does not depend on the compute nodes' cuts (aggregation approximately)."""
+        return self.start_s + self.tail_s + self.end_s + self.aggregation_s
 
     @property
     def time_s(self) -> float:
@@ -105,7 +113,7 @@ def closed_form_epoch(plan: Plan, profiles: Mapping[str, Profile], epoch: int = 
         averaging += [_average_s(profiles[node], plan, node, [parts[p + 1]], owners) for p, node in enumerate(chain)]
         aggregation = _mean(uploads) + max(averaging) + _mean(downloads)
     batches = sum(steps_per_epoch(n, batch) for n in plan.shard_sizes)
-    return ClosedForm(_mean(starts), empty, full, _mean(ends), aggregation, batches)
+    return ClosedForm(_mean(starts), empty, full, _mean(ends), aggregation, batches, _mean(tails))
 
 
 def _average_s(profile: Profile, plan: Plan, node: str, parts: list[range], replicas: int) -> float:

@@ -41,7 +41,7 @@ def test_closed_form_equals_the_hand_computation() -> None:
     stages = (0.2 + 0.42) + (0.3 + 0.63) + (0.4 + 0.84)
     links = 2 * (0.001 + 80 / 1000) + 2 * (0.001 + 120 / 1000)
     tails = ((0.82 + 0.5 + 1.05 + 1.61) + (0.82 + 1.0 + 2.1 + 1.61)) / 2  # down 160 B, unit 4 fwd + bwd + step, up
-    assert got.empty_s == pytest.approx(stages + links + tails)
+    assert got.empty_s == pytest.approx(stages + links + tails) and got.tail_s == pytest.approx(tails)
     # aggregation: upload 600 B of units 0 and 4, the slowest averaging (aggregator: 600 B x 2 owners x 1 ms/B;
     # compute2: 400 x 2 x 1 ms = 0.8 s), download 600 B
     assert got.aggregation_s == pytest.approx((0.01 + 6.0) + 1.2 + (0.02 + 3.0))
