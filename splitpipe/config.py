@@ -39,6 +39,9 @@ class RunConfig(Options):
     extra, data under $SPLITPIPE_DATA)"""
     devices: Count = 4
     """number of devices (data owners), among which the training set is split (seeded)"""
+    samples_per_device: Count | None = None
+    """training samples per data owner: each owner's shard cut to its first N (the papers' 10,000 per device;
+    default: the whole training set, split)"""
     network: Names = ("4g",)
     """a profile below (4g, 4g+, wifi, lan, dc, none) or UP/DOWN/MS in Mbit/s, Mbit/s and ms; a list gives one
     per device"""
