@@ -50,6 +50,9 @@ class RunConfig(Options):
     extra, data under $SPLITPIPE_DATA)"""
     devices: Count = 4
     """number of devices (data owners), among which the training set is split (seeded)"""
+    samples_per_device: Count | None = None
+    """training samples per data owner: each owner's shard cut to its first N (the papers' 10,000 per device;
+    default: the whole training set, split)"""
     network: Names = ("4g",)
     """a profile below (4g, 4g+, wifi, lan, dc, none) or UP/DOWN/MS in Mbit/s, Mbit/s and ms; a list gives one
     per device"""
@@ -72,7 +75,10 @@ class RunConfig(Options):
     owners: Count | None = None
     """mpsl: data owners, each keeping the first and last part (default: devices)"""
     compute_nodes: Count | None = None
-    """mpsl: compute nodes in the chain, one per middle part (default: from cuts, else 2)"""
+    """mpsl: compute nodes in the chain, one per middle part (default: from cuts or compute_speeds, else 2)"""
+    compute_speeds: Speeds | None = None
+    """mpsl: speed of each compute node against this host, in chain order: one or one per node (default:
+    server_speed)"""
     stages: Annotated[int, Field(ge=2, le=MAX_COUNT)] | None = None
     """ftpipehd: stages, central node first (default: from cuts or stage_speeds, else 4)"""
     stage_speeds: Speeds = (1.0,)

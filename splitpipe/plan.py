@@ -94,9 +94,10 @@ def chain_topology(
     networks: Sequence[NetworkProfile],
     owner_speeds: Sequence[float],
     compute_nodes: int,
-    compute_speed: float,
+    compute_speed: float | Sequence[float],
     chain_network: NetworkProfile,
     aggregator: str = "aggregator",
+    aggregator_speed: float | None = None,
 ) -> Topology:
     """MP-SL: owners device0.. talk to the first and last of compute0..computeC-1 and to the
     aggregator over their own network (up: from the owner); compute nodes talk to their
@@ -104,15 +105,18 @@ def chain_topology(
 
     An owner's links to compute0, to the last compute node and to the aggregator are
     separate resources, as if the owner's uplink were not shared (they are rarely busy at
-    the same time: one batch in flight).
+    the same time: one batch in flight). `compute_speed`: one for every compute node or one
+    each; the aggregator runs at `aggregator_speed` (default: the first compute node's).
     """
     if owners < 1 or compute_nodes < 1:
         raise ValueError(f"mpsl needs at least 1 owner and 1 compute node, got {owners} and {compute_nodes}")
     networks = _per_device("network", networks, owners, "owner")
     owner_speeds = _per_device("device speed", owner_speeds, owners, "owner")
     chain = [f"compute{j}" for j in range(compute_nodes)]
-    nodes = [Node(aggregator, "aggregator", compute_speed)]
-    nodes += [Node(name, "compute", compute_speed) for name in chain]
+    speeds = _per_device("compute speed", [compute_speed] if isinstance(compute_speed, (int, float))
+                         else list(compute_speed), compute_nodes, "compute node")
+    nodes = [Node(aggregator, "aggregator", speeds[0] if aggregator_speed is None else aggregator_speed)]
+    nodes += [Node(name, "compute", speed) for name, speed in zip(chain, speeds)]
     links: dict[tuple[str, str], LinkSpec] = {}
     for a, b in zip(chain, chain[1:]):
         links[(a, b)], links[(b, a)] = chain_network.up, chain_network.down

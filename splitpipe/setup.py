@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -61,6 +61,9 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
     elif not isinstance(model, nn.Sequential) or len(model) < 1:
         raise ValueError(f"a custom model must be a non-empty nn.Sequential of units, got {type(model).__name__}")
     shards, plan = record.make_plan(config, dataset.y_train.numpy(), len(model))
+    if config.samples_per_device is not None:  # the same cut for every technique, after its own split
+        shards = [shard[: config.samples_per_device] for shard in shards]
+        plan = replace(plan, shard_sizes=tuple(len(shard) for shard in shards))
     _check_batch_size(config, shards)
     return Setup(config, dataset, model, shards, plan)
 

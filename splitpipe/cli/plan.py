@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from splitpipe.cli.flags import add_flags, given, parse_options
 from splitpipe.cli.options import add_experiment_flags, config_from_args
 from splitpipe.config import RunConfig
-from splitpipe.options import Counts, Names, Options
+from splitpipe.options import Counts, Names, Options, Seconds, Speeds
 
 if TYPE_CHECKING:
     from splitpipe.planner.choose import PlanResult
@@ -28,10 +28,23 @@ class PlanOptions(Options):
     memory_limit: Names | None = None
     """mpsl, ftpipehd: memory of each compute node or stage, one size or one per node, e.g. 2GB or 1GB,4GB
     (default: unlimited)"""
+    compute_memory: Names | None = None
+    """mpsl: memory of each compute node in --compute-speeds order, one per node, e.g. 1GB,4GB (as --memory-limit;
+    nodes that differ may take any block of layers)"""
+    compute_prices: Speeds | None = None
+    """mpsl: price of each compute node per busy second; with --deadline the plan is the cheapest that meets it"""
+    deadline: Seconds | None = None
+    """mpsl: the longest epoch (closed-form estimate, seconds) the cheapest plan may take; needs --compute-prices"""
     micro_batch_choices: Counts | None = None
     """pipelearn: micro-batch counts to try (default: divisors of the batch size up to half of it)"""
     shared: bool = False
     """pipelearn, sfl: one split and micro-batch count for all devices (no per-device choice)"""
+    method: str | None = None
+    """pipelearn: search (over predictions, the default) or paper (the paper's published rule, shown beside
+    the search's choice)"""
+    estimator: str | None = None
+    """mpsl: events (the event predictor, the default) or closed-form (also the paper's cost model of the chosen
+    cuts, term by term)"""
     out: str | None = None
     """write the chosen configuration to this TOML file (for splitpipe run)"""
 
@@ -51,14 +64,19 @@ def execute(args: argparse.Namespace) -> int:
     setup = prepare(config)
     plan = setup.plan
     limits = None
-    if options.memory_limit:
+    if options.memory_limit and options.compute_memory:
+        raise ValueError("give --memory-limit or --compute-memory, not both")
+    memory = options.memory_limit or options.compute_memory
+    if memory:
         nodes = memory_nodes(plan)
-        limits = parse_limits(",".join(options.memory_limit), len(nodes), nodes)
+        limits = parse_limits(",".join(memory), len(nodes), nodes)
+    prices = options.compute_prices
     choices = counts or micro_batch_choices(plan.batch_size)
     sizes = {plan.batch_size} | {-(-plan.batch_size // n) for n in choices} | {plan.batch_size // n for n in choices}
     profiles = setup_profiles(setup, sorted(s for s in sizes if s >= 1))
     result = plan_for(plan, profiles, memory_limits=limits, micro_batches=counts, per_device=not options.shared,
-                      cuts=config.cut_points())
+                      cuts=config.cut_points(), method=options.method, estimator=options.estimator,
+                      prices=prices, deadline_s=options.deadline)
     show(result)
     if options.out:
         write(options.out, config, result)

@@ -17,6 +17,8 @@ from splitpipe.plan import Plan
 from splitpipe.planner.costs import link_times, replica_bytes, unit_times
 from splitpipe.planner.ftpipehd_dp import partition_min_max
 from splitpipe.planner.mpsl_ilp import solve_mpsl_cuts
+from splitpipe.planner.mpsl_nodes import heterogeneous, plan_assignment
+from splitpipe.planner.published import closed_form_notes, paper_result
 from splitpipe.planner.pipelearn import choose_split
 from splitpipe.planner.sizes import format_bytes
 from splitpipe.profile import Profile
@@ -68,20 +70,56 @@ def plan_for(
     micro_batches: Sequence[int] | None = None,
     per_device: bool = True,
     cuts: Sequence[int] | None = None,
+    method: str | None = None,
+    estimator: str | None = None,
+    prices: Sequence[float] | None = None,
+    deadline_s: float | None = None,
 ) -> PlanResult:
     """Choose the fastest configuration of `plan.technique` for `plan`'s topology and data.
 
     `cuts`: the cuts asked for; the cuts ILP keeps the owners' first and last of them.
+    `method`, `estimator`: one of those the technique's planner hook offers (None: its first).
+    `prices` (per compute node and busy second) and `deadline_s`: the cheapest cuts within the
+    deadline instead of the fastest (cuts ILP only).
     """
     hook = _hook(plan)
     if memory_limits is not None and not hook.memory_roles:
         memory_nodes(plan)  # raises, naming the techniques that take a memory limit
+    method = _offered("method", method, hook.methods, plan)
+    estimator = _offered("estimator", estimator, hook.estimators, plan)
+    if (prices is not None or deadline_s is not None) and hook.strategy != "cuts-ilp":
+        users = [t.name for t in techniques() if t.planner is not None and t.planner.strategy == "cuts-ilp"]
+        raise ValueError(f"compute prices and a deadline apply to {' and '.join(users)}, not {plan.technique}")
+    if prices is not None and len(prices) != len(plan.chain):
+        raise ValueError(f"compute-prices has {len(prices)} values for {len(plan.chain)} compute nodes: give one each")
     baseline = predict_epoch(plan, profiles).time_s
     if hook.strategy == "cuts-ilp":
-        return _mpsl(plan, profiles, memory_limits, (cuts[0], cuts[-1]) if cuts else None, baseline)
-    if hook.strategy == "stages-dp":
-        return _ftpipehd(plan, profiles, memory_limits, baseline)
-    return _split(plan, profiles, hook, micro_batches, per_device, baseline)
+        owner_cuts = (cuts[0], cuts[-1]) if cuts else (1, plan.num_units - 1)
+        if heterogeneous(plan, memory_limits, prices):
+            result = plan_assignment(plan, profiles, mpsl_costs(plan, profiles), memory_limits, owner_cuts,
+                                     baseline, prices=prices, deadline_s=deadline_s)
+        else:
+            result = _mpsl(plan, profiles, memory_limits, owner_cuts, baseline)
+    elif hook.strategy == "stages-dp":
+        result = _ftpipehd(plan, profiles, memory_limits, baseline)
+    else:
+        result = _split(plan, profiles, hook, micro_batches, per_device, baseline)
+        if method == "paper":
+            result = paper_result(plan, profiles, result)
+    if estimator == "closed-form":
+        result.notes += closed_form_notes(result.plan, profiles, result.prediction.time_s)
+    return result
+
+
+def _offered(what: str, value: str | None, offered: tuple[str, ...], plan: Plan) -> str:
+    if value is None:
+        return offered[0]
+    if value not in offered:
+        users = [t.name for t in techniques() if t.planner is not None
+                 and value in (t.planner.methods if what == "method" else t.planner.estimators)]
+        where = f"; {value} is offered for {', '.join(users)}" if users else ""
+        raise ValueError(f"{what} '{value}' is not offered for {plan.technique}: choose {' or '.join(offered)}{where}")
+    return value
 
 
 def _split(
@@ -118,9 +156,9 @@ def _split(
 
 def _mpsl(
     plan: Plan, profiles: Mapping[str, Profile], limits: Sequence[float] | None,
-    owner_cuts: tuple[int, int] | None, baseline: float,
+    owner_cuts: tuple[int, int], baseline: float,
 ) -> PlanResult:
-    first, last = owner_cuts or (1, plan.num_units - 1)
+    first, last = owner_cuts
     forward, backward, memory = mpsl_costs(plan, profiles)
     solution = solve_mpsl_cuts(forward, backward, memory,
                                None if limits is None else list(limits), owners=len(plan.owners),

@@ -1,9 +1,9 @@
 """PipeLearn's parameter selection: the split point and the micro-batch count that minimise
 the predicted epoch time, for all devices together and then for each device.
 
-PipeLearn's own rule estimates N from stage times and a critical path per split; we search
-instead, since the predictor is the real schedule on the real links: (1) every split x N
-for all devices alike, then (2) coordinate descent per device: each device in turn tries
+PipeLearn's own rule (`paper_rule`, `splitpipe plan --method paper`) estimates N from
+stage times and a critical path per split; by default we search instead, since the
+predictor is the real schedule on the real links: (1) every split x N for all devices alike, then (2) coordinate descent per device: each device in turn tries
 every split x N with the others fixed, until a round changes nothing. Devices differ in
 speed, link and data, so their best choices may differ; the per-device plan is kept only
 if it beats the common one by `min_gain` (a per-device cut costs per-unit FedAvg, see
@@ -22,7 +22,7 @@ from splitpipe.plan import Plan
 from splitpipe.planner.estimate import estimate_epoch_s
 from splitpipe.profile import Profile
 
-__all__ = ["SplitChoice", "micro_batch_choices", "choose_split", "with_choices", "paper_choice"]
+__all__ = ["SplitChoice", "micro_batch_choices", "choose_split", "with_choices", "paper_choice", "paper_rule"]
 
 Choice = tuple[int, int]  # (split, micro-batches)
 
@@ -128,13 +128,21 @@ def _descend(start: tuple[Choice, ...], grid: list[Choice], cost, max_rounds: in
 def paper_choice(
     profile_device: Profile, profile_server: Profile, plan: Plan, device: str
 ) -> Choice:
-    """PipeLearn's own rule (their `recommend_parameter`), for comparison, for one device.
+    """PipeLearn's own rule (their `recommend_parameter`) for one device: see `paper_rule`."""
+    split, n, _ = paper_rule(profile_device, profile_server, plan, device)
+    return split, n
+
+
+def paper_rule(
+    profile_device: Profile, profile_server: Profile, plan: Plan, device: str
+) -> tuple[int, int, float]:
+    """PipeLearn's own rule for one device: (split, micro-batches, its critical-path estimate).
 
     Per split s: Fc, Bc = the device's forward and backward time of units < s, Fs, Bs = the
     server's for the rest, U, D = upload and download of the activation at s (one
-    mini-batch each); N = ceil((U + Fs + Bs + D) / min(Fc, Bc)) + 1, capped at min(N, B/2,
-    100) and lowered to a divisor of B; the split with the shortest critical path of the
-    micro-batch pipeline (every stage's time / N) wins.
+    mini-batch each, in bytes); N = ceil((U + Fs + Bs + D) / min(Fc, Bc)) + 1, capped at
+    min(N, B/2, 100) and lowered to a divisor of B; the split with the shortest critical path
+    of the micro-batch pipeline (every stage's time / N) wins, the first on ties.
     """
     topology, b = plan.topology, plan.batch_size
     d_speed, s_speed = topology.node(device).speed, topology.node(plan.server).speed
@@ -155,7 +163,7 @@ def paper_choice(
         if best is None or time_s < best[0]:
             best = (time_s, (s, n))
     assert best is not None
-    return best[1]
+    return best[1][0], best[1][1], best[0]
 
 
 def _critical_path(n: int, fc: float, u: float, server: float, d: float, bc: float) -> float:

@@ -133,13 +133,16 @@ def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[li
     """Owners device0.., compute nodes compute0.. (links between them: the dc profile), an aggregator."""
     given = config.cut_points()
     compute = config.compute_nodes
+    speeds = config.compute_speeds
     if compute is None:
-        compute = DEFAULT_COMPUTE_NODES if given is None else max(1, len(given) - 1)
+        compute = (max(1, len(given) - 1) if given is not None
+                   else len(speeds) if speeds is not None and len(speeds) > 1 else DEFAULT_COMPUTE_NODES)
     cuts = even_cuts(num_units, compute + 2) if given is None else check_cuts(num_units, given)
     owners = config.devices if config.owners is None else config.owners
     topology = chain_topology(
         owners, [parse_network(n) for n in config.networks()], config.device_speeds(),
-        compute, config.server_speed, PROFILES["dc"],
+        compute, config.server_speed if speeds is None else speeds, PROFILES["dc"],
+        aggregator_speed=config.server_speed,
     )
     shards = partition(labels, owners, config.partition, config.alpha, config.seed)
     plan = Plan(
@@ -163,6 +166,6 @@ TECHNIQUE = Technique(
     roles=("aggregator", "compute", "device"),
     accelerated_roles=frozenset({"compute", "aggregator"}),
     pipelined=True,
-    planner=PlannerHook("cuts-ilp", memory_roles=("compute",)),
+    planner=PlannerHook("cuts-ilp", memory_roles=("compute",), estimators=("events", "closed-form")),
     replan=drop_owners,
 )

@@ -36,6 +36,6 @@ TECHNIQUE = Technique(
     accelerated_roles=frozenset({"server"}),
     pipelined=True,
     options=frozenset({"device_splits", "device_micro_batches"}),
-    planner=PlannerHook("split", micro_batches=True, per_device=True),
+    planner=PlannerHook("split", micro_batches=True, per_device=True, methods=("search", "paper")),
     replan=drop_owners,
 )

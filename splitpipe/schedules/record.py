@@ -62,12 +62,18 @@ class PlannerHook:
     `strategy`: "split" (a search over cut points and micro-batch counts), "cuts-ilp" (MP-SL's
     ILP for the compute nodes' cuts under memory limits) or "stages-dp" (FTPipeHD's min-max
     programme over stage capacity). `memory_roles`: the roles `--memory-limit` applies to.
+    `methods`: how `--method` may choose, the first the default ("search" over predictions,
+    "paper": the paper's own rule). `estimators`: what `--estimator` may show for the chosen
+    plan, the first the default ("events": the event predictor; "closed-form": the paper's
+    cost model beside it).
     """
 
     strategy: str
     micro_batches: bool = False
     per_device: bool = False
     memory_roles: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("search",)
+    estimators: tuple[str, ...] = ("events",)
 
 
 MakePlan = Callable[["RunConfig", "np.ndarray", int], tuple[list["np.ndarray"], "Plan"]]

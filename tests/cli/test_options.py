@@ -27,6 +27,7 @@ RUN_LISTS = {
     "device_micro_batches": ("[2, 4]", "2,4", (2, 4)),
     "cuts": ("[2, 10]", "2,10", (2, 10)),
     "stage_speeds": ("[1, 0.5]", "1,0.5", (1.0, 0.5)),
+    "compute_speeds": ("[1, 0.5]", "1,0.5", (1.0, 0.5)),
     "fail": ('["device0@1", "device1@2.5"]', "device0@1,device1@2.5", ("device0@1", "device1@2.5")),
     "rejoin": ('["device0@3"]', "device0@3", ("device0@3",)),
 }
@@ -34,6 +35,8 @@ RUN_LISTS = {
 COMMAND_LISTS = {
     (PlanOptions, "memory_limit"): (["plan"], "1GB,4GB", ("1GB", "4GB")),
     (PlanOptions, "micro_batch_choices"): (["plan"], "2,4", (2, 4)),
+    (PlanOptions, "compute_memory"): (["plan"], "1GB,4GB", ("1GB", "4GB")),
+    (PlanOptions, "compute_prices"): (["plan"], "1,2.5", (1.0, 2.5)),
     (ProfileOptions, "batch_sizes"): (["profile", "--out", "p.json"], "8,16", (8, 16)),
     (CompareOptions, "techniques"): (["compare"], "fl,sfl", ("fl", "sfl")),
 }

@@ -54,6 +54,12 @@ def test_multihop_plans_write_cuts(technique: str, tmp_path: Path, profile_file,
     (["--technique", "pipelearn", "--memory-limit", "1GB"], "memory-limit applies to mpsl and ftpipehd"),
     (["--technique", "fl"], "nothing to plan for fl"),
     (["--micro-batch-choices", "1,99"], "[99]"),
+    (["--technique", "mpsl", "--compute-speeds", "1,2", "--compute-prices", "1,2"], "a deadline needs prices"),
+    (["--technique", "mpsl", "--compute-speeds", "1,2", "--compute-prices", "1"], "compute-prices has 1 values"),
+    (["--technique", "mpsl", "--compute-nodes", "3", "--compute-speeds", "1,2"], "compute speed or one per compute"),
+    (["--technique", "mpsl", "--compute-speeds", "1,2", "--compute-prices", "1,2", "--deadline", "1e-6"],
+     "deadline 1e-06 s cannot be met: the fastest"),
+    (["--technique", "pipelearn", "--compute-prices", "1", "--deadline", "1"], "apply to mpsl, not pipelearn"),
 ])
 def test_bad_plan_input_is_one_line(flags: list[str], named: str, profile_file, capsys) -> None:
     code = main(["plan", "--dataset", DATA, "--devices", "2", "--batch-size", "8",
@@ -73,3 +79,25 @@ def test_profile_measures_every_micro_batch_size(tmp_path: Path, capsys) -> None
     assert profile.meta["speed"] == 2 and profile.units[0].output_bytes == 32 * 4 * 4 * 4
     assert {"F", "B", "U", "W", "A", "L"} <= set(profile.calibration)  # fitted by a short training run
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("flags", "shown"), [
+    (["--technique", "mpsl", "--compute-nodes", "2", "--estimator", "closed-form"], "closed-form (the paper's cost model)"),
+    (["--method", "paper"], "search's choice: split"),
+])
+def test_plan_shows_the_papers_rule_and_cost_model(flags: list[str], shown: str, profile_file, capsys) -> None:
+    code = main(["plan", "--dataset", DATA, "--devices", "2", "--batch-size", "8",
+                 "--profile", str(profile_file("vgg5", DATA)), *flags])
+    assert code == 0 and shown in capsys.readouterr().out
+
+
+def test_heterogeneous_compute_nodes_plan_any_order_and_run(tmp_path: Path, profile_file, capsys) -> None:
+    out = tmp_path / "plan.toml"
+    code = main(["plan", "--technique", "mpsl", "--dataset", DATA, "--devices", "2", "--batch-size", "8",
+                 "--profile", str(profile_file("vgg5", DATA)), "--compute-speeds", "0.2,1,3",
+                 "--compute-memory", "1GB,1GB,2GB", "--out", str(out)])
+    assert code == 0 and "assignment ILP (fastest" in capsys.readouterr().out
+    config = RunConfig(**load_toml(out))
+    assert sorted(config.compute_speeds) == [0.2, 1.0, 3.0] and len(config.cut_points()) == 4
+    assert main(["run", str(out), "--epochs", "1", "--timing", "profile", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
