@@ -18,8 +18,8 @@ from splitpipe.planner.costs import link_times, replica_bytes, unit_times
 from splitpipe.planner.ftpipehd_dp import partition_min_max
 from splitpipe.planner.mpsl_ilp import solve_mpsl_cuts
 from splitpipe.planner.mpsl_nodes import heterogeneous, plan_assignment
-from splitpipe.planner.published import closed_form_notes, paper_result
 from splitpipe.planner.pipelearn import choose_split
+from splitpipe.planner.published import closed_form_notes, paper_result
 from splitpipe.planner.sizes import format_bytes
 from splitpipe.profile import Profile
 from splitpipe.schedules import PlannerHook, technique, techniques
