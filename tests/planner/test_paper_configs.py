@@ -1,5 +1,5 @@
 """The papers' settings (configs/papers/*.toml) load and run, shortened: 2 owners of 8 synthetic
-CIFAR-sized samples, 1 epoch, profile timing from an invented profile of the same model."""
+CIFAR-sized samples in one mini-batch, 1 epoch, profile timing from an invented profile of the same model."""
 
 import json
 from pathlib import Path
@@ -22,6 +22,7 @@ def test_paper_config_runs_shortened(name: str, tmp_path: Path, profile_file) ->
         assert config.weight_decay == 1e-4 and config.micro_batches == 1
     out = tmp_path / "run"
     code = main(["run", str(path), "--dataset", DATA, "--samples-per-device", "8", "--epochs", "1",
+                 "--batch-size", "8", "--micro-batches", str(min(config.micro_batches, 8)),
                  "--timing", "profile", "--profile", str(profile_file(config.model, DATA)), "--no-progress",
                  "--out", str(out), *(["--devices", "2"] if config.devices > 1 else [])])
     assert code == 0
@@ -32,5 +33,5 @@ def test_paper_config_runs_shortened(name: str, tmp_path: Path, profile_file) ->
 def test_samples_per_device_cuts_every_shard() -> None:
     from splitpipe.setup import prepare
 
-    setup = prepare(RunConfig(dataset="digits", devices=3, samples_per_device=10))
+    setup = prepare(RunConfig(dataset="digits", devices=3, samples_per_device=10, batch_size=8, micro_batches=2))
     assert setup.plan.shard_sizes == (10, 10, 10) and [len(s) for s in setup.shards] == [10, 10, 10]
