@@ -137,7 +137,7 @@ def run_loop(
                 epoch_spans += _shifted(failed.spans, offset)
                 offset = max([offset + failed.time_s, *(s.end for s in epoch_spans)])
                 engine.rewind()
-                pending.pop(failed.node)
+                pending.pop(failed.node, None)  # a real death was not scripted
                 dead.add(failed.node)
                 _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
                         {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",

@@ -26,7 +26,8 @@ class LinkServicer(ProtoLinkServicer):
 
     A stream whose sender name and HMAC token do not match the shared secret is refused with
     UNAUTHENTICATED before any frame is read. A malformed message is logged and dropped; the
-    stream, and every other stream, keeps going.
+    stream, and every other stream, keeps going. A stream that breaks (the sender died) is
+    delivered as a control message {"type": "broken"} from that sender.
     """
 
     def __init__(self, node: str, secret: bytes, deliver: Callable[[Message], None],
@@ -55,6 +56,8 @@ class LinkServicer(ProtoLinkServicer):
             level = logging.DEBUG if self._stopping.is_set() else logging.WARNING   # we are closing: expected
             log.log(level, "node '%s': stream from node '%s' at %s ended abnormally after %d message(s)",
                     self._node, sender, context.peer(), delivered)
+            if not self._stopping.is_set():  # its process or the network died: say so at once, in order
+                self._deliver(Message(sender, None, None, {"type": "broken"}, time.time()))
         except Exception:
             log.exception("node '%s': internal error on the stream from node '%s'", self._node, sender)
             context.abort(grpc.StatusCode.INTERNAL, "internal error")
