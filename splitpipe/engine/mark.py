@@ -34,10 +34,14 @@ class Mark:
         """Back to the mark; what ran since is lost: stored tensors and forwards awaiting their backward."""
         if self.plan is not x.plan:
             raise RuntimeError("rewind without a mark of the current plan")
-        for replica, (weights, state) in self.replicas.items():
-            module, optimizer = x.replicas[replica]
-            module.load_state_dict(weights)
-            optimizer.load_state_dict(state)
+        for replica, (module, optimizer) in x.replicas.items():
+            if replica in self.replicas:
+                weights, state = self.replicas[replica]
+                module.load_state_dict(weights)
+                optimizer.load_state_dict(state)
+            else:  # made since the mark (an epoch's first segment makes them): back to the template
+                module.load_state_dict(x.template[replica.part].state_dict())
+                optimizer.state.clear()
         x.cursor = dict(self.cursor)
         x.loss_sum, x.loss_count = self.loss
         x.store.clear()

@@ -66,6 +66,8 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
     every other node is stopped first.
     """
     setup = prepare(config)  # every bad value fails here, before a process starts
+    if config.round_deadline is not None:
+        raise ValueError(f"--round-deadline {config.round_deadline:g}: real runs do not apply it yet (emulator only)")
     coordinator = coordinator_of(setup.plan)
     names = [coordinator, *(n for n in setup.topology.names if n != coordinator)]
     threads = threads or max(1, (os.cpu_count() or 1) // len(names))
