@@ -119,6 +119,9 @@ class RunConfig(Options):
     several. Data owners (and FTPipeHD's workers) are dropped and the run goes on; see Faults"""
     rejoin: Events = ()
     """NODE@T: a failed node comes back at the first epoch boundary after T seconds"""
+    round_deadline: Positive | None = None
+    """seconds (emulator clock) after the epoch that ends a round began: an owner still training then is left
+    out of that round's FedAvg (its update discarded) and takes part again in the next"""
     out: str | None = None
     """directory for report.json, metrics.csv, plots, the trained model.safetensors and checkpoints/"""
     checkpoint_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = None

@@ -83,7 +83,8 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
             progress(epoch, row)
 
     engine = EmulatorEngine(executor, predict=lambda plan, epoch: predict_epoch(plan, profiles, epoch).time_s)
-    faults = Faults(_known(setup, "fail", config.fail_times()), _known(setup, "rejoin", config.rejoin_times()))
+    faults = Faults(_known(setup, "fail", config.fail_times()), _known(setup, "rejoin", config.rejoin_times()),
+                    config.round_deadline)
     result = run_loop(setup.plan, engine, range(first, config.epochs), segment_steps=segment_steps,
                       controller=controller, progress=after_epoch, faults=faults)
     schedule = result.schedule or build_schedule(setup.plan, max(0, config.epochs - 1))

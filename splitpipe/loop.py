@@ -8,7 +8,8 @@
         (3) spans move onto the epoch's clock: a segment starts when the previous one ended
         (4) a node that died in the segment: the engine rewinds it, the technique re-plans
             over the survivors, the weights move, and the segment runs again (its lost time
-            stays on the clock)
+            stays on the clock); owners that missed the round's deadline: the segment runs
+            again with their updates left out of the average (same clock: they did the work)
         (5) the controller may change the plan at this boundary (a node dropped, a new
             partition); the engine moves the weights the new plan needs; an event is logged
       (6) the epoch's metrics from its spans, plus what the engine measured (loss, accuracy)
@@ -26,6 +27,7 @@ from typing import Protocol
 from splitpipe.engine.events import NodeFailed
 from splitpipe.plan import Plan, steps_per_epoch
 from splitpipe.schedules import Segment, build_schedule, technique
+from splitpipe.schedules.fedavg import without_updates
 from splitpipe.schedules.ir import Schedule
 from splitpipe.span import Span
 from splitpipe.trace import epoch_metrics
@@ -80,10 +82,13 @@ Controller = Callable[[Plan, Segment], PlanChange | None]
 @dataclass(frozen=True)
 class Faults:
     """Scripted faults on the run's clock (seconds since the run began, epochs end to end):
-    `fail` kills a node then; `rejoin` brings a dead one back at the next epoch boundary after."""
+    `fail` kills a node then; `rejoin` brings a dead one back at the next epoch boundary after;
+    an owner whose round's training ends `deadline` seconds or more after the round's epoch began
+    is left out of that round's average (and takes part again in the next)."""
 
     fail: Mapping[str, float] = field(default_factory=dict)
     rejoin: Mapping[str, float] = field(default_factory=dict)
+    deadline: float | None = None
 Progress = Callable[[int, dict[str, object]], None]
 
 
@@ -124,12 +129,14 @@ def run_loop(
         nodes, links = _resources(result.plan)
         epoch_spans: list[Span] = []
         offset, start = 0.0, 0
+        missed: list[str] = []
         while True:
             segment = _segment(result.plan, epoch, start, segment_steps)
             schedule = build_schedule(result.plan, segment)  # (1)
             live = set(result.plan.topology.names)
             failures = {n: t - clock - offset for n, t in pending.items() if n in live}
-            if failures:
+            deadline = faults.deadline if segment.aggregates(result.plan) else None
+            if failures or deadline is not None:
                 engine.mark()
             try:
                 spans = engine.run_segment(result.plan, schedule, segment, failures or None)  # (2)
@@ -137,12 +144,20 @@ def run_loop(
                 epoch_spans += _shifted(failed.spans, offset)
                 offset = max([offset + failed.time_s, *(s.end for s in epoch_spans)])
                 engine.rewind()
-                pending.pop(failed.node)
+                pending.pop(failed.node, None)  # a real death was not scripted
                 dead.add(failed.node)
                 _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
                         {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",
                          "nodes": [failed.node]})
                 continue
+            late = _late(result.plan, spans, deadline - offset) if deadline is not None else []
+            if late:  # (4)
+                engine.rewind()
+                schedule = without_updates(schedule, late)
+                spans = engine.run_segment(result.plan, schedule, segment)
+                missed = [result.plan.owners[i] for i in late]
+                result.events.append({"epoch": epoch, "step": segment.start, "time_s": deadline,
+                                      "event": "deadline_miss", "nodes": missed})
             epoch_spans += _shifted(spans, offset)  # (3)
             offset = max([offset, *(s.end for s in epoch_spans)])
             result.schedule = schedule
@@ -155,7 +170,7 @@ def run_loop(
             start = segment.stop  # type: ignore[assignment]
         row = epoch_row(epoch, epoch_spans, nodes, links)  # (6)
         row.update(engine.finish_epoch(result.plan, schedule, epoch))
-        row["participants"] = list(result.plan.owners)
+        row["participants"] = [n for n in result.plan.owners if n not in missed]
         row["cuts"] = list(result.plan.cuts)
         result.rows.append(row)
         result.spans += epoch_spans
@@ -163,6 +178,16 @@ def run_loop(
         if progress is not None:
             progress(epoch, row)
     return result
+
+
+def _late(plan: Plan, spans: list[Span], deadline: float) -> list[int]:
+    """Owners whose last forward, backward or step ends after `deadline`; none if every owner is late."""
+    ends: dict[int, float] = {}
+    for s in spans:
+        if s.category in ("forward", "backward", "step"):
+            ends[s.owner] = max(ends.get(s.owner, 0.0), s.end)
+    late = sorted(i for i, end in ends.items() if end > deadline and 0 <= i < len(plan.owners))
+    return late if len(late) < len(plan.owners) else []
 
 
 def _shifted(spans: list[Span], offset: float) -> list[Span]:

@@ -120,3 +120,34 @@ def test_a_rejoined_owner_trains_again_from_the_next_epoch() -> None:
 def test_fail_naming_no_node_is_refused() -> None:
     with pytest.raises(ValueError, match="fail names device9, not a node"):
         emulate(prepare(RunConfig(devices=2, epochs=1, progress=False, fail=("device9@1",))))
+
+
+def _straggler_run(deadline: float | None) -> dict:
+    config = RunConfig(technique="fl", dataset="digits", devices=3, batch_size=64, epochs=2, progress=False,
+                       timing="profile", profile=PROFILE, device_speed=(1.0, 1.0, 0.2), round_deadline=deadline)
+    result = emulate(prepare(config))
+    return {"report": result.report, "spans": result.spans}
+
+
+def test_an_owner_past_the_round_deadline_is_left_out_of_that_round_and_trains_again_in_the_next() -> None:
+    run = _straggler_run(None)
+    free = run["report"]
+    ends: dict[str, float] = {}
+    for span in run["spans"]:
+        if span.epoch == 0 and span.category == "step":
+            ends[span.resource] = max(ends.get(span.resource, 0.0), span.end)
+    assert ends["device2"] > 2 * ends["device1"]  # device2 trains at a fifth of the speed
+    met = _straggler_run(2 * ends["device2"])["report"]
+    keys = ("time_s", "train_loss", "test_accuracy", "participants")
+    assert "events" not in met  # a deadline everyone meets changes nothing
+    assert [[e[k] for k in keys] for e in met["epochs"]] == [[e[k] for k in keys] for e in free["epochs"]]
+    late = _straggler_run(2 * ends["device1"])
+    report = late["report"]
+    assert [(e["event"], e["epoch"], e["nodes"]) for e in report["events"]] == [
+        ("deadline_miss", 0, ["device2"]), ("deadline_miss", 1, ["device2"])]
+    assert [e["participants"] for e in report["epochs"]] == [["device0", "device1"]] * 2
+    trained = {(s.epoch, s.resource) for s in late["spans"] if s.category == "forward"}
+    assert (1, "device2") in trained  # not dropped: it gets the average and trains the next round
+    assert [e["time_s"] for e in report["epochs"]] == pytest.approx([e["time_s"] for e in free["epochs"]])
+    assert report["epochs"][0]["train_loss"] == free["epochs"][0]["train_loss"]  # the same work, ...
+    assert report["epochs"][1]["train_loss"] != free["epochs"][1]["train_loss"]  # ... another average

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-
-import torch
 
 from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
+from splitpipe.engine.mark import Mark
 from splitpipe.plan import Plan
 from splitpipe.schedules import Segment, build_schedule
-from splitpipe.schedules.ir import Replica, Schedule
+from splitpipe.schedules.ir import Schedule
 from splitpipe.span import Span
 
 __all__ = ["EmulatorEngine"]
@@ -34,7 +31,7 @@ class EmulatorEngine:
         self.predict = predict
         self.wall_s = 0.0
         self.shards = dict(zip(executor.plan.owners, executor.shards))  # every owner's, by name
-        self.saved: _Mark | None = None
+        self.saved: Mark | None = None
 
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
@@ -69,11 +66,7 @@ class EmulatorEngine:
         carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost)
 
     def mark(self) -> None:
-        x = self.executor
-        self.saved = _Mark(
-            {r: (copy.deepcopy(m.state_dict()), copy.deepcopy(o.state_dict())) for r, (m, o) in x.replicas.items()},
-            dict(x.cursor), (x.loss_sum, x.loss_count), x.plan,
-        )
+        self.saved = Mark.take(self.executor)
 
     def rewind(self) -> None:
         """Back to the mark: weights, optimizer state, data position and loss of the segment's start.
@@ -81,23 +74,6 @@ class EmulatorEngine:
         What the segment computed is lost (its time stays on the clock); messages in flight and
         forwards awaiting their backward are dropped.
         """
-        x, saved = self.executor, self.saved
-        if saved is None or saved.plan is not x.plan:
+        if self.saved is None:
             raise RuntimeError("rewind without a mark of the current plan")
-        for replica, (weights, state) in saved.replicas.items():
-            module, optimizer = x.replicas[replica]
-            module.load_state_dict(weights)
-            optimizer.load_state_dict(state)
-        x.cursor = dict(saved.cursor)
-        x.loss_sum, x.loss_count = saved.loss
-        x.store.clear()
-        x.saved.clear()
-        x.memory.forwards.clear()
-
-
-@dataclass
-class _Mark:
-    replicas: dict[Replica, tuple[dict[str, torch.Tensor], dict[str, object]]]
-    cursor: dict[tuple[int, int], int]
-    loss: tuple[float, int]
-    plan: Plan
+        self.saved.restore(self.executor)

@@ -1,7 +1,9 @@
 """The coordinating node (the server, or the central node): it runs its own lanes like any node,
 and besides gathers the others, estimates their clocks, starts each epoch and merges the traces.
 
-Every phase has a timeout, and a node that fails or falls silent stops the run with its name.
+Every phase has a timeout, and a node that fails or falls silent stops the run with its name,
+unless it is a data owner the technique can go on without: then the epoch is called off and
+redone without it (runtime/recovery.py), as the emulator does at a scripted failure.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from splitpipe.engine.carry import carry_over
+from splitpipe.engine.events import NodeFailed
+from splitpipe.engine.mark import Mark
 from splitpipe.loop import run_loop
 from splitpipe.plan import Plan
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
-from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout, RemoteFailure
+from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, node_executor
 from splitpipe.runtime.protocol import assignment, config_mismatch, gather_tag, spans_from_body
+from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules import Segment, build_schedule
 from splitpipe.schedules.ir import Replica, Schedule
@@ -68,9 +74,14 @@ class Coordinator:
         self.states: dict[Replica, State] = {}
         self.loss = (0.0, 0)
         self.wall_s = 0.0
+        self.dropped: list[str] = []  # data owners that died, in order
+        self.saved: Mark | None = None  # own state at the running epoch's start
+        self.schedule: Schedule | None = None
+        self._epoch = 0
+        self.shards = dict(zip(setup.plan.owners, setup.shards))
 
     def run(self) -> ClusterResult:
-        self.heartbeat = Heartbeat(self.transport)  # to each node once it joined
+        self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
         try:
             self._join()
             self._assign()
@@ -88,6 +99,8 @@ class Coordinator:
         rows, spans, states = result.rows, result.spans, self.states
         nodes = {n: {"offset_s": o.offset_s, "rtt_s": o.rtt_s} for n, o in sorted(self.offsets.items())}
         report = report_header(self.setup, "wall", engine="distributed") | {"epochs": rows, "nodes": nodes}
+        if result.events:
+            report["events"] = result.events
         model = self.executor.global_model(result.schedule, states=states) if result.schedule else None
         return ClusterResult(report, spans, states, model)
 
@@ -143,20 +156,35 @@ class Coordinator:
     # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
+        """One epoch on every node; NodeFailed (for the run loop) when a data owner it can lose dies."""
         if failures:
-            raise RuntimeError("real runs take no scripted failures yet")
+            raise RuntimeError("real runs take no scripted failures: the launcher kills the node (launch --fail)")
         if segment.start != 0 or not segment.ends_epoch:
             raise RuntimeError("real runs change plans only between epochs")
-        epoch, topology = segment.epoch, plan.topology
+        self.at: float | None = None
+        try:
+            return self._run_epoch(plan, schedule, segment.epoch)
+        except (RemoteFailure, PeerLost) as exc:
+            if exc.node not in self.members or not can_drop(plan, exc.node):
+                raise
+            log.warning("%s: %s; epoch %d is redone without it", self.name, exc, segment.epoch)
+            self._drop(exc.node)
+            time_s = 0.0 if self.at is None else max(0.0, time.time() - self.at)
+            raise NodeFailed(exc.node, time_s, []) from None
+
+    def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
+        topology = plan.topology
+        self.schedule, self._epoch = schedule, epoch
         for member in self.members:
             self.transport.send_control(member, {"type": "prepare", "epoch": epoch})
         self.executor.begin_epoch(epoch, schedule)
+        self.saved = Mark.take(self.executor)
         for _ in self.members:
             body = self._expect(self.mailbox.control(self.timeout, f"the nodes to prepare epoch {epoch}"), "ready")
             if body["epoch"] != epoch:
                 raise RuntimeError(f"a node prepared epoch {body['epoch']}, not {epoch}")
         margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
-        at = time.time() + margin
+        at = self.at = time.time() + margin
         for member in self.members:
             self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": self.offsets[member].to_node(at)})
         time.sleep(max(0.0, at - time.time()))
@@ -191,13 +219,39 @@ class Coordinator:
                 "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
 
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
-        raise RuntimeError("real runs do not change plans mid-run yet")
+        """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list."""
+        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, [self.shards[n] for n in new.owners])
+        for member in self.members:
+            self.transport.send_control(member, {"type": "adopt", "dead": self.dropped, "owners": list(new.owners)})
 
     def mark(self) -> None:
-        raise RuntimeError("real runs do not rewind yet")
+        """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""
 
     def rewind(self) -> None:
-        raise RuntimeError("real runs do not rewind yet")
+        """recovery.py (2): every survivor back to the epoch's start; returns once none sends any more."""
+        for member in self.members:
+            self.transport.send_control(member, {"type": "rewind", "epoch": self._epoch, "dead": self.dropped})
+        sends, _ = peers_of(self.schedule, self.name)
+        send_fences(self.transport, sends & set(self.members), self.dropped)
+        waiting = set(self.members)
+        while waiting:
+            message = self.mailbox.control(self.timeout, f"{', '.join(sorted(waiting))} to rewind")
+            if (message.control or {}).get("type") == "rewound":  # else: a report of the aborted attempt
+                waiting.discard(message.src)
+        self.mailbox.clear_data()
+        if self.saved is not None:
+            self.saved.restore(self.executor)
+
+    def _drop(self, node: str) -> None:
+        """`node` is out of the run: no more heartbeats to it, nothing it sends is read.
+
+        It is not told (a message queued to a dead node holds the transport's close for its
+        connect timeout); one that still lives gives up at its own phase timeout.
+        """
+        self.members.remove(node)
+        self.dropped.append(node)
+        self.heartbeat.remove(node)
+        self.mailbox.forget(node)
 
     # -- helpers ---------------------------------------------------------------------------
     def _expect(self, message: Message, kind: str) -> dict:

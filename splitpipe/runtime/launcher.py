@@ -3,7 +3,9 @@
 The launcher writes a fresh secret and each node's options (NodeOptions as JSON, the run's
 config inside) to a private directory, starts the coordinator (which writes the report),
 then every other node as `python -m splitpipe.runtime.entry OPTIONS.json`, and polls them
-all: a node that dies stops the rest at once and the launch fails with that node's name.
+all: a node that dies stops the rest at once and the launch fails with that node's name, unless
+it is a data owner the technique can go on without (the coordinator re-plans; runtime/recovery.py).
+`config.fail` (NODE@T) kills that node's process with SIGKILL T seconds after every node started.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from splitpipe.config import RunConfig
 from splitpipe.plan import Topology
 from splitpipe.runtime.options import NodeOptions, Role
 from splitpipe.runtime.protocol import coordinator_of, node_id
+from splitpipe.runtime.recovery import can_drop
 from splitpipe.setup import prepare
 
 __all__ = ["launch", "ClusterFailed"]
@@ -59,9 +62,12 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
            threads: int | None = None, poll_s: float = 0.1) -> None:
     """Run `config` with one process per node on loopback; the coordinator writes config.out.
 
-    Raises ClusterFailed naming the node when one dies; every other node is stopped first.
+    Raises ClusterFailed naming the node when one dies that the run cannot go on without;
+    every other node is stopped first.
     """
     setup = prepare(config)  # every bad value fails here, before a process starts
+    if config.round_deadline is not None:
+        raise ValueError(f"--round-deadline {config.round_deadline:g}: real runs do not apply it yet (emulator only)")
     coordinator = coordinator_of(setup.plan)
     names = [coordinator, *(n for n in setup.topology.names if n != coordinator)]
     threads = threads or max(1, (os.cpu_count() or 1) // len(names))
@@ -74,7 +80,8 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         secret = _private(work / "secret", secrets.token_hex(32))
         common = {"secret_file": str(secret), "timeout": timeout, "threads": threads,
                   "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
-        cluster = _Cluster(setup.topology, work, poll_s)
+        expendable = {n for n in setup.topology.names if can_drop(setup.plan, n)}
+        cluster = _Cluster(setup.topology, work, poll_s, expendable)
         restore = _exit_on_sigterm()
         try:
             lead = cluster.start(coordinator, config, port_file=str(work / "port"), **common)
@@ -82,10 +89,19 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
             quiet = config.with_(out=None, progress=False)
             for name in names[1:]:
                 cluster.start(name, quiet, coordinator=f"127.0.0.1:{port}", **common)
-            cluster.watch(lead)
+            cluster.watch(lead, _kills(config, names))
         finally:
             cluster.stop()
             restore()
+
+
+def _kills(config: RunConfig, names: list[str]) -> dict[str, float]:
+    """--fail NODE@T as node -> seconds after the start; ValueError names a node the plan lacks."""
+    kills = config.fail_times()
+    unknown = sorted(set(kills) - set(names))
+    if unknown:
+        raise ValueError(f"--fail names {', '.join(unknown)}, not a node of the plan; nodes: {', '.join(names)}")
+    return kills
 
 
 def _private(path: Path, text: str) -> Path:
@@ -113,11 +129,13 @@ def _exit_on_sigterm() -> Callable[[], None]:
 
 
 class _Cluster:
-    def __init__(self, topology: Topology, work: Path, poll_s: float) -> None:
+    def __init__(self, topology: Topology, work: Path, poll_s: float, expendable: set[str]) -> None:
         self.topology = topology
         self.work = work
         self.poll_s = poll_s
+        self.expendable = expendable  # nodes whose death the run survives
         self.children: list[_Child] = []
+        self.lost: set[str] = set()
 
     def start(self, name: str, config: RunConfig, **node: Any) -> _Child:
         """Start node `name` with its NodeOptions (`node` plus its role and id) handed over as a JSON file."""
@@ -143,9 +161,18 @@ class _Cluster:
             time.sleep(self.poll_s)
         raise ClusterFailed(f"node {lead.name} did not listen within {timeout:g} s")
 
-    def watch(self, lead: _Child) -> None:
-        """Until the coordinator exits 0; ClusterFailed as soon as any node exits otherwise."""
+    def watch(self, lead: _Child, kills: dict[str, float] | None = None) -> None:
+        """Until the coordinator exits 0; ClusterFailed as soon as a node it needs exits otherwise.
+
+        `kills`: node -> seconds from now at which its process gets SIGKILL (--fail).
+        """
+        started, kills = time.monotonic(), dict(kills or {})
         while lead.process.poll() is None:
+            for child in self.children:
+                if child.name in kills and time.monotonic() - started >= kills[child.name]:
+                    del kills[child.name]
+                    log.warning("killing %s (pid %d) as --fail asked", child.name, child.process.pid)
+                    child.process.kill()
             self._check()
             time.sleep(self.poll_s)
         self._check()
@@ -156,6 +183,11 @@ class _Cluster:
 
     def _check(self) -> None:
         failed = [c for c in self.children if c.process.poll() not in (None, 0)]
+        for child in failed:
+            if child.name in self.expendable and child.name not in self.lost:
+                self.lost.add(child.name)
+                log.warning("%s; the run goes on without it", child.describe())
+        failed = [c for c in failed if c.name not in self.expendable]
         if failed:  # a node killed by a signal is the likelier cause of the others' failure
             failed.sort(key=lambda c: (c.process.returncode or 0) >= 0)
             raise ClusterFailed("; ".join(c.describe() for c in failed) + "; stopped the other nodes")

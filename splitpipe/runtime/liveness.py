@@ -23,12 +23,15 @@ SILENCE_S = 30.0
 class Heartbeat:
     """Sends {"type": "alive"} to `peers` every `interval` seconds from a thread of its own.
 
-    The transport's sends are thread-safe; a peer that cannot be reached is skipped (the
-    receiving side is the one that decides a node is gone).
+    The transport's sends are thread-safe; a peer that cannot be reached is written into
+    `lost` (peer -> why), which the node's mailbox reads: a broken stream names a dead peer
+    within seconds, sooner than its silence would.
     """
 
-    def __init__(self, transport: Transport, peers: Iterable[str] = (), interval: float = HEARTBEAT_S) -> None:
+    def __init__(self, transport: Transport, peers: Iterable[str] = (), interval: float = HEARTBEAT_S,
+                 lost: dict[str, str] | None = None) -> None:
         self.transport = transport
+        self.lost = {} if lost is None else lost
         self.interval = interval
         self.peers = set(peers)
         self._lock = threading.Lock()
@@ -39,6 +42,10 @@ class Heartbeat:
     def add(self, peer: str) -> None:
         with self._lock:
             self.peers.add(peer)
+
+    def remove(self, peer: str) -> None:
+        with self._lock:
+            self.peers.discard(peer)
 
     def close(self) -> None:
         self._stop.set()
@@ -58,5 +65,6 @@ class Heartbeat:
             for peer in peers:
                 try:
                     self.transport.send_control(peer, {"type": "alive"})
-                except Exception as exc:  # noqa: BLE001 - the watcher decides who is gone
+                except Exception as exc:  # noqa: BLE001 - the mailbox decides what it means
                     log.debug("%s: heartbeat to %s failed: %s", self.transport.name, peer, exc)
+                    self.lost[peer] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

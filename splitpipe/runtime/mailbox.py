@@ -10,7 +10,7 @@ from splitpipe.runtime.protocol import check_body
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules.ir import Tag
 
-__all__ = ["Mailbox", "RemoteFailure", "PhaseTimeout"]
+__all__ = ["Mailbox", "RemoteFailure", "PhaseTimeout", "PeerLost", "EpochAborted"]
 
 
 class RemoteFailure(RuntimeError):
@@ -26,13 +26,33 @@ class PhaseTimeout(RuntimeError):
     """Nothing that a phase of the run waits for came in time."""
 
 
+class PeerLost(RuntimeError):
+    """A message to `node` could not be delivered: its process or the network to it is gone."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(f"node {node} is unreachable: {message}")
+        self.node = node
+
+
+class EpochAborted(RuntimeError):
+    """The coordinator called the epoch off (a node died): redo it without the `dead` nodes."""
+
+    def __init__(self, epoch: int, dead: list[str]) -> None:
+        super().__init__(f"epoch {epoch} aborted; dead nodes: {', '.join(dead)}")
+        self.epoch, self.dead = epoch, dead
+
+
 class Mailbox:
     """What a node received and has not used yet.
 
     Data messages wait under their tag until a Recv takes them (a Tag names one message
     per epoch); every data message is also kept in `arrivals` for the link spans. Control
     messages queue in order, except `error` and `abort`, which raise RemoteFailure at once,
-    and heartbeats. A watched node not heard from for `silence_s` seconds raises RemoteFailure.
+    and heartbeats. A watched node whose stream broke (the transport says so), or one not heard from for `silence_s` seconds, or one that
+    `unreachable` names (the heartbeat could not reach it), raises RemoteFailure.
+
+    After a failure: `rewind` raises EpochAborted; a `fence` from a node says it sent nothing
+    more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node.
     """
 
     def __init__(self, transport: Transport, silence_s: float = SILENCE_S) -> None:
@@ -43,6 +63,9 @@ class Mailbox:
         self.controls: deque[Message] = deque()
         self.arrivals: list[Message] = []
         self.last_heard: dict[str, float] = {}
+        self.unreachable: dict[str, str] = {}  # written by the heartbeat's thread
+        self.fenced: set[str] = set()
+        self.gone: set[str] = set()
 
     def watch(self, node: str) -> None:
         """From now on, fail if `node` falls silent (its process died, or the network between us)."""
@@ -70,15 +93,27 @@ class Mailbox:
             pass
 
     def file(self, message: Message) -> None:
+        if message.src in self.gone:
+            return
         if message.src in self.last_heard:
             self.last_heard[message.src] = max(self.last_heard[message.src], message.received_at)
         if message.control is not None:
             kind = check_body(message.control, message.src)
-            if kind == "alive":
+            body = message.control
+            if kind == "alive" or (kind == "error" and body["node"] in self.gone):
                 return
             if kind in ("error", "abort"):
-                body = message.control
                 raise RemoteFailure(str(body["node"]), str(body["message"]))
+            if kind == "broken" and message.src in self.last_heard:
+                raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)")
+            if kind == "broken":
+                return
+            if kind == "rewind":
+                raise EpochAborted(int(body["epoch"]), [str(n) for n in body["dead"]])
+            if kind == "fence":
+                self.fenced.add(message.src)
+                self._drop_from(message.src)
+                return
             self.controls.append(message)
             return
         tag = message.tag
@@ -108,8 +143,38 @@ class Mailbox:
             self.poll(left)
         return self.data.pop(tag)
 
+    def forget(self, node: str) -> None:
+        """`node` is out of the run: stop watching it, drop what it sent and ignore what it sends."""
+        self.gone.add(node)
+        self.last_heard.pop(node, None)
+        self.unreachable.pop(node, None)
+        self._drop_from(node)
+
+    def await_fences(self, nodes: set[str], timeout: float) -> None:
+        """Wait until each of `nodes` sent its fence; then nothing of the aborted attempt is left to come."""
+        deadline = time.monotonic() + timeout
+        while not nodes <= self.fenced:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = ", ".join(sorted(nodes - self.fenced))
+                raise PhaseTimeout(f"{self.name} waited {timeout:g} s for the fences of {missing}")
+            self.poll(left)
+        self.fenced -= nodes
+
+    def clear_data(self) -> None:
+        """Forget every data message (after a rewind: all of them belong to the aborted attempt)."""
+        self.data.clear()
+        self.arrivals = []
+
+    def _drop_from(self, node: str) -> None:
+        self.data = {tag: m for tag, m in self.data.items() if m.src != node}
+        self.arrivals = [m for m in self.arrivals if m.src != node]
+
     def _check_silence(self, now: float) -> None:
         """Fail if a watched node was silent for silence_s up to `now` (with everything until `now` filed)."""
+        for node, reason in list(self.unreachable.items()):
+            if node in self.last_heard:
+                raise RemoteFailure(node, f"unreachable ({reason})")
         for node, heard in self.last_heard.items():
             if now - heard > self.silence_s:
                 raise RemoteFailure(node, f"nothing heard from it for {now - heard:.0f} s "

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import time
 
+from splitpipe.engine.carry import carry_over
+from splitpipe.engine.mark import Mark
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
-from splitpipe.runtime.mailbox import Mailbox, RemoteFailure
+from splitpipe.runtime.mailbox import EpochAborted, Mailbox, PeerLost, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, node_executor
 from splitpipe.runtime.protocol import assignment, config_body, gather_tag, spans_to_body
+from splitpipe.runtime.recovery import peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Transport
 from splitpipe.schedules import build_schedule
 from splitpipe.schedules.ir import Replica, Schedule
@@ -30,11 +33,11 @@ def run_member(setup: Setup, name: str, transport: Transport, coordinator: str, 
 
     `address` is where the other nodes reach this one (HOST:PORT). Any failure here is
     reported to the coordinator before it is raised, so that the run stops at once; a
-    coordinator silent for `silence_s` seconds counts as gone.
+    coordinator silent for `silence_s` seconds, or one the heartbeat cannot reach, counts as gone.
     """
     member = _Member(setup, name, transport, coordinator, timeout, speed, silence_s)
     try:
-        with Heartbeat(transport, [coordinator]):
+        with Heartbeat(transport, [coordinator], lost=member.mailbox.unreachable):
             member.join(address)
             member.serve()
     except RemoteFailure:
@@ -58,6 +61,9 @@ class _Member:
         self.prepared = -1
         self.schedule: Schedule | None = None
         self.executor = node_executor(setup, name)
+        self.plan = setup.plan  # without the owners that died
+        self.saved: Mark | None = None  # the state at the prepared epoch's start
+        self.shards = dict(zip(setup.plan.owners, setup.shards))
 
     def join(self, address: str) -> None:
         """(1) hello, (2) the assignment: check it against this node's own schedule, learn the peers."""
@@ -81,26 +87,42 @@ class _Member:
 
     def serve(self) -> None:
         while True:
-            body = self._order("orders")
-            kind = body["type"]
-            if kind == "ping":
-                self.transport.send_control(self.coordinator, {
-                    "type": "pong", "seq": body["seq"], "t0": body["t0"], "t1": self._received, "t2": time.time(),
-                })
-            elif kind == "prepare":
-                self.prepare(int(body["epoch"]))
-            elif kind == "start":
-                self.run_epoch(int(body["epoch"]), float(body["at"]))
-            elif kind == "stop":
-                log.info("%s: stopped by %s", self.name, self.coordinator)
-                return
-            else:
-                raise RuntimeError(f"{self.name} got an unexpected '{kind}' from {self.coordinator}")
+            try:
+                if self._obey(self._order("orders")):
+                    return
+            except EpochAborted as aborted:
+                self.rewind(aborted.epoch, aborted.dead)
+            except PeerLost as lost:  # the coordinator decides: it calls the epoch off, or the run
+                if lost.node == self.coordinator:
+                    raise
+                self.transport.send_control(self.coordinator, {"type": "error", "node": lost.node,
+                                                               "message": str(lost)})
+
+    def _obey(self, body: dict) -> bool:
+        """Carry out one order; True when it was the last."""
+        kind = body["type"]
+        if kind == "ping":
+            self.transport.send_control(self.coordinator, {
+                "type": "pong", "seq": body["seq"], "t0": body["t0"], "t1": self._received, "t2": time.time(),
+            })
+        elif kind == "prepare":
+            self.prepare(int(body["epoch"]))
+        elif kind == "start":
+            self.run_epoch(int(body["epoch"]), float(body["at"]))
+        elif kind == "adopt":
+            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]])
+        elif kind == "stop":
+            log.info("%s: stopped by %s", self.name, self.coordinator)
+            return True
+        else:
+            raise RuntimeError(f"{self.name} got an unexpected '{kind}' from {self.coordinator}")
+        return False
 
     def prepare(self, epoch: int) -> None:
         """(4) build the schedule and replicas before the clock starts (the first epoch's take seconds)."""
-        self.schedule = build_schedule(self.setup.plan, epoch)
+        self.schedule = build_schedule(self.plan, epoch)
         self.executor.begin_epoch(epoch, self.schedule)
+        self.saved = Mark.take(self.executor)
         self.prepared = epoch
         self.transport.send_control(self.coordinator, {"type": "ready", "epoch": epoch})
 
@@ -114,7 +136,7 @@ class _Member:
         if delay > 0:
             time.sleep(min(delay, self.timeout))
         log.info("%s: epoch %d started", self.name, epoch)
-        spans = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.setup.topology, epoch,
+        spans = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.plan.topology, epoch,
                            timeout=self.timeout, speed=self.speed).run()
         self.executor.end_epoch()
         last = epoch == self.setup.config.epochs - 1
@@ -123,6 +145,29 @@ class _Member:
             "type": "done", "epoch": epoch, "spans": spans_to_body(spans), "loss_sum": self.executor.loss_sum,
             "loss_count": self.executor.loss_count, "sent": [[r.part, r.replica] for r in sent],
         })
+
+    def rewind(self, epoch: int, dead: list[str]) -> None:
+        """recovery.py (3): back to the epoch's mark, fence the receivers, await the senders' fences."""
+        log.info("%s: epoch %d called off (%s died); rewinding", self.name, epoch, ", ".join(dead))
+        for node in dead:
+            self.mailbox.forget(node)
+        sends, receives = peers_of(self.schedule, self.name)
+        send_fences(self.transport, sends | {self.coordinator}, dead)
+        self.mailbox.await_fences(receives - set(dead), self.timeout)
+        self.mailbox.clear_data()
+        if self.saved is not None and self.saved.plan is self.executor.plan:
+            self.saved.restore(self.executor)
+        self.prepared = -1
+        self.transport.send_control(self.coordinator, {"type": "rewound", "epoch": epoch})
+
+    def adopt(self, dead: list[str], owners: list[str]) -> None:
+        """recovery.py (5): the coordinator's re-plan, made here from the config; own replicas carried over."""
+        plan, moved = replanned(self.setup.plan, self.plan, dead)
+        if list(plan.owners) != owners:
+            raise RuntimeError(f"{self.name}'s re-plan without {', '.join(dead)} has owners {list(plan.owners)}, "
+                               f"the coordinator's has {owners}")
+        carry_over(self.executor, plan, moved, build_schedule(plan, 0).replicas, [self.shards[n] for n in plan.owners])
+        self.plan, self.schedule = plan, None
 
     def _send_weights(self, schedule: Schedule, everything: bool, epoch: int) -> list[Replica]:
         """Weights of this node's replicas the global model uses (after the last epoch: of all of them)."""

@@ -35,9 +35,9 @@ from splitpipe.engine.lanes import (
 )
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.plan import Topology
-from splitpipe.runtime.mailbox import Mailbox, PhaseTimeout
+from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout
 from splitpipe.runtime.protocol import GATHER_OWNER
-from splitpipe.runtime.transport import Message, Transport
+from splitpipe.runtime.transport import Message, Transport, TransportError
 from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules.ir import SEND, Action, Schedule
 from splitpipe.setup import Setup, accelerated_nodes
@@ -134,7 +134,10 @@ class NodeRunner:
         if action.peer == self.name:
             self.mailbox.file(Message(self.name, action.tag, payload, None, time.time()))  # type: ignore[arg-type]
         else:
-            self.transport.send(action.peer, action.tag, payload)  # type: ignore[arg-type]
+            try:
+                self.transport.send(action.peer, action.tag, payload)  # type: ignore[arg-type]
+            except TransportError as exc:  # the coordinator decides whether the run goes on without it
+                raise PeerLost(str(action.peer), str(exc)) from None
 
     def _receive(self, action: Action) -> None:
         message = self.mailbox.data.pop(action.tag)  # type: ignore[arg-type]

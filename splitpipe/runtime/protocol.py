@@ -12,7 +12,14 @@ One run, as control messages (data messages carry tensors, as in the emulator)::
      |-- done(spans, loss) ------------->|   (5) plus weights as data messages (GATHER_OWNER)
      |<-- stop --------------------------|   (6) after the last epoch
 
-A failing node sends `error`; the coordinator answers everyone with `abort`.
+A failing node sends `error`; the coordinator answers everyone with `abort`. When a data owner
+dies and the technique can go on without it, the coordinator instead calls the epoch off::
+
+     |<-- rewind(epoch, dead) -----------|   (7) stop; weights back to the epoch's start
+     |-- fence --> each peer it sends to |       nothing more of the aborted attempt follows
+     |-- rewound(epoch) ---------------->|       once the fences of its senders came in
+     |<-- adopt(dead, owners) -----------|   (8) re-plan without the dead, carry the weights
+     |<-- prepare(epoch) ... ------------|       and the epoch is run again
 """
 
 from __future__ import annotations
@@ -51,6 +58,11 @@ BODIES: dict[str, tuple[str, ...]] = {
     "abort": ("node", "message"),
     "stop": (),
     "alive": (),
+    "rewind": ("epoch", "dead"),
+    "fence": (),
+    "broken": (),
+    "rewound": ("epoch",),
+    "adopt": ("dead", "owners"),
 }
 
 

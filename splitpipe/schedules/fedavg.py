@@ -4,12 +4,12 @@ messages.add_messages."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 
-from splitpipe.schedules.ir import AGG_LANE, AGGREGATE, LOAD, NO_OWNER, SNAPSHOT, Action, Tag
+from splitpipe.schedules.ir import AGG_LANE, AGGREGATE, LOAD, NO_OWNER, SNAPSHOT, Action, Schedule, Tag
 
-__all__ = ["Member", "fedavg"]
+__all__ = ["Member", "fedavg", "without_updates"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,23 @@ def _weights(m: Member, epoch: int) -> Tag:
 
 def _overlap(a: range, b: range) -> bool:
     return max(a.start, b.start) < min(a.stop, b.stop)
+
+
+def without_updates(schedule: Schedule, owners: Collection[int]) -> Schedule:
+    """`schedule` with the updates of data owners `owners` left out of every average (weight 0,
+    the others' renormalised); they still load the average. An average no other owner feeds
+    is left as it was."""
+    programs = {node: {lane: tuple(_without(a, owners) for a in actions) for lane, actions in lanes.items()}
+                for node, lanes in schedule.programs.items()}
+    return replace(schedule, programs=programs)
+
+
+def _without(action: Action, owners: Collection[int]) -> Action:
+    if action.op != AGGREGATE:
+        return action
+    weights = [0.0 if tag.owner in owners else w for tag, w in zip(action.reads, action.weights)]
+    total = sum(weights)
+    if total <= 0:
+        return action
+    scale = sum(action.weights) / total  # raw weights (owners with different cuts) keep their sum
+    return replace(action, weights=tuple(w * scale for w in weights))

@@ -43,7 +43,8 @@ class LinkServicer(ProtoLinkServicer):
     MAX_STREAMS_PER_PEER streams (RESOURCE_EXHAUSTED). A malformed message is logged and
     dropped; the stream, and every other stream, keeps going. What a stream holds (its
     assembler and any half-received message) is released when it ends. Refusals are logged
-    at a bounded rate per sender.
+    at a bounded rate per sender. A stream that breaks (the sender died) is delivered as a
+    control message {"type": "broken"} from that sender.
     """
 
     def __init__(self, node: str, secret: bytes | None, deliver: Callable[[Message], None],
@@ -108,6 +109,8 @@ class LinkServicer(ProtoLinkServicer):
             level = logging.DEBUG if self._stopping.is_set() else logging.WARNING   # we are closing: expected
             log.log(level, "node '%s': stream from node '%s' at %s ended abnormally after %d message(s)",
                     self._node, sender, context.peer(), delivered)
+            if not self._stopping.is_set():  # its process or the network died: say so at once, in order
+                self._deliver(Message(sender, None, None, {"type": "broken"}, time.time()))
         except Exception:
             log.exception("node '%s': internal error on the stream from node '%s'", self._node, sender)
             context.abort(grpc.StatusCode.INTERNAL, "internal error")
