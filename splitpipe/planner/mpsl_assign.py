@@ -137,8 +137,8 @@ def solve_mpsl_assignment(
     starts = sorted((int(np.argmax(held[i])), i) for i in range(nodes))
     cuts = (*(first_cut + t for t, _ in starts), last_cut)
     order = tuple(i for _, i in starts)
-    epoch, cost = assignment_value(cuts, order, forward, backward, batches=batches, fixed_s=fixed_s, prices=prices)
-    return Assignment(cuts, order, epoch, cost, time.perf_counter() - started)
+    epoch_s, spent = assignment_value(cuts, order, forward, backward, batches=batches, fixed_s=fixed_s, prices=prices)
+    return Assignment(cuts, order, epoch_s, spent, time.perf_counter() - started)
 
 
 def _milp(objective: np.ndarray, rows: list[tuple[dict[int, float], float, float]], n_var: int, n_int: int,

@@ -54,7 +54,7 @@ def plan_assignment(
     topology = _reordered(plan.topology, plan.chain, solution.order)
     chosen = replace(plan, cuts=solution.cuts, topology=topology)
     prediction = predict_epoch(chosen, profiles)
-    rows = []
+    rows: list[dict[str, object]] = []
     for k, (i, (a, b)) in enumerate(zip(solution.order, zip(solution.cuts, solution.cuts[1:]))):
         rows.append({"position": plan.chain[k], "node": f"node {i}", "speed": topology.node(plan.chain[k]).speed,
                      "units": f"{a}..{b - 1}", "forward_s": sum(forward[i][a:b]), "backward_s": sum(backward[i][a:b]),

@@ -35,7 +35,7 @@ def paper_result(plan: Plan, profiles: Mapping[str, Profile], search: PlanResult
     if len(set(zip(splits, counts))) > 1:
         settings["device_splits"] = ",".join(map(str, splits))
         settings["device_micro_batches"] = ",".join(map(str, counts))
-    rows = [{**row, "split": s, "micro_batches": n, "paper_path_s": path, "idle_s": prediction.idle_s[row["device"]]}
+    rows = [{**row, "split": s, "micro_batches": n, "paper_path_s": path, "idle_s": prediction.idle_s[str(row["device"])]}
             for row, (s, n, path) in zip(search.rows, rules)]
     searched = ", ".join(f"{k} {v}" for k, v in search.settings.items())
     notes = [
