@@ -28,9 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_matrix
 
+from splitpipe.planner.milp import solve_milp
 from splitpipe.planner.sizes import format_bytes
 
 __all__ = ["Assignment", "assignment_value", "solve_mpsl_assignment"]
@@ -123,7 +122,7 @@ def solve_mpsl_assignment(
         for i in range(nodes):
             for t in range(m):
                 objective[x(i, t)] = prices[i] * busy[x(i, t)]
-    result = _milp(objective, rows, n_var, 2 * n_x, time_limit_s)
+    result = solve_milp(objective, rows, n_var, 2 * n_x, time_limit_s)
     if result.x is None:
         limits_text = ", ".join(format_bytes(v) for v in limits)
         if deadline_s is not None:
@@ -139,18 +138,3 @@ def solve_mpsl_assignment(
     order = tuple(i for _, i in starts)
     epoch_s, spent = assignment_value(cuts, order, forward, backward, batches=batches, fixed_s=fixed_s, prices=prices)
     return Assignment(cuts, order, epoch_s, spent, time.perf_counter() - started)
-
-
-def _milp(objective: np.ndarray, rows: list[tuple[dict[int, float], float, float]], n_var: int, n_int: int,
-          time_limit_s: float):  # type: ignore[no-untyped-def]
-    matrix = lil_matrix((len(rows), n_var))
-    lower, upper = np.empty(len(rows)), np.empty(len(rows))
-    for r, (terms, lo, hi) in enumerate(rows):
-        for col, value in terms.items():
-            matrix[r, col] = value
-        lower[r], upper[r] = lo, hi
-    integrality = np.r_[np.ones(n_int), np.zeros(n_var - n_int)]
-    bounds = Bounds(np.zeros(n_var), np.r_[np.ones(n_int), np.inf, np.inf])
-    return milp(objective, integrality=integrality, bounds=bounds,
-                constraints=LinearConstraint(matrix.tocsr(), lower, upper),
-                options={"mip_rel_gap": 0.0, "time_limit": time_limit_s})

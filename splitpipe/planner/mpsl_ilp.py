@@ -31,9 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_matrix
 
+from splitpipe.planner.milp import solve_milp
 from splitpipe.planner.sizes import format_bytes
 
 __all__ = ["MpslSolution", "mpsl_objective", "solve_mpsl_cuts", "check_memory_limits"]
@@ -197,20 +196,9 @@ def _solve(
                 terms[z(i, t)] = terms.get(z(i, t), 0.0) + link_cost
                 terms[z(i, t + 1)] = terms.get(z(i, t + 1), 0.0) - link_cost
             rows.append((terms, -math.inf, 0.0))
-    matrix = lil_matrix((len(rows), n_var))
-    lower, upper = np.empty(len(rows)), np.empty(len(rows))
-    for r, (terms, lo, hi) in enumerate(rows):
-        for col, value in terms.items():
-            matrix[r, col] = value
-        lower[r], upper[r] = lo, hi
     objective = np.zeros(n_var)
     objective[lf] = objective[lb] = 1.0
-    integrality = np.zeros(n_var)
-    integrality[:nz] = 1
-    bounds = Bounds(np.zeros(n_var), np.r_[np.ones(nz), np.inf, np.inf])
-    result = milp(objective, integrality=integrality, bounds=bounds,
-                  constraints=LinearConstraint(matrix.tocsr(), lower, upper),
-                  options={"mip_rel_gap": 0.0, "time_limit": time_limit_s})
+    result = solve_milp(objective, rows, n_var, nz, time_limit_s)
     if result.x is None:
         limits_text = ", ".join(f"{n} {format_bytes(v)}" for n, v in zip(names, limits))
         raise ValueError(f"memory limits infeasible: no split of units {first_cut}..{last_cut - 1} over "
