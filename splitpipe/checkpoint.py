@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from splitpipe.engine.carry import momentum_of, set_momentum
 from splitpipe.schedules.ir import Replica
 
 if TYPE_CHECKING:
@@ -137,10 +138,8 @@ def write_checkpoint(
         for replica, (module, optimizer) in replicas.items():
             for name, value in module.state_dict().items():
                 weights[_key(replica, name)] = value
-            for name, param in module.named_parameters():
-                buffer = optimizer.state.get(param, {}).get("momentum_buffer")
-                if buffer is not None:
-                    momentum[_key(replica, name)] = buffer
+            for name, buffer in momentum_of(module, optimizer).items():
+                momentum[_key(replica, name)] = buffer
         save_file(_tensors(weights), str(tmp / "replicas.safetensors"))
         save_file(_tensors(momentum), str(tmp / "optimizer.safetensors"))
         rng = {"torch": torch.get_rng_state().tolist(), "numpy": _numpy_state(), "python": _python_state()}
@@ -192,10 +191,7 @@ def restore(checkpoint: Checkpoint, replicas: Mapping[Replica, tuple[nn.Module, 
             module.load_state_dict(checkpoint.replicas[replica])
         except RuntimeError as exc:
             raise ValueError(f"{where}: {replica} does not fit: {str(exc).splitlines()[0]}") from None
-        saved = checkpoint.momentum.get(replica, {})
-        for name, param in module.named_parameters():
-            if name in saved:
-                optimizer.state[param]["momentum_buffer"] = saved[name].to(param.device).clone()
+        set_momentum(module, optimizer, checkpoint.momentum.get(replica, {}))
     rng = checkpoint.state["rng"]
     torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
     kind, keys, pos, has_gauss, gauss = rng["numpy"]

@@ -141,8 +141,9 @@ def run_loop(
             try:
                 spans = engine.run_segment(result.plan, schedule, segment, failures or None)  # (2)
             except NodeFailed as failed:  # (4)
-                epoch_spans += _shifted(failed.spans, offset)
-                offset = max([offset + failed.time_s, *(s.end for s in epoch_spans)])
+                lost = _shifted(failed.spans, offset)
+                epoch_spans += lost
+                offset = max([offset, offset + failed.time_s, *(s.end for s in lost)])  # never back in time
                 engine.rewind()
                 pending.pop(failed.node, None)  # a real death was not scripted
                 dead.add(failed.node)
@@ -158,8 +159,9 @@ def run_loop(
                 missed = [result.plan.owners[i] for i in late]
                 result.events.append({"epoch": epoch, "step": segment.start, "time_s": deadline,
                                       "event": "deadline_miss", "nodes": missed})
-            epoch_spans += _shifted(spans, offset)  # (3)
-            offset = max([offset, *(s.end for s in epoch_spans)])
+            done = _shifted(spans, offset)  # (3)
+            epoch_spans += done
+            offset = max([offset, *(s.end for s in done)])
             result.schedule = schedule
             change = controller(result.plan, segment) if controller is not None else None
             if change is not None:  # (5)

@@ -67,7 +67,7 @@ def event_times(events: tuple[str, ...]) -> dict[str, float]:
     """("device1@2.5", ...) -> {"device1": 2.5}; ValueError names a bad item."""
     out = {}
     for item in events:
-        node, at, seconds = item.rpartition("@")[0], "@" in item, item.rpartition("@")[2]
+        node, at, seconds = item.rpartition("@")
         try:
             time = float(seconds)
         except ValueError:

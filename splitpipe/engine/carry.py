@@ -24,9 +24,22 @@ from splitpipe.engine.emulate import TensorExecutor, average_states
 from splitpipe.plan import Plan
 from splitpipe.schedules.ir import Replica
 
-__all__ = ["carry_over"]
+__all__ = ["carry_over", "momentum_of", "set_momentum"]
 
 State = dict[str, torch.Tensor]
+
+
+def momentum_of(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> State:
+    """SGD's momentum buffers of `module`'s parameters, by parameter name (those that have one)."""
+    state = ((name, optimizer.state.get(param, {}).get("momentum_buffer")) for name, param in module.named_parameters())
+    return {name: buffer for name, buffer in state if buffer is not None}
+
+
+def set_momentum(module: torch.nn.Module, optimizer: torch.optim.Optimizer, momentum: Mapping[str, torch.Tensor]) -> None:
+    """Give `module`'s parameters the momentum buffers `momentum` names (copies, on their device)."""
+    for name, param in module.named_parameters():
+        if name in momentum:
+            optimizer.state[param]["momentum_buffer"] = momentum[name].to(param.device).clone()
 
 
 def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], replicas: Sequence[Replica],
@@ -40,10 +53,7 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
         if replica.node in lost:
             continue
         weights[replica.replica].update({k: v.detach().clone() for k, v in module.state_dict().items()})
-        for name, param in module.named_parameters():
-            buffer = optimizer.state.get(param, {}).get("momentum_buffer")
-            if buffer is not None:
-                momentum[replica.replica][name] = buffer.clone()
+        momentum[replica.replica].update(momentum_of(module, optimizer))
     old_of = {new: old for old, new in owners.items()}
     batches, cursor = executor.epoch_batches, executor.cursor
     executor.shards = list(shards)  # type: ignore[arg-type]
@@ -51,21 +61,18 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
     executor.cursor = {(owners[lane], step): at for (lane, step), at in cursor.items() if lane in owners}
     executor.use_plan(plan)
     executor.replicas = {}
+    backups = _backups(executor, lost)
     for replica in replicas:
         if executor.node not in (None, replica.node):
             continue
         module = executor.template[replica.part]
         source = old_of.get(replica.replica, -1)  # -1: no old copy of its own, the average
         initial = module.state_dict()
-        backups = _backups(executor, lost)
         state = {key: _nearest(key, source, weights, backups, initial, lost) for key in initial}
         fresh = copy.deepcopy(module).to(executor.device(replica.node))
         fresh.load_state_dict(state)
         optimizer = executor.optimizer(fresh.parameters())
-        for name, param in fresh.named_parameters():
-            buffer = momentum.get(source, {}).get(name)
-            if buffer is not None:
-                optimizer.state[param]["momentum_buffer"] = buffer.to(param.device)
+        set_momentum(fresh, optimizer, momentum.get(source, {}))
         executor.replicas[replica] = (fresh, optimizer)
 
 
