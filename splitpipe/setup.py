@@ -65,7 +65,17 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
         shards = [shard[: config.samples_per_device] for shard in shards]
         plan = replace(plan, shard_sizes=tuple(len(shard) for shard in shards))
     _check_batch_size(config, shards)
+    _check_fault_nodes(config, plan)
     return Setup(config, dataset, model, shards, plan)
+
+
+def _check_fault_nodes(config: RunConfig, plan: Plan) -> None:
+    """--fail and --rejoin must name nodes of the plan: refused before any work, in run and launch alike."""
+    names = plan.topology.names
+    for option, times in (("fail", config.fail_times()), ("rejoin", config.rejoin_times())):
+        unknown = sorted(set(times) - set(names))
+        if unknown:
+            raise ValueError(f"{option} names {', '.join(unknown)}, not a node of this plan ({', '.join(names)})")
 
 
 def _check_profiles(config: RunConfig) -> None:
