@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,3 +55,18 @@ def tls_for(tls_dir: Path) -> Callable[[str], TlsConfig]:
         return TlsConfig(cert=tls_dir / f"{node}.pem", key=tls_dir / f"{node}.key",
                          ca=tls_dir / ("other-ca.pem" if node == "intruder" else "ca.pem"))
     return config
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """True once `condition()` holds; False after `timeout` s. A client hears a stream's end before the server's handler unwinds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., bool]:
+    return _wait_for

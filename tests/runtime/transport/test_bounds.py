@@ -59,16 +59,7 @@ class IdleStream:
             self.channel.close()
 
 
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def test_streams_per_sender_are_capped_and_others_still_served(rx, caplog) -> None:
+def test_streams_per_sender_are_capped_and_others_still_served(rx, caplog, wait_for) -> None:
     caplog.set_level(logging.WARNING, "splitpipe.transport")
     idle = [IdleStream(rx.address, "hog", good(i)) for i in range(MAX_STREAMS_PER_PEER)]
     assert wait_for(lambda: rx._servicer.open_streams() == {"hog": MAX_STREAMS_PER_PEER})
@@ -81,7 +72,7 @@ def test_streams_per_sender_are_capped_and_others_still_served(rx, caplog) -> No
     assert all(isinstance(s.end(), ProtoAck) for s in idle)
 
 
-def test_what_a_stream_holds_is_released_when_it_ends(rx) -> None:
+def test_what_a_stream_holds_is_released_when_it_ends(rx, wait_for) -> None:
     half = payload_to_frames(1, Tag("act"), torch.zeros(1 << 17), 1 << 16)[:2]   # a header and 64 KiB of 512 KiB
     stream = IdleStream(rx.address, "quitter", half)
     assert wait_for(lambda: rx._servicer.open_streams() == {"quitter": 1})
@@ -114,7 +105,7 @@ def test_rate_limited_log_counts_what_it_held_back(caplog) -> None:
         RateLimitedLog(logging.getLogger("x"), burst=0)
 
 
-def test_streams_past_the_pool_are_refused_at_once_not_queued(monkeypatch) -> None:
+def test_streams_past_the_pool_are_refused_at_once_not_queued(monkeypatch, wait_for) -> None:
     monkeypatch.setattr("splitpipe.runtime.transport.grpc_transport.MAX_STREAMS", 6)
     with GrpcTransport("small", "127.0.0.1:0", {}, SECRET) as node:
         node.start()

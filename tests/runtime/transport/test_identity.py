@@ -107,7 +107,7 @@ def test_a_recorded_handshake_cannot_be_replayed(rx, keys: Path) -> None:
     assert rx.receive(0.2) is None
 
 
-def test_a_sender_that_never_answers_is_cut_off(rx, monkeypatch) -> None:
+def test_a_sender_that_never_answers_is_cut_off(rx, monkeypatch, wait_for) -> None:
     monkeypatch.setattr(servicer_module, "HANDSHAKE_S", 0.3)
     release = threading.Event()
 
@@ -118,4 +118,4 @@ def test_a_sender_that_never_answers_is_cut_off(rx, monkeypatch) -> None:
     code, _ = signed_stream(rx.address, "alice", silent, [])
     release.set()
     assert code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAUTHENTICATED)
-    assert rx._servicer.open_streams() == {}
+    assert wait_for(lambda: rx._servicer.open_streams() == {})
