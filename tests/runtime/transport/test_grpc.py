@@ -100,6 +100,13 @@ def test_malformed_frames_are_dropped_and_receiver_keeps_serving(rx, caplog, cas
         assert rx.receive(5.0).control == {"after": case}
 
 
+def send_until_refused(tx: GrpcTransport, peer: str, timeout: float = 20.0) -> None:
+    """Send until the transport raises: a refusal or a failed connect is reported on a later send, when it has happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tx.send(peer, Tag("act"), torch.ones(1))
+        time.sleep(0.05)
+
 def test_frame_over_grpc_limit_aborts_only_that_stream(rx, caplog) -> None:
     caplog.set_level(logging.WARNING, LOGGER)
     huge = [ProtoFrame(message=1, control=ProtoControlHeader(nbytes=5 << 20)),
@@ -114,12 +121,8 @@ def test_frame_over_grpc_limit_aborts_only_that_stream(rx, caplog) -> None:
 def test_wrong_secret_is_refused_and_good_peer_gets_through(rx, caplog) -> None:
     caplog.set_level(logging.WARNING, LOGGER)
     with GrpcTransport("mallory", "127.0.0.1:0", {"rx": rx.address}, b"wrong-secret") as bad:
-        bad.send("rx", Tag("act"), torch.ones(3))
-        deadline = time.monotonic() + 10
         with pytest.raises(TransportError, match="UNAUTHENTICATED"):
-            while time.monotonic() < deadline:    # the refusal is reported on a later send
-                bad.send("rx", Tag("act"), torch.ones(3))
-                time.sleep(0.05)
+            send_until_refused(bad, "rx")
     assert rx.receive(0.1) is None
     refusals = [r.message for r in caplog.records if "refused a stream" in r.message]
     assert refusals and "claiming to be node 'mallory'" in refusals[0]
@@ -154,10 +157,8 @@ def test_connect_timeout_is_reported() -> None:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
     with GrpcTransport("tx", "127.0.0.1:0", {"gone": address}, SECRET, connect_timeout=0.5) as tx:
-        tx.send("gone", Tag("act"), torch.ones(1))
-        time.sleep(1.0)
         with pytest.raises(TransportError, match=r"could not connect to peer 'gone' at .* within 0.5 s"):
-            tx.send("gone", Tag("act"), torch.ones(1))
+            send_until_refused(tx, "gone")
 
 
 def test_start_address_and_config_errors(rx) -> None:
@@ -180,10 +181,8 @@ def test_tls_refuses_foreign_ca_and_plaintext(tls_for) -> None:
         for name, tls in (("intruder", tls_for("intruder")), ("plain", None)):
             with GrpcTransport(name, "127.0.0.1:0", {"n0": server.address}, SECRET, tls=tls,
                                connect_timeout=1.0) as client:
-                client.send("n0", Tag("act"), torch.ones(1))
-                time.sleep(1.5)
                 with pytest.raises(TransportError, match="could not connect"):
-                    client.send("n0", Tag("act"), torch.ones(1))
+                    send_until_refused(client, "n0")
         assert server.receive(0.1) is None
         with GrpcTransport("n1", "127.0.0.1:0", {"n0": server.address}, SECRET, tls=tls_for("n1")) as ok:
             ok.send("n0", Tag("act"), torch.ones(1))
