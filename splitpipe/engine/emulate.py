@@ -76,6 +76,14 @@ def payload_bytes(payload: object) -> int:
     raise TypeError(f"cannot size payload of type {type(payload).__name__}")
 
 
+def _sgd(params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD over `params`; a part without parameters (a lone max-pool) gets one over an empty tensor,
+    since torch refuses an empty list and the part still takes its Step."""
+    listed = list(params)
+    return torch.optim.SGD(listed or [nn.Parameter(torch.empty(0))], lr=lr, momentum=momentum,
+                           weight_decay=weight_decay)
+
+
 class TensorExecutor:
     """Executes compute actions for real; timing says how long they take on the virtual clock."""
 
@@ -100,7 +108,7 @@ class TensorExecutor:
         self.dataset = dataset
         self.shards = shards
         self.timing = timing
-        self.optimizer = lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer = lambda params: _sgd(params, lr, momentum, weight_decay)
         self.seed = seed
         self.node_devices = dict(node_devices or {})
         self.replicas: dict[Replica, tuple[nn.Module, torch.optim.Optimizer]] = {}
