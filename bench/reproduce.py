@@ -1,17 +1,21 @@
-"""Each paper's claims beside splitpipe's figure on the same setting, predicted from this host's profile.
+"""Each paper's claims beside splitpipe's figure on the same setting, predicted from a committed profile.
 
     python bench/reproduce.py --quick     # VGG-5 and VGG-19, a few minutes
     python bench/reproduce.py             # adds ResNet-18 and ResNet-101
+    python bench/reproduce.py --measure   # profiles this host now instead (figures move with its load)
 
-Every figure is the event predictor's (engine/predict.py) on a profile of this host measured
-at small batches and extended linearly, with node speeds from configs/papers/*.toml: the
-same engine and durations the emulator's profile timing uses, without the tensors, so the
-papers' full data sizes fit in minutes. MP-SL's memory is the planner's replica estimate.
+Every figure is the event predictor's (engine/predict.py) on the profiles committed under
+configs/papers/profiles/ (bench/paper_profiles.py measured them once, on one thread of this
+host; each file's `meta` says how), with node speeds from configs/papers/*.toml: the same
+engine and durations the emulator's profile timing uses, without the tensors, so the papers'
+full data sizes fit in minutes and every run prints the same figures. MP-SL's memory is the
+planner's replica estimate.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import replace
@@ -30,15 +34,26 @@ from splitpipe.profile import Profile, measure_profile  # noqa: E402
 from splitpipe.report import format_table  # noqa: E402
 from splitpipe.setup import prepare  # noqa: E402
 
-DATA = "synthetic:train_size=64,test_size=8"  # CIFAR-10's shape; the shard sizes are set below
+DATA = "synthetic"  # CIFAR-10's shape; plan_of sizes it, then sets the shard sizes
+PROFILES = Path(__file__).resolve().parents[1] / "configs" / "papers" / "profiles"
+MEASURE = False  # --measure: profile this host now instead of reading PROFILES
 
 
 def profile_of(model: str) -> Profile:
-    net = build_model(model, 3, 32, 10)
-    return measure_profile(net, (3, 32, 32), (4, 16), name=model, repeats=2, warmup=1)
+    """The committed profile of `model` (bench/paper_profiles.py), or this host's now with --measure."""
+    if MEASURE:
+        net = build_model(model, 3, 32, 10)
+        return measure_profile(net, (3, 32, 32), (4, 16), name=model, repeats=2, warmup=1)
+    path = PROFILES / f"{model}.json"
+    if not path.is_file():
+        raise SystemExit(f"no committed profile {path}; measure it with: python bench/paper_profiles.py --models {model}")
+    return Profile.load(path)
 
 
 def plan_of(config: RunConfig, samples: int):  # type: ignore[no-untyped-def]
+    """The plan of `config` with `samples` per owner (one mini-batch of synthetic data each is made)."""
+    owners = config.owners or config.devices
+    config = config.with_(dataset=f"synthetic:train_size={owners * config.batch_size},test_size=8,image_size=32")
     plan = prepare(config).plan
     return replace(plan, shard_sizes=(samples,) * len(plan.owners))
 
@@ -98,8 +113,29 @@ def mpsl_rows(profile: Profile, model: str, paper_gain: str) -> list[dict[str, o
         even = estimate_epoch_s(plan, profiles)
         rows.append({"claim": "MP-SL: ILP cuts vs hand-picked (even) cuts", "setting": f"{model}, {owners} owners, 3 hops",
                      "paper": paper_gain, "splitpipe": f"{1 - events / even:.1%} faster (cuts {solution.cuts} vs {plan.cuts})"})
-    rows.append({"claim": "MP-SL: multihop vs horizontally scaled SFL", "setting": "-", "paper": "(see the paper)",
-                 "splitpipe": "not reproduced: sfl --servers M is not implemented"})
+    rows += scaling_rows(profile, model, base)
+    return rows
+
+
+def scaling_rows(profile: Profile, model: str, base: dict[str, object]) -> list[dict[str, object]]:
+    """MP-SL on 3 compute nodes (the ILP's cuts) against SFL on 3 servers (sfl --servers 3; owners keep unit 0,
+    as MP-SL's owners keep their first unit): the busiest node's memory and the predicted epoch time."""
+    rows = []
+    sfl_base = {k: v for k, v in base.items() if k != "technique"}
+    for owners in (10, 50):
+        mpsl = plan_of(RunConfig(devices=owners, compute_nodes=3, **base), 5000)  # type: ignore[arg-type]
+        profiles = node_profiles(mpsl.topology, profile)
+        forward, backward, memory = mpsl_costs(mpsl, profiles)
+        n = mpsl.num_units
+        solution = solve_mpsl_cuts(forward, backward, memory, None, owners=owners, first_cut=1, last_cut=n - 1)
+        mpsl = replace(mpsl, cuts=solution.cuts)
+        sfl = plan_of(RunConfig(technique="sfl", devices=owners, servers=3, split=1, **sfl_base), 5000)  # type: ignore[arg-type]
+        sfl_memory = math.ceil(owners / 3) * sum(memory[1:])
+        mpsl_s, sfl_s = estimate_epoch_s(mpsl, profiles), estimate_epoch_s(sfl, node_profiles(sfl.topology, profile))
+        rows.append({"claim": "MP-SL: multihop vs horizontally scaled SFL (3 nodes each)",
+                     "setting": f"{model}, {owners} owners", "paper": "less memory per node; comparable time",
+                     "splitpipe": f"busiest node {max(solution.memory_bytes) / 2**30:.1f} vs {sfl_memory / 2**30:.1f} GiB "
+                     f"({1 - max(solution.memory_bytes) / sfl_memory:.0%} less); epoch {mpsl_s:.0f} vs {sfl_s:.0f} s"})
     return rows
 
 
@@ -120,11 +156,14 @@ def ftpipehd_rows(profile: Profile, model: str) -> list[dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="VGG-5 and VGG-19 only")
+    parser.add_argument("--measure", action="store_true", help="profile this host now instead of the committed profiles")
     args = parser.parse_args()
+    global MEASURE
+    MEASURE = args.measure
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
     vgg5, vgg19 = profile_of("vgg5"), profile_of("vgg19")
-    print(f"profiled in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"profiles ready at {time.perf_counter() - started:.0f} s", flush=True)
     rows += pipelearn_rows(vgg5, "vgg5", args.quick)
     print(f"pipelearn done at {time.perf_counter() - started:.0f} s", flush=True)
     if not args.quick:
@@ -135,7 +174,8 @@ def main() -> None:
     print(f"mpsl done at {time.perf_counter() - started:.0f} s", flush=True)
     rows += ftpipehd_rows(vgg5, "vgg5")
     print(format_table(rows, ["claim", "setting", "paper", "splitpipe"]))
-    print(f"\npredicted from this host's profile; {time.perf_counter() - started:.0f} s")
+    source = "this host's profile measured now" if MEASURE else "the profiles in configs/papers/profiles/"
+    print(f"\npredicted from {source}; {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ class RunConfig(Options):
     """cut point: the unit index where the server part starts (default: half the units)"""
     device_splits: Ints | None = None
     """sfl, pipelearn: one cut point per device, overriding split (the planner writes it when devices differ)"""
+    servers: Count | None = None
+    """sfl: servers the devices are split among (device i on server i mod M, the servers linked at 7 Gbit/s),
+    the server-side replicas averaged across servers at aggregation: MP-SL's horizontally scaled baseline
+    (default 1)"""
     device_micro_batches: Ints | None = None
     """pipelearn: one micro-batch count per device, overriding micro_batches"""
     cuts: Ints | None = None

@@ -125,7 +125,11 @@ def state_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
-def _median_time(fn: Callable[[], object], repeats: int, warmup: int, sync: Callable[[], object]) -> float:
+Pick = Callable[[list[float]], float]
+
+
+def _median_time(fn: Callable[[], object], repeats: int, warmup: int, sync: Callable[[], object],
+                 pick: Pick = statistics.median) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -135,11 +139,12 @@ def _median_time(fn: Callable[[], object], repeats: int, warmup: int, sync: Call
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return pick(times)
 
 
 def _forward_backward_s(
-    unit: nn.Module, inp: torch.Tensor, repeats: int, warmup: int, sync: Callable[[], object]
+    unit: nn.Module, inp: torch.Tensor, repeats: int, warmup: int, sync: Callable[[], object],
+    pick: Pick = statistics.median,
 ) -> tuple[float, float, torch.Tensor]:
     """Median forward and backward seconds of one unit, each timed on its own."""
     forward, backward = [], []
@@ -157,7 +162,7 @@ def _forward_backward_s(
         if i >= warmup:
             forward.append(t1 - t0)
             backward.append(t2 - t1)
-    return statistics.median(forward), statistics.median(backward), out.detach()
+    return pick(forward), pick(backward), out.detach()
 
 
 def measure_profile(
@@ -170,13 +175,18 @@ def measure_profile(
     repeats: int = 7,
     warmup: int = 3,
     lr: float = 0.01,
+    fastest: bool = False,
 ) -> Profile:
     """Time every unit's forward, backward and optimizer step (median of `repeats` after `warmup`).
+
+    `fastest` keeps the fastest repeat instead: on a host shared with other work, the time
+    least inflated by the others (what bench/paper_profiles.py commits).
 
     Each unit runs on a real input of the right shape (the previous unit's output). The model
     is used in place: pass a copy if its BatchNorm statistics matter.
     """
     dev = torch.device(device)
+    pick: Pick = min if fastest else statistics.median
     sync: Callable[[], object] = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     model = model.to(dev).train()
     sizes = sorted(set(int(b) for b in batch_sizes if b >= 1))
@@ -189,7 +199,7 @@ def measure_profile(
         x = torch.randn(n, *sample_shape, device=dev)
         for u, unit in enumerate(model):
             inp = x.detach().requires_grad_(u > 0)
-            forward[u][n], backward[u][n], x = _forward_backward_s(unit, inp, repeats, warmup, sync)
+            forward[u][n], backward[u][n], x = _forward_backward_s(unit, inp, repeats, warmup, sync, pick)
             out_bytes[u] = x[0].numel() * x.element_size()
     costs = []
     for u, unit in enumerate(model):
@@ -199,7 +209,7 @@ def measure_profile(
             opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
             for p in params:
                 p.grad = torch.zeros_like(p)
-            step_s = _median_time(opt.step, repeats, warmup, sync)
+            step_s = _median_time(opt.step, repeats, warmup, sync, pick)
         costs.append(UnitCost(forward[u], backward[u], step_s, out_bytes[u], state_bytes(unit)))
     copy = _copy_cost(dev, repeats, warmup, sync)
     input_bytes = int(torch.Size(sample_shape).numel()) * 4

@@ -17,7 +17,8 @@ __all__ = ["add_arguments", "execute", "CompareOptions"]
 
 class CompareOptions(Options):
     techniques: Names = COMPARED
-    """techniques to compare, each trained on the same plan"""
+    """techniques to compare, each trained on the same plan; NAME:KEY=VALUE gives one of them its own option,
+    as in sfl:servers=2 (several: sfl:servers=2+split=3)"""
     target_accuracy: Annotated[float, Field(gt=0, le=1)] | None = None
     """also report each technique's time to reach this test accuracy (a fraction, e.g. 0.9)"""
 
@@ -27,13 +28,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, CompareOptions)
 
 
-def parse_techniques(names: tuple[str, ...]) -> list[str]:
+def _value(text: str) -> object:
+    """"2" -> 2, "0.5" -> 0.5, anything else stays text (the option's own check reads it)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_techniques(names: tuple[str, ...]) -> dict[str, tuple[str, dict[str, object]]]:
+    """Each entry's label -> (technique, its own options): "sfl:servers=2" -> ("sfl", {"servers": "2"})."""
     from splitpipe.schedules import TECHNIQUES
 
-    unknown = [t for t in names if t not in TECHNIQUES]
-    if unknown or not names:
-        raise ValueError(f"unknown technique '{','.join(unknown)}'; choose from: {', '.join(TECHNIQUES)}")
-    return list(names)
+    entries: dict[str, tuple[str, dict[str, object]]] = {}
+    for entry in names:
+        name, _, spec = entry.partition(":")
+        if name not in TECHNIQUES:
+            raise ValueError(f"unknown technique '{name}'; choose from: {', '.join(TECHNIQUES)}")
+        pairs = [pair.partition("=") for pair in filter(None, spec.split("+"))]
+        if any(not key or not sep or not value for key, sep, value in pairs):
+            raise ValueError(f"technique entry {entry!r} must be NAME or NAME:KEY=VALUE[+KEY=VALUE], "
+                             "as in sfl:servers=2")
+        entries[entry] = (name, {key.replace("-", "_"): _value(value) for key, _, value in pairs})
+    if not entries:
+        raise ValueError(f"no technique to compare; choose from: {', '.join(TECHNIQUES)}")
+    return entries
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -48,17 +69,18 @@ def execute(args: argparse.Namespace) -> int:
     base = config_from_args(args)
     if base.out:
         writable_folder(base.out)
-    configs = {t: base.with_(technique=t) for t in techniques}
+    configs = {label: base.with_(technique=name, **own) for label, (name, own) in techniques.items()}
     setups = {t: prepare(c) for t, c in configs.items()}  # every bad value fails before training
     reports = {}
     for technique, setup in setups.items():
-        with epoch_progress(setup.config, technique, subfolder=technique) as progress:
+        folder = technique.replace(":", "_").replace("+", "_")  # sfl:servers=2 -> sfl_servers=2
+        with epoch_progress(setup.config, technique, subfolder=folder) as progress:
             result = emulate(setup, progress)
         reports[technique] = result.report
         if base.out:
-            write_run(Path(base.out) / technique, result.report, result.spans)
+            write_run(Path(base.out) / folder, result.report, result.spans)
             if result.model is not None:
-                save_run_model(Path(base.out) / technique, setup, result.model)
+                save_run_model(Path(base.out) / folder, setup, result.model)
     print_compare(reports, options.target_accuracy)
     if base.out:
         for path in write_compare(base.out, reports, options.target_accuracy):

@@ -29,6 +29,9 @@ class Dataset:
     """float32, normalised with the train set's mean and std."""
     y_test: torch.Tensor
     num_classes: int
+    augment: bool = False
+    """Random crop (padding 4) and horizontal flip of training images (data/augment.py): on by
+    default for the torchvision datasets, as in the papers; off for digits, synthetic and npz."""
 
     def __post_init__(self) -> None:
         problems = _shape_problems(self)

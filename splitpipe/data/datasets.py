@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from splitpipe.data.dataset import Dataset
 from splitpipe.data.digits import load_digits
 from splitpipe.data.npz import load_npz
@@ -15,9 +17,9 @@ DATASET_NAMES = ("digits", "synthetic", "cifar10", "mnist", "fashion-mnist", "sv
 
 #: Keyword options each dataset accepts.
 OPTIONS: dict[str, tuple[str, ...]] = {
-    "digits": (),
-    "synthetic": tuple(SYNTHETIC_OPTIONS),
-    **{name: ("download",) for name in VISION_DATASETS},
+    "digits": ("augment",),
+    "synthetic": (*SYNTHETIC_OPTIONS, "augment"),
+    **{name: ("download", "augment") for name in VISION_DATASETS},
     "npz:PATH": (),
 }
 
@@ -30,6 +32,8 @@ def load_dataset(spec: str, *, seed: int = 0, root: str | None = None, **options
     (default $SPLITPIPE_DATA or ~/.cache/splitpipe); `options` are per dataset,
     e.g. image_size=64 for synthetic or download=True for cifar10. Options may also be
     written into the spec, as on the command line: "synthetic:image_size=16,train_size=400".
+    augment=true|false turns the papers' crop and flip on or off (data/augment.py; default on
+    for the torchvision datasets, off for the rest).
     """
     if ":" in spec and not spec.startswith("npz:"):
         spec, inline = spec.split(":", 1)
@@ -41,6 +45,13 @@ def load_dataset(spec: str, *, seed: int = 0, root: str | None = None, **options
     if unknown:
         accepted = ", ".join(OPTIONS[name]) or "none"
         raise ValueError(f"dataset {spec!r} has no option {', '.join(unknown)} (options: {accepted})")
+    augment = options.pop("augment", name in VISION_DATASETS)
+    if type(augment) is not bool:
+        raise ValueError(f"dataset option augment must be true or false (got {augment!r})")
+    return replace(_load(spec, name, seed, root, options), augment=augment)
+
+
+def _load(spec: str, name: str, seed: int, root: str | None, options: dict[str, object]) -> Dataset:
     if name == "npz:PATH":
         path = spec[len("npz:") :]
         if not path:

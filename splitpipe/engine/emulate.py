@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from splitpipe.data import Dataset, batches
+from splitpipe.data.augment import augment, draws
 from splitpipe.engine.memory import MemoryMeter
 from splitpipe.engine.timing import Timing
 from splitpipe.models import split_model
@@ -76,6 +77,14 @@ def payload_bytes(payload: object) -> int:
     raise TypeError(f"cannot size payload of type {type(payload).__name__}")
 
 
+def _sgd(params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD over `params`; a part without parameters (a lone max-pool) gets one over an empty tensor,
+    since torch refuses an empty list and the part still takes its Step."""
+    listed = list(params)
+    return torch.optim.SGD(listed or [nn.Parameter(torch.empty(0))], lr=lr, momentum=momentum,
+                           weight_decay=weight_decay)
+
+
 class TensorExecutor:
     """Executes compute actions for real; timing says how long they take on the virtual clock."""
 
@@ -100,7 +109,7 @@ class TensorExecutor:
         self.dataset = dataset
         self.shards = shards
         self.timing = timing
-        self.optimizer = lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer = lambda params: _sgd(params, lr, momentum, weight_decay)
         self.seed = seed
         self.node_devices = dict(node_devices or {})
         self.replicas: dict[Replica, tuple[nn.Module, torch.optim.Optimizer]] = {}
@@ -118,6 +127,7 @@ class TensorExecutor:
         self.epoch_batches: dict[int, list[np.ndarray]] = {}
         self.cursor: dict[tuple[int, int], int] = {}
         self.epoch = 0
+        self.augment_table: np.ndarray | None = None  # per sample (row, column, flip) of this epoch
         # Recovery copies a node received (kind "backup"): node -> state key -> ((epoch, step), tensor).
         self.backups: dict[str, dict[str, tuple[tuple[int, int], torch.Tensor]]] = defaultdict(dict)
 
@@ -139,6 +149,7 @@ class TensorExecutor:
     def begin_epoch(self, epoch: int, schedule: Schedule) -> None:
         self.begin_segment(schedule)
         self.epoch = epoch
+        self.augment_table = draws(len(self.dataset.y_train), epoch, self.seed) if self.dataset.augment else None
         self.epoch_batches = {
             owner: batches(self.shards[owner], self.plan.batch_size, epoch, self.seed)
             for owner, node in schedule.owners.items() if self.node in (None, node)
@@ -317,7 +328,10 @@ class TensorExecutor:
         index = torch.as_tensor(batch[start:start + samples])
         self.cursor[(data.owner, data.step)] = start + samples
         dev = self.device(node)
-        return self.dataset.x_train[index].to(dev), self.dataset.y_train[index].to(dev)
+        images = self.dataset.x_train[index]
+        if self.augment_table is not None:
+            images = augment(images, self.augment_table[index.numpy()])
+        return images.to(dev), self.dataset.y_train[index].to(dev)
 
     def _batch_len(self, a: Action) -> int:
         samples = self.plan.shard_sizes[a.owner]

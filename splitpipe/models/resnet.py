@@ -82,8 +82,15 @@ def _resnet(
     blocks_per_stage: tuple[int, ...],
     in_channels: int,
     num_classes: int,
+    paper_layers: bool = False,
 ) -> nn.Sequential:
-    """Stem unit, one unit per block, head unit (average pool + flatten + linear)."""
+    """Stem unit, one unit per block, head unit (average pool + flatten + linear).
+
+    With `paper_layers` the units are torchvision's layers with each BN and ReLU folded into
+    the conv before it (MP-SL's count): stem, a pool slot, the blocks, [average pool +
+    flatten], [linear]. The CIFAR stem keeps the side, so the pool slot (where ImageNet's
+    ResNet has its max-pool) is an identity, kept so that unit k is the paper's layer k.
+    """
     units: list[nn.Module] = [
         nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=3, padding=1, bias=False),
@@ -99,6 +106,11 @@ def _resnet(
             stride = 2 if stage > 0 and index == 0 else 1
             units.append(block(channels, width, stride))
             channels = width * block.expansion
+    if paper_layers:
+        units.insert(1, nn.Identity())
+        units.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+        units.append(nn.Linear(channels, num_classes))
+        return nn.Sequential(*units)
     units.append(
         nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)
@@ -119,11 +131,11 @@ def resnet18(in_channels: int, image_size: int, num_classes: int) -> nn.Sequenti
 
 
 def resnet101(in_channels: int, image_size: int, num_classes: int) -> nn.Sequential:
-    """CIFAR-style ResNet-101 in 35 units: stem, 33 bottleneck blocks (3, 4, 23, 3), head.
+    """CIFAR-style ResNet-101 in MP-SL's 37 layers, so that its cut indices mean the same here.
 
-    MP-SL counts 37 indivisible layers in ResNet-101; ours has 35 because the
-    stem and the head are one unit each, so unit indices of MP-SL's plans do
-    not carry over one for one.
+    Units: stem (conv + BN + ReLU), the pool slot (an identity in the CIFAR
+    stem), 33 bottleneck blocks (3, 4, 23, 3) at units 2-34, [average pool +
+    flatten], [linear classes].
     """
     del image_size  # the adaptive pool absorbs any side
-    return _resnet(Bottleneck, (3, 4, 23, 3), in_channels, num_classes)
+    return _resnet(Bottleneck, (3, 4, 23, 3), in_channels, num_classes, paper_layers=True)

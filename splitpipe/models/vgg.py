@@ -51,28 +51,26 @@ def vgg5(in_channels: int, image_size: int, num_classes: int) -> nn.Sequential:
 
 
 def vgg19(in_channels: int, image_size: int, num_classes: int) -> nn.Sequential:
-    """VGG-19 with BatchNorm in 19 units: 16 conv units and 3 classifier units.
+    """VGG-19 with BatchNorm in MP-SL's 25 layers, so that its cut indices mean the same here.
 
-    Each conv + BN + ReLU is a unit, with a following max-pool folded into it;
-    a max-pool that would shrink the side below 1x1 is skipped, so 8x8 digits
-    keep three of the five pools. The classifier is [flatten + linear 512 +
-    ReLU], [linear 512 + ReLU], [linear classes], without dropout so that
-    training is deterministic. MP-SL counts 25 indivisible layers in VGG-19;
-    ours has 19 because a max-pool never sits alone on a node, so unit indices
-    of MP-SL's plans do not carry over one for one.
+    Layers, as torchvision's VGG-19 flattened with each activation folded into
+    the layer before it: 16 conv units (conv + BN + ReLU), 5 max-pools each a
+    unit of its own (units 2, 5, 10, 15, 20), the flatten where torchvision
+    has its average pool (unit 21), then [linear 512 + ReLU], [linear 512 +
+    ReLU], [linear classes], without dropout so that training is
+    deterministic. A max-pool that would shrink the side below 1x1 is an
+    identity, so 8x8 digits keep three of the five pools and the count stays 25.
     """
-    units: list[nn.Sequential] = []
+    units: list[nn.Module] = []
     channels, side = in_channels, image_size
     for layer in VGG19_LAYERS:
         if isinstance(layer, str):
-            if side // 2 >= 1:
-                units[-1].append(nn.MaxPool2d(2))
-                side //= 2
+            units.append(nn.MaxPool2d(2) if side // 2 >= 1 else nn.Identity())
+            side = max(1, side // 2)
             continue
         units.append(_conv_unit(channels, layer))
         channels = layer
-    units.append(
-        nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, 512), nn.ReLU())
-    )
+    units.append(nn.Flatten())
+    units.append(nn.Sequential(nn.Linear(channels * side * side, 512), nn.ReLU()))
     units.append(nn.Sequential(nn.Linear(512, 512), nn.ReLU()))
     return nn.Sequential(*units, nn.Linear(512, num_classes))

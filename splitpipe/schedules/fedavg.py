@@ -4,6 +4,7 @@ messages.add_messages."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
@@ -39,7 +40,9 @@ def fedavg(
 
     (1) every member snapshots its part in its own lane (a replica on the aggregator too, so
     the average waits for its last step); (2) the aggregator lane averages part by part;
-    (3) remote members load the average in their lane, local ones in the aggregator lane.
+    (3) remote members load the average in their lane, local ones in the aggregator lane;
+    several members of a part on one remote node (another server's replicas) load it in that
+    node's aggregation lane, so the average crosses to the node once.
 
     With `units` (part id -> unit range), parts of different ids may hold the same units
     (owners with different cuts): each part's average then reads every member that holds
@@ -65,10 +68,11 @@ def fedavg(
         average = Tag("avg", NO_OWNER, part, epoch)
         agg.append(Action(AGGREGATE, part=part, owner=NO_OWNER, reads=tuple(_weights(m, epoch) for m in holders),
                           writes=(average,), weights=weights))
+        on_node = Counter(m.node for m in group)
         for m in group:  # (3)
             load = Action(LOAD, part=part, owner=m.owner, replica=m.replica, reads=(average,))
             if m.node != aggregator:
-                lists[(m.node, m.lane)].append(load)
+                lists.setdefault((m.node, AGG_LANE if on_node[m.node] > 1 else m.lane), []).append(load)
         agg.extend(Action(LOAD, part=part, owner=m.owner, replica=m.replica, reads=(average,))
                    for m in group if m.node == aggregator)
 

@@ -1,4 +1,5 @@
-"""SplitFed v1: the split program of split.py with whole mini-batches (one micro-batch)."""
+"""SplitFed v1: the split program of split.py with whole mini-batches (one micro-batch), on one
+server or, with --servers M, on M (MP-SL's horizontally scaled one-hop baseline)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def build_sfl(plan: Plan, segment: Segment) -> Schedule:
 
 
 def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[list[np.ndarray], Plan]:
-    return star_plan("sfl", config, labels, num_units, split_cut(config, num_units))
+    return star_plan("sfl", config, labels, num_units, split_cut(config, num_units), config.servers or 1)
 
 
 TECHNIQUE = Technique(
@@ -34,7 +35,7 @@ TECHNIQUE = Technique(
     check=check_two_parts,
     roles=("server", "device"),
     accelerated_roles=frozenset({"server"}),
-    options=frozenset({"device_splits"}),
+    options=frozenset({"device_splits", "servers"}),
     planner=PlannerHook("split", per_device=True),
     replan=drop_owners,
 )

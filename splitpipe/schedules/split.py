@@ -12,6 +12,10 @@ add_messages sends at once, overlapping the next forward; (2) backwards read the
 gradients in order; (3) the server's forward reads activation and labels and writes the
 loss, its backward writes the gradient. Gradients accumulate; one step per mini-batch.
 
+With several servers (sfl --servers M, star.scaled_star) owner i's server lane is on its
+own server (star.owner_server) and FedAvg still runs at plan.server over every owner: the
+server-side replicas are averaged across servers.
+
 Each owner may have its own cut and micro-batch count (plan.owner_cuts,
 plan.owner_micro_batches; the planner chooses them per device). Owners with different cuts
 hold different part ids, so FedAvg cannot average "part 0" across them; it averages each
@@ -36,6 +40,7 @@ from splitpipe.schedules.ir import (
 )
 from splitpipe.schedules.messages import add_messages
 from splitpipe.schedules.record import Segment
+from splitpipe.schedules.star import owner_server
 from splitpipe.schedules.steps import owner_steps
 from splitpipe.schedules.validate import validate
 
@@ -52,12 +57,12 @@ def check_two_parts(plan: Plan) -> None:
 def build_split(plan: Plan, segment: Segment, micro_batches: int | None = None) -> Schedule:
     """`micro_batches` None: each owner's own count (plan.owner_micro_batches)."""
     check_two_parts(plan)
-    server = plan.server
     lists: dict[tuple[str, int], list[Action]] = {}
     members, replicas = [], []
     evaluate: dict[int, list[tuple[Replica, float]]] = {}
     weights = plan.fedavg_weights()
     for i, device in enumerate(plan.owners):
+        server = owner_server(plan, i)
         dev = lists.setdefault((device, i), [])
         srv = lists.setdefault((server, i), [])
         p0, p1 = plan.owner_part(i, 0), plan.owner_part(i, 1)  # part ids of this owner's cut
@@ -83,7 +88,7 @@ def build_split(plan: Plan, segment: Segment, micro_batches: int | None = None) 
             evaluate.setdefault(part, []).append((replica, weights[i]))
             members.append(Member(node, i, i, part, i, weights[i]))
     if segment.aggregates(plan):
-        fedavg(lists, members, server, segment.epoch, plan.part_units() if len(plan.layouts()) > 1 else None)
+        fedavg(lists, members, plan.server, segment.epoch, plan.part_units() if len(plan.layouts()) > 1 else None)
     return validate(Schedule(
         programs=add_messages(programs_from_lists(lists), plan.topology.links),
         replicas=tuple(replicas),

@@ -82,7 +82,7 @@ def test_synthetic_rejects_bad_sizes() -> None:
 
 
 def test_unknown_option_is_named() -> None:
-    with pytest.raises(ValueError, match=r"dataset 'digits' has no option colour \(options: none\)"):
+    with pytest.raises(ValueError, match=r"dataset 'digits' has no option colour \(options: augment\)"):
         load_dataset("digits", colour=True)
     with pytest.raises(ValueError, match=r"no option size \(options: channels, image_size"):
         load_dataset("synthetic", size=3)
@@ -260,6 +260,8 @@ def test_torchvision_dataset_is_converted(tmp_path: Path) -> None:
     assert data.num_classes == 10
     assert_normalised(data)
     assert [c["train"] for c in FakeCIFAR10.calls] == [True, False]
+    assert data.augment, "the papers augment their vision datasets"
+    assert not load_dataset("cifar10:augment=false", root=str(tmp_path), download=True).augment
 
 
 def test_dataset_lists_every_problem() -> None:

@@ -16,8 +16,8 @@ UNIT_COUNTS = {
     "vgg5": 5,
     "resnet18": 10,
     "mobilenet_v3_small": 15,
-    "vgg19": 19,
-    "resnet101": 35,
+    "vgg19": 25,  # MP-SL's count
+    "resnet101": 37,  # MP-SL's count
 }
 
 #: (channels, side) of 8x8 digits, CIFAR and MNIST.
@@ -135,10 +135,47 @@ def test_unit_output_shapes_leaves_modes_and_statistics_alone() -> None:
 
 
 def test_vgg19_skips_pools_that_would_empty_small_images() -> None:
-    shapes = unit_output_shapes(build_model("vgg19", 1, 8, 10), 1, 8)
-    assert shapes[:4] == [(64, 8, 8), (64, 4, 4), (128, 4, 4), (128, 2, 2)]
-    assert shapes[15] == (512, 1, 1)
-    assert shapes[16:] == [(512,), (512,), (10,)]
+    model = build_model("vgg19", 1, 8, 10)
+    shapes = unit_output_shapes(model, 1, 8)
+    assert shapes[:6] == [(64, 8, 8), (64, 8, 8), (64, 4, 4), (128, 4, 4), (128, 4, 4), (128, 2, 2)]
+    assert [type(model[u]).__name__ for u in (2, 5, 10, 15, 20)] == ["MaxPool2d"] * 3 + ["Identity"] * 2
+    assert shapes[20] == (512, 1, 1)
+    assert shapes[21:] == [(512,), (512,), (512,), (10,)]
+
+
+#: Parameters of VGG-19 (BN, 512-wide classifier) and ResNet-101 on CIFAR, as before the
+#: re-layering into MP-SL's layers: the regrouping adds and drops none.
+PARAMS = {"vgg19": 20_565_834, "resnet101": 42_512_970}
+
+
+@pytest.mark.parametrize("name", ["vgg19", "resnet101"])
+def test_paper_layers_keep_the_architecture(name: str) -> None:
+    assert _params(build_model(name, 3, 32, 10)) == PARAMS[name]
+
+
+def test_vgg19_regrouped_into_its_old_19_units_gives_the_same_output() -> None:
+    """The 25 layers grouped back as before (each pool folded into the conv unit before it,
+    the flatten into the first linear) compute exactly what the layers compute."""
+    model = build_model("vgg19", 3, 32, 10).eval()
+    groups: list[list[nn.Module]] = []
+    for unit in model:
+        if groups and (isinstance(unit, nn.MaxPool2d | nn.Identity) or isinstance(groups[-1][-1], nn.Flatten)):
+            groups[-1].append(unit)
+        else:
+            groups.append([unit])
+    old = nn.Sequential(*(nn.Sequential(*g) for g in groups))
+    assert len(old) == 19
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(old(x), model(x))
+
+
+def test_resnet101_units_are_the_papers_layers() -> None:
+    model = build_model("resnet101", 3, 32, 10)
+    kinds = [type(unit).__name__ for unit in model]
+    assert kinds[:2] == ["Sequential", "Identity"]
+    assert kinds[2:35] == ["Bottleneck"] * 33
+    assert kinds[35:] == ["Sequential", "Linear"]
 
 
 @pytest.mark.parametrize(("side", "last_side"), [(8, 2), (32, 4), (28, 4)])

@@ -5,6 +5,7 @@ import pytest
 
 from splitpipe.network import PROFILES
 from splitpipe.plan import Plan, chain_topology, stage_topology, star_topology
+from splitpipe.schedules.star import scaled_star
 
 
 def star(technique: str, devices: int = 1, shard: int = 3, micro_batches: int = 2, cuts=(1,)) -> Plan:
@@ -13,6 +14,14 @@ def star(technique: str, devices: int = 1, shard: int = 3, micro_batches: int = 
     return Plan(technique, topology, num_units=2, cuts=cuts if technique != "fl" else (), batch_size=3,
                 micro_batches=micro_batches, shard_sizes=(shard,) * devices,
                 owners=tuple(f"device{i}" for i in range(devices)))
+
+
+def sfl_servers(devices: int = 3, servers: int = 2) -> Plan:
+    """sfl with `devices` owners split among `servers` servers (MP-SL's horizontally scaled baseline)."""
+    plan = star("sfl", devices=devices, micro_batches=1)
+    topology = scaled_star(plan.topology, servers, [PROFILES["wifi"]])
+    return Plan("sfl", topology, num_units=2, cuts=(1,), batch_size=3, micro_batches=1,
+                shard_sizes=plan.shard_sizes, owners=plan.owners)
 
 
 def mpsl(owners: int = 2, compute: int = 1, shard_sizes: tuple[int, ...] = (2, 2), batch: int = 2,
@@ -38,6 +47,7 @@ TINY = {
     "sfl": ("sfl_2dev.txt", lambda: star("sfl", devices=2)),
     "pipelearn": ("pipelearn_2dev.txt", lambda: star("pipelearn", devices=2)),
     "sfl2": ("sfl2_2dev.txt", lambda: star("sfl2", devices=2)),
+    "sfl-servers": ("sfl_3dev_2servers.txt", lambda: sfl_servers()),
     "mpsl": ("mpsl_2owners_1compute.txt", lambda: mpsl()),
     "ftpipehd": ("ftpipehd_3stages_2mb.txt", lambda: ftpipehd()),
 }
