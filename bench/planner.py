@@ -1,23 +1,27 @@
 """Benchmark (planner issue): is the planner's choice the best, is the prediction right, is the ILP fast?
 
-1. PipeLearn, VGG-5 and ResNet-18 on synthetic 32x32x3 data, 2 devices (speeds 0.2 and 0.5
-   of this host) and a server (this host), under 4g, 4g+ and wifi: every split x
-   micro-batch count trained in the emulator with *measured* timing, against the planner's
-   choice (from a profile of this host), its per-device choice and PipeLearn's own rule.
-2. The error of the predicted epoch time against the emulated one, over that whole sweep.
-3. MP-SL's ILP for VGG-19 and ResNet-101 over 5 compute nodes: solve time, checked
+1. PipeLearn with VGG-5, ResNet-18 and MobileNetV3-Small on synthetic 32x32x3 data, 2 devices and
+   a server (this host): every split x micro-batch count (down to 1-2 samples per micro-batch) is
+   trained in the emulator with *measured* timing, then replayed under 4g, 4g+ and wifi and under
+   device speeds from 0.02 to 1.
+2. The error of the predicted epoch time (from a calibrated profile of this host) against that
+   emulated one: per row, and mean and worst per model and network and over the whole grid.
+3. The planner's choice against the sweep's best (speeds 0.2, 0.5), its per-device choice and
+   PipeLearn's own rule.
+4. MP-SL's ILP for VGG-19 and ResNet-101 over 5 compute nodes: solve time, checked
    against brute force, with and without memory limits, and its cuts against even cuts.
 
-    python bench/planner.py                  # about 8 minutes on a 2-core machine
-    python bench/planner.py --models vgg5    # about 1 minute
+    python bench/planner.py                  # the whole grid: about 15 minutes on a 2-core machine
+    python bench/planner.py --quick          # a reduced grid (3 splits, 3 micro-batch counts): a few minutes
+    python bench/planner.py --quick --json   # one JSON object: mean_error, worst_error, rows, ...
 
-Epochs are short (--train samples, one or two mini-batches per device) so that the sweep
-fits in minutes; each configuration trains two epochs and the second is measured (the
-first pays one-off costs: momentum buffers, allocator warm-up). The compute of an
-action does not depend on the network, so each configuration is trained once under the
-first network and its measured action durations are replayed by the event engine under
-each network (the replay of the first network reproduces the emulated epoch exactly).
-One torch thread (--threads) keeps timings steadier on a shared machine.
+Epochs are short (--train samples, a few mini-batches per device) so that the sweep fits in
+minutes; each configuration trains one warm-up epoch and then --epochs measured ones, whose
+median is kept. The compute of an action depends on neither the network nor the node's speed
+(measured timing divides the host's seconds by the speed), so each configuration is trained
+once at speed 1 and its measured host seconds are replayed by the event engine under each
+network and speed set (the replay at speed 1 reproduces the emulated epoch exactly; an assert
+checks it). One torch thread (--threads) keeps timings steadier on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import json
 import math
 import statistics
+import sys
 import time
 from dataclasses import replace
 
@@ -51,64 +57,74 @@ from splitpipe.report import format_table
 from splitpipe.schedules import build_schedule
 
 NETWORKS = ("4g", "4g+", "wifi")
+#: Device speed sets of the grid (2 devices each): phones, the planner's earlier case, this host.
+SPEEDS = ("0.02,0.05", "0.2,0.5", "1,1")
+CHOICE_SPEEDS = "0.2,0.5"  # the speed set the planner's choice is checked at
+#: --clock: what profile, calibration and emulator read. "cpu" (this thread's CPU time) is what
+#: the work costs with one torch thread, whatever else the machine runs; "wall" is the emulator's own.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+CLOCK = "wall"
 
 
 class Recorder(MeasuredTiming):
-    """Measured timing that also keeps every compute action's duration."""
+    """Measured timing that also keeps every compute action's host seconds."""
 
     def __init__(self, speeds: dict[str, float]) -> None:
         super().__init__(speeds)
-        self.durations: dict[tuple[str, object], float] = {}
+        self.host_s: dict[tuple[str, object], float] = {}
 
     def duration(self, node, action, measured_s):  # type: ignore[no-untyped-def]
-        seconds = super().duration(node, action, measured_s)
-        self.durations[(node, action)] = seconds
-        return seconds
+        self.host_s[(node, action)] = measured_s
+        return super().duration(node, action, measured_s)
 
 
 class Replay(ProfileExecutor):
-    """Recorded durations for compute; message sizes as the predictor (= the emulator) has them."""
+    """Recorded host seconds over the node's speed for compute (as measured timing has them);
+    message sizes as the predictor (= the emulator) has them."""
 
-    def __init__(self, durations, sizes: Profile, plan: Plan) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, host_s, sizes: Profile, plan: Plan) -> None:  # type: ignore[no-untyped-def]
         super().__init__(profile_timing(plan, node_profiles(plan.topology, sizes)), sizes, plan.part_units())
-        self.durations = durations
+        self.host_s = host_s
+        self.speeds = {n.name: n.speed for n in plan.topology.nodes}
 
     def compute(self, node, action):  # type: ignore[no-untyped-def]
-        return self.durations[(node, action)]
+        return self.host_s[(node, action)] / self.speeds[node]
 
 
-def per_model(spec: str, model: str) -> int:
-    """'vgg5=192,resnet18=64' -> the model's value ('64' alone: every model's)."""
-    values = dict(item.split("=") if "=" in item else ("*", item) for item in spec.split(","))
-    return int(values.get(model, values.get("*", 0)))
+def per_model(spec: str, model: str) -> str:
+    """'vgg5=192,resnet18=64' -> the model's value ('64' alone: every model's; '' if none)."""
+    values = dict(item.split("=", 1) if "=" in item else ("*", item) for item in spec.split(";" if ";" in spec
+                                                                                             else ","))
+    return values.get(model, values.get("*", ""))
 
 
-def config_for(args: argparse.Namespace, model: str, network: str, train: int) -> RunConfig:
+def config_for(args: argparse.Namespace, model: str, train: int) -> RunConfig:
     return RunConfig(model=model, dataset=f"synthetic:train_size={train},test_size=16", devices=args.devices,
-                     device_speed=args.device_speed, network=network, batch_size=args.batch_size, epochs=2,
+                     device_speed=(1.0,), network=(NETWORKS[0],), batch_size=args.batch_size, epochs=2,
                      progress=False)
 
 
-def with_network(plan: Plan, network: str, args: argparse.Namespace) -> Plan:
-    speeds = [float(s) for s in args.device_speed.split(",")]
-    topology = star_topology(len(plan.owners), [parse_network(network)], speeds, 1.0)
+def with_network(plan: Plan, network: str, speeds: str) -> Plan:
+    device_speeds = [float(s) for s in speeds.split(",")]
+    topology = star_topology(len(plan.owners), [parse_network(network)], device_speeds, 1.0)
     return replace(plan, topology=topology)
 
 
 def emulate_epochs(setup, plan: Plan, measured: int):  # type: ignore[no-untyped-def]
-    """Train 1 + `measured` epochs with measured timing; (spans, action durations) of the measured ones."""
+    """Train 1 + `measured` epochs with measured timing; (spans, host seconds per action) of the measured ones."""
     speeds = {n.name: n.speed for n in plan.topology.nodes}
     recorder = Recorder(speeds)
-    executor = TensorExecutor(copy.deepcopy(setup.model), plan, setup.dataset, setup.shards, recorder)
+    executor = TensorExecutor(copy.deepcopy(setup.model), plan, setup.dataset, setup.shards, recorder,
+                              clock=CLOCKS[CLOCK])
     out = []
     for epoch in range(1 + measured):
-        recorder.durations.clear()
+        recorder.host_s.clear()
         schedule = build_schedule(plan, epoch)
         executor.begin_epoch(epoch, schedule)
         spans = run_schedule(schedule, plan.topology, executor, epoch)
         executor.end_epoch()
         if epoch > 0:
-            out.append((spans, dict(recorder.durations)))
+            out.append((spans, dict(recorder.host_s)))
     return out
 
 
@@ -116,66 +132,112 @@ def epoch_time(spans) -> float:  # type: ignore[no-untyped-def]
     return max(s.end for s in spans)
 
 
-def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ignore[type-arg]
-    train, measured = per_model(args.train, model), per_model(args.epochs, model)
-    setup = prepare(config_for(args, model, NETWORKS[0], train))
-    counts = micro_batch_choices(args.batch_size)
+def model_profile(args: argparse.Namespace, model: str, setup, counts) -> Profile:  # type: ignore[no-untyped-def]
     sizes = sorted({args.batch_size // n for n in counts} | {-(-args.batch_size // n) for n in counts})
     started = time.perf_counter()
     profile = measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model,
-                              repeats=args.repeats, warmup=args.warmup)
+                              repeats=args.repeats, warmup=args.warmup, clock=CLOCKS[args.clock])
     if args.calibrate:
-        profile = calibrate(profile, setup.model, setup.dataset, batch_size=args.batch_size)
+        profile = calibrate(profile, setup.model, setup.dataset, batch_size=args.batch_size, clock=CLOCKS[args.clock])
     overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profile.calibration.items()) or "none"
-    print(f"{model}: profiled batch sizes {sizes} in {time.perf_counter() - started:.1f} s; "
-          f"overhead per action (ms): {overhead}", flush=True)
-    grid = [(s, n) for s in range(1, setup.plan.num_units) for n in counts]
-    emulated: dict[str, dict[tuple[int, int], float]] = {net: {} for net in NETWORKS}
-    predicted: dict[str, dict[tuple[int, int], float]] = {net: {} for net in NETWORKS}
+    log(f"{model}: profiled batch sizes {sizes} in {time.perf_counter() - started:.1f} s; "
+        f"overhead per action (ms): {overhead}")
+    return profile
+
+
+def grid_of(args: argparse.Namespace, model: str, num_units: int) -> list[tuple[int, int]]:
+    counts = [int(n) for n in per_model(args.micro_batches, model).split("/")]
+    spec = per_model(args.splits, model)
+    if spec == "all":
+        splits = list(range(1, num_units))
+    elif spec == "three":
+        splits = sorted({1, num_units // 2, num_units - 1})
+    elif spec.startswith("every"):
+        splits = list(range(1, num_units, int(spec[5:])))
+    else:
+        splits = [int(x) for x in spec.split("/")]
+    return [(s, n) for s in splits for n in counts]
+
+
+def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ignore[type-arg]
+    train, measured = int(per_model(args.train, model)), int(per_model(args.epochs, model))
+    setup = prepare(config_for(args, model, train))
+    grid = grid_of(args, model, setup.plan.num_units)
+    counts = sorted({n for _, n in grid} | set(micro_batch_choices(args.batch_size)))
+    profile = model_profile(args, model, setup, counts)
+    emulated: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
     started = time.perf_counter()
     for choice in grid:
         plan = with_choices(setup.plan, [choice] * args.devices)
         epochs = emulate_epochs(setup, plan, measured)
-        for net in NETWORKS:
-            netplan = with_network(plan, net, args)
+        for net, speeds in itertools.product(NETWORKS, SPEEDS):
+            netplan = with_network(plan, net, speeds)
             times = []
-            for epoch, (spans, durations) in enumerate(epochs, start=1):
+            for epoch, (spans, host_s) in enumerate(epochs, start=1):
                 replayed = run_schedule(build_schedule(netplan, epoch), netplan.topology,
-                                        Replay(durations, profile, netplan), epoch)
-                if net == NETWORKS[0]:
+                                        Replay(host_s, profile, netplan), epoch)
+                if net == NETWORKS[0] and speeds == "1,1":
                     assert math.isclose(epoch_time(replayed), epoch_time(spans), rel_tol=1e-12)
                 times.append(epoch_time(replayed))
-            emulated[net][choice] = statistics.median(times)
-            predicted[net][choice] = predict_epoch(netplan, node_profiles(netplan.topology, profile), 1).time_s
-    print(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s", flush=True)
-    for net in NETWORKS:
-        plan = with_network(setup.plan, net, args)
-        profiles = node_profiles(plan.topology, profile)
-        started = time.perf_counter()
-        common = choose_split(plan, profiles, micro_batches=counts, per_device=False)
-        own = choose_split(plan, profiles, micro_batches=counts, per_device=True)
-        search_s = time.perf_counter() - started
-        paper = paper_choice(profile, profile, plan, plan.owners[0])  # the slowest device
-        best = min(emulated[net], key=emulated[net].get)
-        row = {"model": model, "network": net, "sweep_best": _c(best), "best_s": emulated[net][best],
-               "planner": _c(common.common), "planner_s": emulated[net][common.common],
-               "gap": emulated[net][common.common] / emulated[net][best] - 1}
-        if own.per_device:
-            own_s = statistics.median(epoch_time(spans) for spans, _ in emulate_epochs(setup, own.plan, measured))
-            row |= {"per_device": "/".join(_c(c) for c in zip(own.splits, own.micro_batches)),
-                    "per_device_s": own_s, "per_device_gap": own_s / emulated[net][best] - 1}
-        else:
-            row |= {"per_device": "(same)", "per_device_s": row["planner_s"], "per_device_gap": row["gap"]}
-        row |= {"paper_rule": _c(paper), "paper_s": emulated[net][paper],
-                "paper_gap": emulated[net][paper] / emulated[net][best] - 1, "search_s": search_s}
-        out["choice"].append(row)
-        errors = [predicted[net][c] / emulated[net][c] - 1 for c in grid]
-        out["error"].append({
-            "model": model, "network": net, "configs": len(grid),
-            "mean_abs_err": statistics.mean(abs(e) for e in errors), "max_abs_err": max(abs(e) for e in errors),
-            "mean_err": statistics.mean(errors),
-            "err_at_choice": predicted[net][common.common] / emulated[net][common.common] - 1,
-        })
+            emulated_s = statistics.median(times)
+            predicted_s = predict_epoch(netplan, node_profiles(netplan.topology, profile), 1).time_s
+            emulated.setdefault((net, speeds), {})[choice] = emulated_s
+            out["rows"].append({"model": model, "network": net, "device_speed": speeds, "split": choice[0],
+                                "micro_batches": choice[1], "samples": -(-args.batch_size // choice[1]),
+                                "emulated_s": emulated_s, "predicted_s": predicted_s,
+                                "error": predicted_s / emulated_s - 1})
+    log(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s")
+    if args.choice:
+        for net in NETWORKS:
+            out["choice"].append(check_choice(args, model, setup, profile, counts, emulated[(net, CHOICE_SPEEDS)],
+                                              net, measured))
+
+
+def check_choice(args, model, setup, profile, counts, emulated, net, measured) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The planner's common and per-device choice and the paper's rule against the sweep's best."""
+    plan = with_network(setup.plan, net, CHOICE_SPEEDS)
+    profiles = node_profiles(plan.topology, profile)
+    started = time.perf_counter()
+    common = choose_split(plan, profiles, micro_batches=counts, per_device=False)
+    own = choose_split(plan, profiles, micro_batches=counts, per_device=True)
+    search_s = time.perf_counter() - started
+    paper = paper_choice(profile, profile, plan, plan.owners[0])  # the slowest device
+    best = min(emulated, key=emulated.get)
+
+    def timed(choice: tuple[int, int]) -> float:  # outside the (reduced) grid: train it
+        if choice not in emulated:
+            chosen = with_network(with_choices(setup.plan, [choice] * args.devices), net, CHOICE_SPEEDS)
+            emulated[choice] = statistics.median(epoch_time(s) for s, _ in emulate_epochs(setup, chosen, measured))
+        return emulated[choice]
+
+    row = {"model": model, "network": net, "sweep_best": _c(best), "best_s": emulated[best],
+           "planner": _c(common.common), "planner_s": timed(common.common),
+           "gap": timed(common.common) / emulated[best] - 1}
+    if own.per_device:
+        own_s = statistics.median(epoch_time(spans) for spans, _ in emulate_epochs(setup, own.plan, measured))
+        row |= {"per_device": "/".join(_c(c) for c in zip(own.splits, own.micro_batches)),
+                "per_device_s": own_s, "per_device_gap": own_s / emulated[best] - 1}
+    else:
+        row |= {"per_device": "(same)", "per_device_s": row["planner_s"], "per_device_gap": row["gap"]}
+    row |= {"paper_rule": _c(paper), "paper_s": timed(paper), "paper_gap": timed(paper) / emulated[best] - 1,
+            "search_s": search_s}
+    return row
+
+
+def summary(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Mean and worst absolute error per model and network, and the signed mean (bias)."""
+    out = []
+    keys = dict.fromkeys((r["model"], r["network"]) for r in rows)
+    for model, net in keys:
+        errors = [float(r["error"]) for r in rows if (r["model"], r["network"]) == (model, net)]  # type: ignore[arg-type]
+        out.append({"model": model, "network": net, "configs": len(errors),
+                    "mean_abs_err": statistics.mean(abs(e) for e in errors),
+                    "worst_abs_err": max(abs(e) for e in errors), "mean_err": statistics.mean(errors)})
+    return out
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _c(choice: tuple[int, int]) -> str:
@@ -189,7 +251,7 @@ def ilp(args: argparse.Namespace, model: str) -> list[dict[str, object]]:
     plan = setup.plan
     started = time.perf_counter()
     profile = measure_profile(copy.deepcopy(setup.model), (3, 32, 32), [8], name=model, repeats=1, warmup=1)
-    print(f"{model}: profiled at batch 8 (scaled to 128) in {time.perf_counter() - started:.1f} s", flush=True)
+    log(f"{model}: profiled at batch 8 (scaled to 128) in {time.perf_counter() - started:.1f} s")
     profiles = node_profiles(plan.topology, profile)
     forward, backward, memory = mpsl_costs(plan, profiles)
     first, last, owners = 1, plan.num_units - 1, len(plan.owners)
@@ -231,16 +293,24 @@ def _brute_force(forward, backward, memory, limits, owners, first, last) -> floa
     return best
 
 
+QUICK = {"models": "vgg5,resnet18,mobilenet_v3_small", "splits": "three", "micro_batches": "1/4/8",
+         "train": "vgg5=128,resnet18=64,mobilenet_v3_small=64", "epochs": "2", "ilp_models": ""}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="vgg5,resnet18")
+    parser.add_argument("--models", default="vgg5,resnet18,mobilenet_v3_small")
+    parser.add_argument("--splits", default="vgg5=all;resnet18=all;mobilenet_v3_small=every2",
+                        help="per model: all, three (first, middle, last), everyK or a list 1/3/5")
+    parser.add_argument("--micro-batches", default="vgg5=1/2/4/8/16;resnet18=1/2/4/8/16;mobilenet_v3_small=1/2/4/8",
+                        help="micro-batch counts per model (16 of a batch of 16: 1 sample; MobileNetV3's "
+                             "BatchNorm on a 1x1 map needs 2)")
     parser.add_argument("--ilp-models", default="vgg19,resnet101")
     parser.add_argument("--devices", type=int, default=2)
-    parser.add_argument("--device-speed", default="0.2,0.5")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--train", default="vgg5=192,resnet18=64",
+    parser.add_argument("--train", default="vgg5=192,resnet18=64,mobilenet_v3_small=64",
                         help="training samples of all devices together, per model: short epochs")
-    parser.add_argument("--epochs", default="vgg5=3,resnet18=2",
+    parser.add_argument("--epochs", default="vgg5=3,resnet18=2,mobilenet_v3_small=2",
                         help="measured epochs per configuration (after one warm-up), the median kept")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=3)
@@ -249,21 +319,53 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="predict from the bare profile (no per-action overhead)")
+    parser.add_argument("--no-choice", dest="choice", action="store_false",
+                        help="skip the planner's-choice table (it trains the per-device plans too)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a reduced grid in a few minutes: " + " ".join(f"--{k.replace('_', '-')} {v or 'none'}"
+                                                                            for k, v in QUICK.items()))
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: the emulator's measured timing as it is; cpu: every time (profile, calibration, "
+                             "emulator) read from this thread's CPU time, which a loaded machine does not inflate")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = parser.parse_args()
+    if args.quick:
+        given = {a.split("=")[0] for a in sys.argv[1:]}
+        for key, value in QUICK.items():
+            if f"--{key.replace('_', '-')}" not in given:
+                setattr(args, key, value)
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = args.clock
     started = time.perf_counter()
-    out: dict[str, list[dict[str, object]]] = {"choice": [], "error": []}
+    out: dict[str, list[dict[str, object]]] = {"rows": [], "choice": []}
     for model in filter(None, args.models.split(",")):
         sweep(args, model, out)
     ilp_rows = [row for model in filter(None, args.ilp_models.split(",")) for row in ilp(args, model)]
-    print("\n## Planner's choice against the exhaustive sweep (emulated, measured timing)\n")
-    print(format_table(out["choice"], list(out["choice"][0])) if out["choice"] else "(no models)")
-    print("\n## Predicted against emulated epoch time (every configuration of the sweep)\n")
-    print(format_table(out["error"], list(out["error"][0])) if out["error"] else "(no models)")
-    print("\n## MP-SL ILP over 5 compute nodes (HiGHS via scipy.optimize.milp)\n")
-    print(format_table(ilp_rows, list(ilp_rows[0])) if ilp_rows else "(no models)")
-    print(f"\ntotal {time.perf_counter() - started:.0f} s, torch threads {args.threads}, devices {args.devices} "
-          f"(speed {args.device_speed}), batch {args.batch_size}, train {args.train}, measured epochs {args.epochs}")
+    errors = [abs(float(r["error"])) for r in out["rows"]]  # type: ignore[arg-type]
+    figures = {"mean_error": statistics.mean(errors) if errors else math.nan,
+               "worst_error": max(errors) if errors else math.nan}
+    setting = (f"total {time.perf_counter() - started:.0f} s, torch threads {args.threads}, devices {args.devices} "
+               f"(speeds {' | '.join(SPEEDS)}), batch {args.batch_size}, splits {args.splits}, micro-batches "
+               f"{args.micro_batches}, train {args.train}, measured epochs {args.epochs}, clock {args.clock}")
+    if args.json:
+        print(json.dumps(figures | {"summary": summary(out["rows"]), "rows": out["rows"], "choice": out["choice"],
+                                    "ilp": ilp_rows, "setting": setting}, indent=1))
+        return
+    print("\n## Predicted against emulated epoch time, per model and network (every row of the grid)\n")
+    print(format_table(summary(out["rows"]), list(summary(out["rows"])[0])) if out["rows"] else "(no models)")
+    print(f"\nover the grid: mean error {figures['mean_error']:.2%}, worst {figures['worst_error']:.2%} "
+          f"({len(errors)} rows)")
+    worst = sorted(out["rows"], key=lambda r: -abs(float(r["error"])))[:8]  # type: ignore[arg-type]
+    print("\n### The largest errors\n")
+    print(format_table(worst, list(worst[0])) if worst else "(none)")
+    if out["choice"]:
+        print(f"\n## Planner's choice against the sweep (emulated, measured timing, speeds {CHOICE_SPEEDS})\n")
+        print(format_table(out["choice"], list(out["choice"][0])))
+    if ilp_rows:
+        print("\n## MP-SL ILP over 5 compute nodes (HiGHS via scipy.optimize.milp)\n")
+        print(format_table(ilp_rows, list(ilp_rows[0])))
+    print(f"\n{setting}")
 
 
 if __name__ == "__main__":

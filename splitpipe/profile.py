@@ -59,13 +59,20 @@ class Profile:
     copy_s_per_byte: float = 1e-10
     meta: dict[str, object] = field(default_factory=dict)
     calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """Per compute op ("F", "B", "U", "W", "A", "L"): (fixed seconds, ratio), so that an
-    action takes time x (1 + ratio) + fixed: what running it costs beyond its units
-    (dispatch, data, loss, bookkeeping), fitted by planner/calibrate.py. Empty: none."""
+    """Per compute op ("F", "B", "U", "W", "A", "L"), and per op and place of the part
+    ("F:first", "F:last", "F:middle"): (fixed seconds, ratio), so that an action takes
+    time x (1 + ratio) + fixed: what running it costs beyond its units (dispatch, the first
+    part's data, the last part's loss, bookkeeping), fitted by planner/calibrate.py. An
+    op's place-free entry serves places without their own (a whole model). Empty: none."""
 
-    def calibrated(self, op: str, seconds: float) -> float:
-        fixed, ratio = self.calibration.get(op, (0.0, 0.0))
+    def calibrated(self, op: str, seconds: float, place: str = "") -> float:
+        fixed, ratio = self.calibration.get(f"{op}:{place}", self.calibration.get(op, (0.0, 0.0)))
         return max(0.0, seconds * (1.0 + ratio) + fixed)
+
+    def place(self, units: range) -> str:
+        """Where a part sits in the model: first, last, middle, or "" (the whole model)."""
+        first, last = units.start == 0, units.stop == len(self.units)
+        return "" if first and last else "first" if first else "last" if last else "middle"
 
     def forward_s(self, units: range, samples: int) -> float:
         return sum(_interpolate(self.units[u].forward_s, samples) for u in units)
@@ -126,24 +133,26 @@ def state_bytes(module: nn.Module) -> int:
 
 
 Pick = Callable[[list[float]], float]
+Clock = Callable[[], float]
 
 
 def _median_time(fn: Callable[[], object], repeats: int, warmup: int, sync: Callable[[], object],
-                 pick: Pick = statistics.median) -> float:
+                 clock: Clock = time.perf_counter, pick: Pick = statistics.median) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return pick(times)
 
 
 def _forward_backward_s(
     unit: nn.Module, inp: torch.Tensor, repeats: int, warmup: int, sync: Callable[[], object],
+    clock: Clock = time.perf_counter,
     pick: Pick = statistics.median,
 ) -> tuple[float, float, torch.Tensor]:
     """Median forward and backward seconds of one unit, each timed on its own."""
@@ -152,13 +161,13 @@ def _forward_backward_s(
     grad = torch.randn_like(out)
     for i in range(warmup + repeats):
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         out = unit(inp)
         sync()
-        t1 = time.perf_counter()
+        t1 = clock()
         out.backward(grad)
         sync()
-        t2 = time.perf_counter()
+        t2 = clock()
         if i >= warmup:
             forward.append(t1 - t0)
             backward.append(t2 - t1)
@@ -175,6 +184,7 @@ def measure_profile(
     repeats: int = 7,
     warmup: int = 3,
     lr: float = 0.01,
+    clock: Clock = time.perf_counter,
     fastest: bool = False,
 ) -> Profile:
     """Time every unit's forward, backward and optimizer step (median of `repeats` after `warmup`).
@@ -183,7 +193,8 @@ def measure_profile(
     least inflated by the others (what bench/paper_profiles.py commits).
 
     Each unit runs on a real input of the right shape (the previous unit's output). The model
-    is used in place: pass a copy if its BatchNorm statistics matter.
+    is used in place: pass a copy if its BatchNorm statistics matter. `clock` is what a time
+    is read from: the wall clock, or on a shared CPU host `time.thread_time` (benchmarks).
     """
     dev = torch.device(device)
     pick: Pick = min if fastest else statistics.median
@@ -199,7 +210,7 @@ def measure_profile(
         x = torch.randn(n, *sample_shape, device=dev)
         for u, unit in enumerate(model):
             inp = x.detach().requires_grad_(u > 0)
-            forward[u][n], backward[u][n], x = _forward_backward_s(unit, inp, repeats, warmup, sync, pick)
+            forward[u][n], backward[u][n], x = _forward_backward_s(unit, inp, repeats, warmup, sync, clock, pick)
             out_bytes[u] = x[0].numel() * x.element_size()
     costs = []
     for u, unit in enumerate(model):
@@ -209,16 +220,17 @@ def measure_profile(
             opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
             for p in params:
                 p.grad = torch.zeros_like(p)
-            step_s = _median_time(opt.step, repeats, warmup, sync, pick)
+            step_s = _median_time(opt.step, repeats, warmup, sync, clock, pick)
         costs.append(UnitCost(forward[u], backward[u], step_s, out_bytes[u], state_bytes(unit)))
-    copy = _copy_cost(dev, repeats, warmup, sync)
+    copy = _copy_cost(dev, repeats, warmup, sync, clock)
     input_bytes = int(torch.Size(sample_shape).numel()) * 4
     return Profile(name, dev.type, input_bytes, tuple(costs), copy)
 
 
-def _copy_cost(dev: torch.device, repeats: int, warmup: int, sync: Callable[[], object]) -> float:
+def _copy_cost(dev: torch.device, repeats: int, warmup: int, sync: Callable[[], object],
+               clock: Clock = time.perf_counter) -> float:
     """Seconds per byte of averaging/copying weights (FedAvg, snapshot, load)."""
     a = torch.randn(1 << 20, device=dev)
     b = torch.randn(1 << 20, device=dev)
-    seconds = _median_time(lambda: a.mul(0.5).add_(b, alpha=0.5), repeats, warmup, sync)
+    seconds = _median_time(lambda: a.mul(0.5).add_(b, alpha=0.5), repeats, warmup, sync, clock)
     return seconds / a.nbytes

@@ -117,8 +117,8 @@ def make_timing(setup: Setup, profiles: Mapping[str, Profile] | None = None) -> 
 
 def setup_profiles(setup: Setup, sizes: Sequence[int] | None = None) -> dict[str, Profile]:
     """Every node's profile: --device-profile for data owners and --server-profile for the
-    other nodes where given, else --profile, else this host measured (once per process)
-    at batch sizes `sizes` (default: the plan's mini- and micro-batch sizes)."""
+    other nodes where given, else --profile, else this host measured and calibrated (once
+    per process) at batch sizes `sizes` (default: the plan's mini- and micro-batch sizes)."""
     config = setup.config
     device = Profile.load(config.device_profile) if config.device_profile else None
     server = Profile.load(config.server_profile) if config.server_profile else None
@@ -140,8 +140,25 @@ def host_profile(setup: Setup, sizes: Sequence[int] | None = None) -> Profile:
     sample = tuple(setup.dataset.x_train.shape[1:])
     key = (repr(setup.model), sample, sizes)  # the same architecture costs the same: measure once
     if key not in _HOST_PROFILES:
-        _HOST_PROFILES[key] = measure_profile(copy.deepcopy(setup.model), sample, sizes, name=setup.config.model)
+        measured = measure_profile(copy.deepcopy(setup.model), sample, sizes, name=setup.config.model)
+        _HOST_PROFILES[key] = replace(measured, calibration=_host_calibration(setup, measured))
     return _HOST_PROFILES[key]
+
+
+_CALIBRATIONS: dict[tuple[str, tuple[int, ...], int], dict[str, tuple[float, float]]] = {}
+
+
+def _host_calibration(setup: Setup, measured: Profile) -> dict[str, tuple[float, float]]:
+    """What each kind of action costs beyond its units on this host (planner/calibrate.py):
+    without it a small model's prediction was 10-30% short. About a second of training,
+    once per process for a model, image shape and batch size."""
+    from splitpipe.planner.calibrate import calibrate  # the planner's; imported when a host is measured
+
+    key = (repr(setup.model), tuple(setup.dataset.x_train.shape[1:]), setup.plan.batch_size)
+    if key not in _CALIBRATIONS:
+        _CALIBRATIONS[key] = calibrate(measured, setup.model, setup.dataset,
+                                       batch_size=setup.plan.batch_size).calibration
+    return _CALIBRATIONS[key]
 
 
 def report_header(setup: Setup, timing: str, engine: str = "emulate") -> dict[str, object]:

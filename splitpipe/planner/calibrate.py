@@ -7,18 +7,23 @@ large share (tens of percent for VGG-5 at a few samples per micro-batch), part o
 per action and part of it growing with the work. So: (1) train short PipeLearn runs of
 the profiled model on this host with measured timing, split after the first unit, in the
 middle and before the last, each with whole mini-batches and with micro-batches of 2
-samples; (2) per kind of action, take the median measured and profiled seconds of each
-(split, node, part, samples) group (robust to a busy machine); (3) fit measured = profiled x
-(1 + ratio) + fixed through the medians, least squares in relative error; (4) store it
-in Profile.calibration, which ProfileTiming (and so the predictor) applies to every action
-of that kind, the fixed part scaled by node speed like the rest.
+samples; (2) per kind of action, and per kind and place of the part (first: gathers the
+data and needs no input gradient; last: computes the loss; middle), take the median measured
+and profiled seconds of each (split, node, part, samples) group (robust to a busy machine);
+(3) fit measured = profiled x (1 + ratio) + fixed through the medians, least squares in
+relative error; (4) store it in Profile.calibration, which ProfileTiming (and so the
+predictor) applies to every action of that kind and place, the fixed part scaled by node
+speed like the rest. One fit per kind alone was 15-30% off for the first and last parts of
+VGG-5 in opposite directions (docs/planner.md).
 """
 
 from __future__ import annotations
 
 import copy
 import statistics
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -52,7 +57,7 @@ class _Recorder(MeasuredTiming):
 
 def calibrate(
     profile: Profile, model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2,
-    epochs: int = 2, device: str = "cpu",
+    epochs: int = 2, device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
 ) -> Profile:
     """`profile` with Profile.calibration fitted on this host's `device` (model and dataset as profiled)."""
     n = len(model)
@@ -65,9 +70,11 @@ def calibrate(
         for micro_batches in sorted({1, max(1, batch_size // 2)}):
             plan = _plan(n, split, batch_size, micro_batches, steps)
             timing = profile_timing(plan, node_profiles(plan.topology, bare))
-            for node, action, measured in _measure(plan, model, dataset, epochs, device):
-                groups[action.op][(split, node, action.part, action.samples)].append(
-                    (timing.duration(node, action), measured))
+            for node, action, measured in _measure(plan, model, dataset, epochs, device, clock):
+                place = bare.place(plan.part_units()[action.part])
+                for key in (action.op, f"{action.op}:{place}"):  # per op, and per op and place
+                    groups[key][(split, node, action.part, action.samples)].append(
+                        (timing.duration(node, action), measured))
     calibration = {}
     for op, by_key in sorted(groups.items()):
         points = [(statistics.median(p for p, _ in g), statistics.median(m for _, m in g)) for g in by_key.values()]
@@ -83,14 +90,15 @@ def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps
     )
 
 
-def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str) -> list:  # type: ignore[type-arg]
+def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str,
+             clock: Callable[[], float]) -> list[tuple[str, Action, float]]:
     """(node, action, measured seconds) of every compute action of the last of `epochs` epochs."""
     samples = sum(plan.shard_sizes)
     index = np.arange(samples) % len(dataset.y_train)
     shards = [index[: plan.shard_sizes[0]], index[plan.shard_sizes[0]:]]
     recorder = _Recorder({n.name: 1.0 for n in plan.topology.nodes})
     on = {name: torch.device(device) for name in plan.topology.names}
-    executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, recorder, node_devices=on)
+    executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, recorder, node_devices=on, clock=clock)
 
     def keep_the_last(epoch: int, row: dict[str, object]) -> None:  # the last epoch is warm
         if epoch < epochs - 1:

@@ -89,3 +89,28 @@ def test_a_calibrated_profile_adds_its_costs_to_every_action(profile_file) -> No
     assert fitted.duration("device0", forward) == pytest.approx(plain.duration("device0", forward) * 1.5 + 0.002 / 0.5)
     assert fitted.duration("device0", backward) == plain.duration("device0", backward)
     assert calibrated.scaled(2.0).calibration == {"F": (0.001, 0.5)}
+
+
+def test_a_calibration_by_place_serves_its_place_and_the_op_the_rest(profile_file) -> None:
+    """The first part gathers data, the last computes the loss: each place may have its own costs."""
+    from dataclasses import replace
+
+    from splitpipe.engine.predict import profile_timing
+    from splitpipe.schedules.ir import FORWARD, Action
+
+    base = Profile.load(profile_file("vgg5", DATA))
+    calibrated = replace(base, calibration={"F": (0.001, 0.0), "F:first": (0.003, 0.0)})
+    assert [base.place(r) for r in (range(0, 2), range(2, 5), range(1, 3), range(0, 5))] == \
+        ["first", "last", "middle", ""]
+    setup = prepare(RunConfig(dataset=DATA, devices=2, device_speed=(1.0,), batch_size=16, split=2, progress=False))
+    plain = profile_timing(setup.plan, node_profiles(setup.plan.topology, base))
+    fitted = profile_timing(setup.plan, node_profiles(setup.plan.topology, calibrated))
+    first, last = Action(FORWARD, part=0, samples=8), Action(FORWARD, part=1, samples=8)
+    assert fitted.duration("device0", first) == pytest.approx(plain.duration("device0", first) + 0.003)
+    assert fitted.duration("server", last) == pytest.approx(plain.duration("server", last) + 0.001)
+
+
+def test_the_host_profile_a_run_predicts_from_is_calibrated() -> None:
+    setup = prepare(RunConfig(dataset=DATA, devices=2, batch_size=8, progress=False))
+    profile = next(iter(setup_profiles(setup).values()))
+    assert {"F", "B", "F:first", "F:last", "B:last"} <= set(profile.calibration)
