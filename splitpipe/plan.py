@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from splitpipe.data.batching import split_micro_batches
+from splitpipe.linkbook import Channel, channel
 from splitpipe.network import LinkSpec, NetworkProfile
 
 __all__ = ["Node", "Topology", "Plan", "star_topology", "chain_topology", "stage_topology",
@@ -28,10 +29,15 @@ class Node:
 
 @dataclass(frozen=True)
 class Topology:
-    """Nodes and the directed links between them; each direction is its own resource."""
+    """Nodes and the directed links between them.
+
+    Each direction is its own resource, except for nodes in `radios`: everything such a node
+    sends shares one uplink and everything it receives one downlink (splitpipe/linkbook.py).
+    """
 
     nodes: tuple[Node, ...]
     links: Mapping[tuple[str, str], LinkSpec] = field(default_factory=dict)
+    radios: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         names = [n.name for n in self.nodes]
@@ -41,6 +47,9 @@ class Topology:
             for end in (src, dst):
                 if end not in names:
                     raise ValueError(f"link {src}->{dst} names unknown node '{end}'")
+        unknown = sorted(set(self.radios) - set(names))
+        if unknown:
+            raise ValueError(f"radios name unknown nodes {unknown}; nodes are: {', '.join(names)}")
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -53,6 +62,10 @@ class Topology:
             return self.links[(src, dst)]
         except KeyError:
             raise ValueError(f"no link {src}->{dst} in the topology") from None
+
+    def channel(self, src: str, dst: str) -> Channel:
+        """The resource a transfer src -> dst holds (its link, or a radio of one end)."""
+        return channel(src, dst, self.radios)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -103,9 +116,9 @@ def chain_topology(
     aggregator over their own network (up: from the owner); compute nodes talk to their
     neighbours over `chain_network` (up: towards the later node).
 
-    An owner's links to compute0, to the last compute node and to the aggregator are
-    separate resources, as if the owner's uplink were not shared (they are rarely busy at
-    the same time: one batch in flight). `compute_speed`: one for every compute node or one
+    Each owner has a radio: its links to compute0, to the last compute node and to the
+    aggregator share one uplink and one downlink (`Topology.radios`), so what it sends to
+    two of them queues on one channel. `compute_speed`: one for every compute node or one
     each; the aggregator runs at `aggregator_speed` (default: the first compute node's).
     """
     if owners < 1 or compute_nodes < 1:
@@ -125,7 +138,7 @@ def chain_topology(
         nodes.append(Node(name, "device", owner_speeds[i]))
         for peer in (chain[0], chain[-1], aggregator):
             links[(name, peer)], links[(peer, name)] = networks[i].up, networks[i].down
-    return Topology(tuple(nodes), links)
+    return Topology(tuple(nodes), links, frozenset(f"device{i}" for i in range(owners)))
 
 
 def stage_topology(speeds: Sequence[float], networks: Sequence[NetworkProfile]) -> Topology:
@@ -273,6 +286,7 @@ class Plan:
         topology = Topology(
             tuple(n for n in self.topology.nodes if n.name not in gone),
             {ends: spec for ends, spec in self.topology.links.items() if not set(ends) & set(gone)},
+            self.topology.radios - set(gone),
         )
         extra = {key: tuple(value[i] for i in keep) for key, value in self.extra.items()}  # type: ignore[attr-defined,index]
         plan = replace(self, topology=topology, owners=tuple(self.owners[i] for i in keep),

@@ -1,8 +1,10 @@
 """The event engine: runs a Schedule's programs on a virtual clock.
 
-Each node has one processor; its lanes share it. Links are FIFO resources, one per
-direction: a transfer starts when the link is free, holds it bytes/bandwidth seconds
-and arrives one latency later. Actions are committed in global time order, and each
+Each node has one processor; its lanes share it. Links are FIFO channels booked by
+splitpipe/linkbook.py (the runtime's shaper books them the same way): a transfer starts
+when its channel is free, holds it for its bytes on the wire (payload and headers) at the
+line rate, arrives one latency later, and its ACKs take their turn on the reverse channel.
+Actions are committed in global time order, and each
 node picks among its lanes by the ready rule of engine/lanes.py, the rule a real node
 (runtime/node.py) follows too. What an action *does* is the Executor's business.
 """
@@ -21,6 +23,7 @@ from splitpipe.engine.lanes import (
     next_transfer,
     transfer_span,
 )
+from splitpipe.linkbook import Channel, LinkBook
 from splitpipe.plan import Topology
 from splitpipe.schedules.ir import RECV, SEND, Action, Schedule, Tag
 from splitpipe.span import Span
@@ -55,7 +58,7 @@ class Executor(Protocol):
 @dataclass
 class _Clock:
     node_free: dict[str, float] = field(default_factory=dict)
-    link_free: dict[tuple[str, str], float] = field(default_factory=dict)
+    links: LinkBook[Channel] = field(default_factory=LinkBook)
     inbox: dict[tuple[str, Tag], tuple[float, object]] = field(default_factory=dict)
 
 
@@ -140,12 +143,12 @@ def _commit(
         payload, nbytes = executor.send(node, action)
         arrival = start
         if action.peer != node:
-            key = (node, action.peer)
-            link = topology.link(*key)
-            begin = max(start, clock.link_free.get(key, 0.0))
-            end = begin + link.transfer_s(nbytes)
-            clock.link_free[key] = end
+            link = topology.link(node, action.peer)
+            begin, end = clock.links.book(topology.channel(node, action.peer), link, nbytes, start)
             arrival = end + link.latency_s
+            back = topology.links.get((action.peer, node))
+            if back is not None:
+                clock.links.book_acks(topology.channel(action.peer, node), back, nbytes, arrival)
             tag = action.tag
             assert tag is not None
             spans.append(transfer_span(node, action.peer, tag, begin, end, epoch, nbytes, action.label))

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from splitpipe.runtime.options import NodeOptions
 
 if TYPE_CHECKING:
-    from splitpipe.network import LinkSpec
+    from splitpipe.plan import Topology
     from splitpipe.runtime.transport import GrpcTransport, Transport
     from splitpipe.setup import Setup
 
@@ -47,7 +47,7 @@ def run_node(options: NodeOptions) -> int:
     if not leads and not options.coordinator:
         raise ValueError(f"{name} needs --coordinator HOST:PORT (where {coordinator} listens)")
     peer = None if leads else (coordinator, str(options.coordinator))
-    transport = _transport(options, name, setup.topology.links, peer)
+    transport = _transport(options, name, setup.topology, peer)
     with transport:
         transport.start()
         address = f"{_advertised_host(options)}:{transport.port}"
@@ -81,7 +81,7 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
     return 0
 
 
-def _transport(options: NodeOptions, name: str, links: Mapping[tuple[str, str], LinkSpec],
+def _transport(options: NodeOptions, name: str, topology: Topology,
                coordinator: tuple[str, str] | None) -> GrpcTransport:
     from splitpipe.runtime.protocol import parse_address
     from splitpipe.runtime.transport import GrpcTransport, TlsConfig, load_secret
@@ -93,8 +93,8 @@ def _transport(options: NodeOptions, name: str, links: Mapping[tuple[str, str], 
         peers[coordinator[0]] = coordinator[1]
     files = (options.tls_cert, options.tls_key, options.tls_ca)
     tls = TlsConfig(*(Path(str(p)) for p in files)) if all(files) else None
-    own_links = {dst: spec for (src, dst), spec in links.items() if src == name}
-    return GrpcTransport(name, options.listen, peers, load_secret(options.secret_file), links=own_links, tls=tls)
+    return GrpcTransport(name, options.listen, peers, load_secret(options.secret_file), links=topology.links,
+                         tls=tls, radios=topology.radios)
 
 
 def _advertised_host(options: NodeOptions) -> str:

@@ -1,4 +1,9 @@
-"""Link shaping in the sender: each outgoing link is a FIFO at its bandwidth, delivered one latency later."""
+"""Link shaping in a real run: channels booked as the emulator books them (splitpipe/linkbook.py).
+
+A node shapes the channels it holds: its outgoing links, and, for a node with a radio, its
+one downlink, on which messages from any peer are delayed as they come in. It books the
+ACKs of what it received on its reverse channel, as the kernel's TCP would send them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Generic, TypeVar
 
+from splitpipe.linkbook import Channel, LinkBook, channel, holder
 from splitpipe.network import LinkSpec
 
-__all__ = ["LinkShaper", "is_unshaped"]
+__all__ = ["LinkShaper", "NodeShaper", "is_unshaped"]
 
 log = logging.getLogger("splitpipe.transport")
 K = TypeVar("K", bound=Hashable)
@@ -25,21 +31,22 @@ def is_unshaped(link: LinkSpec | None) -> bool:
 
 
 class LinkShaper(Generic[K]):
-    """Delays deliveries on outgoing links exactly as the emulator's event engine does.
+    """Delays deliveries on links exactly as the emulator's event engine does.
 
     A message of n bytes submitted at `now` on link `key` begins when the link is free,
-    holds it n / bandwidth seconds, and is delivered one latency after that:
-    begin = max(now, link_free); end = begin + n / bw; due = end + latency. This is a token
-    bucket with no burst. Latency does not hold the link, so the next message's transfer
-    overlaps the previous one's flight; a single thread delivers from a heap ordered by due
-    time (ties in submit order, so each link stays FIFO). Unshaped links deliver inline.
+    holds it link.transfer_s(n) seconds, and is delivered one latency after that:
+    begin = max(now, link_free); end = begin + transfer; due = end + latency (LinkBook). This
+    is a token bucket with no burst. Latency does not hold the link, so the next message's
+    transfer overlaps the previous one's flight; a single thread delivers from a heap ordered
+    by due time (ties in submit order, so each link stays FIFO). Unshaped links deliver inline.
+    `link=` books `key` with another spec than its own (a radio channel of several links).
     """
 
     def __init__(self, links: Mapping[K, LinkSpec] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._links = dict(links or {})
         self._clock = clock
-        self._link_free: dict[K, float] = {}
+        self._book: LinkBook[K] = LinkBook()
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -50,28 +57,32 @@ class LinkShaper(Generic[K]):
     def link(self, key: K) -> LinkSpec | None:
         return self._links.get(key)
 
-    def schedule(self, key: K, nbytes: int, now: float | None = None) -> float:
+    def schedule(self, key: K, nbytes: int, now: float | None = None, link: LinkSpec | None = None) -> float:
         """Reserve link `key` for `nbytes` sent at `now`; return the due time of delivery."""
         if nbytes < 0:
             raise ValueError(f"message size must be >= 0 bytes, got {nbytes}")
-        link = self._links.get(key)
+        link = self._links.get(key) if link is None else link
         now = self._clock() if now is None else now
         if link is None:
             return now
         with self._cond:
-            begin = max(now, self._link_free.get(key, -math.inf))
-            end = begin + link.transfer_s(nbytes)
-            self._link_free[key] = end
+            _, end = self._book.book(key, link, nbytes, now)
         return end + link.latency_s
 
-    def submit(self, key: K, nbytes: int, deliver: Callable[[], None]) -> float:
+    def book_acks(self, key: K, link: LinkSpec, nbytes: int, at: float | None = None) -> None:
+        """Hold `key` (over `link`) for the ACKs of `nbytes` received at `at` (default now)."""
+        with self._cond:
+            self._book.book_acks(key, link, nbytes, self._clock() if at is None else at)
+
+    def submit(self, key: K, nbytes: int, deliver: Callable[[], None], link: LinkSpec | None = None) -> float:
         """Run `deliver()` when a message of `nbytes` sent now on link `key` arrives; return its due time."""
         if self._closed:
             raise RuntimeError("link shaper is closed")
-        if is_unshaped(self._links.get(key)):
+        link = self._links.get(key) if link is None else link
+        if is_unshaped(link):
             deliver()
             return self._clock()
-        due = self.schedule(key, nbytes)
+        due = self.schedule(key, nbytes, link=link)
         with self._cond:
             heapq.heappush(self._heap, (due, next(self._seq), deliver))
             if self._thread is None:
@@ -132,3 +143,58 @@ class LinkShaper(Generic[K]):
                 with self._cond:
                     self._busy -= 1
                     self._cond.notify_all()
+
+
+class NodeShaper:
+    """One node's share of the link model: the channels it holds, and the ACKs it sends.
+
+    `links` is the whole table `(src, dst) -> LinkSpec` (links not touching `name` are
+    ignored) and `radios` the nodes whose links share one uplink and one downlink. Sends on a
+    channel this node holds are delayed here; a peer's downlink radio is shaped by the peer,
+    so those go at once. Messages in on this node's downlink radio are delayed here.
+    """
+
+    def __init__(self, name: str, links: Mapping[tuple[str, str], LinkSpec] | None = None,
+                 radios: Collection[str] = (), clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._links = {ends: spec for ends, spec in (links or {}).items() if name in ends}
+        self._radios = frozenset(radios)
+        self._shaper: LinkShaper[Channel] = LinkShaper(clock=clock)
+        self._clock = clock
+
+    def _held(self, src: str, dst: str) -> tuple[Channel, LinkSpec] | None:
+        link = self._links.get((src, dst))
+        ch = channel(src, dst, self._radios)
+        return None if link is None or holder(ch) != self.name else (ch, link)
+
+    def send(self, peer: str, nbytes: int, deliver: Callable[[], None]) -> float:
+        """Deliver a message of `nbytes` to `peer` when the link model says it is in."""
+        held = self._held(self.name, peer)
+        if held is None:
+            deliver()
+            return self._clock()
+        due = self._shaper.submit(held[0], nbytes, deliver, link=held[1])
+        back = self._held(peer, self.name)   # this node's downlink radio: the peer's ACKs come in on it
+        if back is not None:
+            self._shaper.book_acks(back[0], back[1], nbytes, due)
+        return due
+
+    def receive(self, src: str, nbytes: int, deliver: Callable[[], None]) -> float:
+        """Hand over a message of `nbytes` from `src` when it is in: now, or later on this node's radio."""
+        held = self._held(src, self.name)
+        due = self._clock() if held is None else self._shaper.submit(held[0], nbytes, deliver, link=held[1])
+        if held is None:
+            deliver()
+        back = self._held(self.name, src)   # this node's ACKs of it
+        if back is not None:
+            self._shaper.book_acks(back[0], back[1], nbytes, due)
+        return due
+
+    def pending(self) -> int:
+        return self._shaper.pending()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        return self._shaper.drain(timeout)
+
+    def close(self, timeout: float | None = 0.0) -> None:
+        self._shaper.close(timeout)

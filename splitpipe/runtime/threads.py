@@ -27,7 +27,7 @@ def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = No
     """
     names = setup.topology.names
     owned = transports is None
-    transports = make_transports("local", names, setup.topology.links) if transports is None else transports
+    transports = make_transports("local", names, setup.topology.links, radios=setup.topology.radios) if transports is None else transports
     missing = [n for n in names if n not in transports]
     if missing:
         raise ValueError(f"no transport for node(s) {', '.join(missing)}")

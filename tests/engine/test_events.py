@@ -10,7 +10,7 @@ from splitpipe.data import load_dataset
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import ScheduleStuck, run_schedule
 from splitpipe.engine.timing import ProfileTiming, part_units
-from splitpipe.network import LinkSpec
+from splitpipe.network import TCP, LinkSpec
 from splitpipe.plan import Node, Plan, Topology
 from splitpipe.profile import Profile, UnitCost
 from splitpipe.schedules import build_schedule
@@ -73,6 +73,49 @@ def test_link_is_fifo_and_latency_does_not_occupy_it() -> None:
     schedule = Schedule({"a": {0: sender}, "b": {0: receiver}}, (), {})
     spans = run_schedule(schedule, topology, CountingExecutor())
     assert [(s.start, s.end) for s in spans] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+
+
+def _fan(topology: Topology, src: str, peers: tuple[str, ...], into: bool = False) -> list[tuple[float, float]]:
+    """Link spans of one 10-byte message from `src` to each peer (or from each peer to `src`)."""
+    programs: dict[str, dict[int, tuple[Action, ...]]] = {src: {}}
+    for i, peer in enumerate(peers):
+        tag = Tag("act", i, 0, 0, 0)
+        out, back = (peer, src) if into else (src, peer)
+        programs.setdefault(out, {})[i] = (Action(SEND, peer=back, tag=tag),)
+        programs.setdefault(back, {})[i] = (Action(RECV, peer=out, tag=tag),)
+    spans = run_schedule(Schedule(programs, (), {}), topology, CountingExecutor())
+    return sorted((s.start, s.end) for s in spans)
+
+
+def test_an_owners_radio_serialises_its_transfers_to_different_peers() -> None:
+    nodes = (Node("o", "device"), Node("c0", "compute"), Node("c1", "compute"))
+    links = {ends: LinkSpec(10.0, 0.0) for p in ("c0", "c1") for ends in (("o", p), (p, "o"))}
+    shared = Topology(nodes, links, frozenset({"o"}))
+    assert _fan(shared, "o", ("c0", "c1")) == [(0.0, 1.0), (1.0, 2.0)]              # sum, not max
+    assert _fan(shared, "o", ("c0", "c1"), into=True) == [(0.0, 1.0), (1.0, 2.0)]   # its downlink too
+    assert _fan(Topology(nodes, links), "o", ("c0", "c1")) == [(0.0, 1.0), (0.0, 1.0)]
+
+
+def test_tcp_framing_adds_headers_and_the_acks_hold_the_reverse_link() -> None:
+    # 1448 payload bytes are 1514 on the wire; their ACKs (66 bytes per 2 segments) are 33 back.
+    tcp = LinkSpec(1514.0, 0.0, TCP)
+    assert tcp.transfer_s(1448) == pytest.approx(1.0)
+    assert LinkSpec(33.0, 0.0, TCP).ack_s(1448) == pytest.approx(1.0)
+    assert tcp.goodput_Bps == pytest.approx(1448.0)
+    topology = Topology((Node("a", "device"), Node("b", "server")),
+                        {("a", "b"): LinkSpec(1514.0, 0.5, TCP), ("b", "a"): LinkSpec(33.0, 0.0, TCP)})
+
+    class Sized(CountingExecutor):
+        def send(self, node: str, action: Action) -> tuple[object, int]:
+            return None, 1448
+
+    up, down = Tag("act", 0, 0, 0, 0), Tag("grad", 0, 0, 0, 0)
+    schedule = Schedule({"a": {0: (Action(SEND, peer="b", tag=up),), 1: (Action(RECV, peer="b", tag=down),)},
+                         "b": {0: (Action(RECV, peer="a", tag=up), Action(SEND, peer="a", tag=down))}}, (), {})
+    spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized())}
+    # a -> b [0, 1], in at 1.5; its ACKs hold b -> a [1.5, 2.5]; b's reply waits for them
+    assert spans["a->b"] == (0.0, pytest.approx(1.0))
+    assert spans["b->a"][0] == pytest.approx(2.5)
 
 
 def test_deadlock_is_reported_with_the_blocked_lanes() -> None:

@@ -89,7 +89,7 @@ def grpc_transports(setup: Setup) -> dict[str, Transport]:
     for name in [coordinator, *(n for n in setup.topology.names if n != coordinator)]:
         peers = {} if name == coordinator else {coordinator: made[coordinator].address}  # type: ignore[attr-defined]
         transport = GrpcTransport(name, "127.0.0.1:0", peers, b"equality-test-secret",
-                                  links={dst: spec for (src, dst), spec in links.items() if src == name})
+                                  links=links, radios=setup.topology.radios)
         transport.start()
         made[name] = transport
     return made

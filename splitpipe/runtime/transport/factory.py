@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from splitpipe.network import LinkSpec
 from splitpipe.runtime.transport.base import Transport, check_nodes
@@ -18,11 +18,12 @@ TRANSPORT_KINDS = ("local", "grpc")
 
 
 def make_transports(kind: str, names: Sequence[str], links: Mapping[tuple[str, str], LinkSpec] | None = None, *,
-                    secret: bytes | None = None, tls: Mapping[str, TlsConfig] | None = None,
+                    radios: Collection[str] = (), secret: bytes | None = None, tls: Mapping[str, TlsConfig] | None = None,
                     host: str | None = None, **options: float) -> dict[str, Transport]:
     """One started transport per node in `names`, each told where every other is reached.
 
-    `links[(src, dst)]` shapes src -> dst (absent = unshaped). gRPC only: nodes listen on
+    `links[(src, dst)]` shapes src -> dst (absent = unshaped); the links of a node in `radios`
+    share its uplink and its downlink. gRPC only: nodes listen on
     `host` (default 127.0.0.1) at free ports, share `secret` (a fresh random one if None), use `tls[name]` for
     mutual TLS where given, and take GrpcTransport's keyword `options` (chunk_bytes, ...).
     """
@@ -32,11 +33,11 @@ def make_transports(kind: str, names: Sequence[str], links: Mapping[tuple[str, s
         extra = [k for k, v in (("secret", secret), ("tls", tls), ("host", host), *options.items()) if v is not None]
         if extra:
             raise ValueError(f"in-process transports take no {', '.join(extra)}: those are gRPC options")
-        made = make_local_transports(names, links)
+        made = make_local_transports(names, links, radios)
     elif kind == "grpc":
         key = secret or secrets.token_bytes(32)
         made = {name: GrpcTransport(name, f"{host or '127.0.0.1'}:0", {}, key, tls=(tls or {}).get(name),
-                                    links={dst: spec for (src, dst), spec in (links or {}).items() if src == name},
+                                    links=links, radios=radios,
                                     **options)  # type: ignore[arg-type]
                 for name in names}
     else:

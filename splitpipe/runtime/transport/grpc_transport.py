@@ -8,13 +8,14 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent import futures
+from dataclasses import replace
 
 import grpc
 
 from splitpipe.network import LinkSpec
-from splitpipe.runtime.shaping import LinkShaper
+from splitpipe.runtime.shaping import NodeShaper
 from splitpipe.runtime.transport.base import (
     Message,
     Payload,
@@ -73,8 +74,9 @@ class GrpcTransport(Transport):
     """One node's gRPC endpoint: a server for incoming streams and a sender per peer.
 
     `listen` is "HOST:PORT" (port 0 picks a free one; see .port / .address after start()).
-    `peers` maps node names to "host:port" and can grow with add_peer. `links[peer]` shapes
-    this node -> peer. Every stream carries this node's name and its HMAC under `secret`, or,
+    `peers` maps node names to "host:port" and can grow with add_peer. `links[(src, dst)]`
+    shapes the links this node holds (splitpipe/linkbook.py): those it sends on, and for a
+    node in `radios` its downlink, on which incoming messages wait their turn. Every stream carries this node's name and its HMAC under `secret`, or,
     with `identity`, answers the receiver's challenge with this node's Ed25519 signature;
     with `tls`, channels use mutual TLS as well. Reassembled messages larger than
     `max_message_bytes` are refused; payloads travel in chunks of `chunk_bytes` (use the same
@@ -83,10 +85,10 @@ class GrpcTransport(Transport):
     """
 
     def __init__(self, name: str, listen: str, peers: Mapping[str, str], secret: bytes | None,
-                 links: Mapping[str, LinkSpec] | None = None, tls: TlsConfig | None = None,
+                 links: Mapping[tuple[str, str], LinkSpec] | None = None, tls: TlsConfig | None = None,
                  max_message_bytes: int = 1 << 30, chunk_bytes: int = 4 << 20,
                  connect_timeout: float = 30.0, max_tensors: int = MAX_TENSORS,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None, radios: Collection[str] = ()) -> None:
         if not name:
             raise ValueError("node name must not be empty")
         if identity is None and (not isinstance(secret, bytes) or not secret):
@@ -104,7 +106,7 @@ class GrpcTransport(Transport):
         self._connect_timeout = connect_timeout
         self._options = grpc_options(chunk_bytes)
         self._credentials = channel_credentials(tls) if tls is not None else None
-        self._shaper = LinkShaper(links)
+        self._shaper = NodeShaper(name, links, radios)
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._senders: dict[str, PeerSender] = {}
         self._lock = threading.Lock()
@@ -140,7 +142,7 @@ class GrpcTransport(Transport):
         self._check_port_free()
         server = grpc.server(futures.ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"splitpipe-recv-{self.name}"),
                              options=[*self._options, *SERVER_OPTIONS], maximum_concurrent_rpcs=MAX_STREAMS)
-        self._servicer = LinkServicer(self.name, self._secret, self._inbox.put, self._max_message_bytes,
+        self._servicer = LinkServicer(self.name, self._secret, self._arrive, self._max_message_bytes,
                                       min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping,
                                       self._max_tensors, self._identity)
         add_LinkServicer_to_server(self._servicer, server)
@@ -215,7 +217,15 @@ class GrpcTransport(Transport):
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
         sender = self._sender(peer)
         frames = payload_to_frames(sender.next_message(), tag, payload, self._chunk_bytes)
-        self._shaper.submit(peer, nbytes, lambda: sender.put(frames))
+        self._shaper.send(peer, nbytes, lambda: sender.put(frames))
+
+    def _arrive(self, message: Message) -> None:
+        """A message is in off the wire; this node's downlink radio may hold a data message longer."""
+        if message.is_control or message.payload is None or self._closed:
+            self._inbox.put(message)
+            return
+        self._shaper.receive(message.src, payload_nbytes(message.payload),
+                             lambda: self._inbox.put(replace(message, received_at=time.time())))
 
     def send_control(self, peer: str, body: dict) -> None:
         sender = self._sender(peer)

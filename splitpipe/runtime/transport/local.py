@@ -5,12 +5,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
 import torch
 
 from splitpipe.network import LinkSpec
-from splitpipe.runtime.shaping import LinkShaper
+from splitpipe.runtime.shaping import NodeShaper
 from splitpipe.runtime.transport.base import (
     Message,
     Payload,
@@ -40,6 +41,7 @@ class _Hub:
 
     def __init__(self, names: Sequence[str]) -> None:
         self.inboxes: dict[str, queue.Queue[Message]] = {name: queue.Queue() for name in names}
+        self.transports: dict[str, LocalTransport] = {}
         self.closed: set[str] = set()
         self.lock = threading.Lock()
 
@@ -53,10 +55,12 @@ class LocalTransport(Transport):
 
     implicit_peers = True
 
-    def __init__(self, name: str, hub: _Hub, links: Mapping[str, LinkSpec]) -> None:
+    def __init__(self, name: str, hub: _Hub, links: Mapping[tuple[str, str], LinkSpec],
+                 radios: Collection[str] = ()) -> None:
         self.name = name
         self._hub = hub
-        self._shaper = LinkShaper(links)
+        self._shaper = NodeShaper(name, links, radios)
+        hub.transports[name] = self
         self._started = False
         self._closed = False
 
@@ -91,11 +95,17 @@ class LocalTransport(Transport):
             raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
         check_payload(payload)
         copy = _snapshot(payload)
+        receiver = self._hub.transports[peer]
+        message = Message(self.name, tag, copy, None, 0.0)
+        self._shaper.send(peer, payload_nbytes(copy), lambda: receiver._arrive(inbox, message))
 
+    def _arrive(self, inbox: queue.Queue[Message], message: Message) -> None:
+        """A data message is in from the sender's side; this node's downlink radio may hold it longer."""
         def deliver() -> None:
-            inbox.put(Message(self.name, tag, copy, None, time.time()))
-
-        self._shaper.submit(peer, payload_nbytes(copy), deliver)
+            inbox.put(replace(message, received_at=time.time()))
+        if self._closed:
+            return
+        self._shaper.receive(message.src, payload_nbytes(message.payload), deliver)  # type: ignore[arg-type]
 
     def send_control(self, peer: str, body: dict) -> None:
         inbox = self._check_peer(peer)
@@ -119,12 +129,10 @@ class LocalTransport(Transport):
             self._hub.closed.add(self.name)
 
 
-def make_local_transports(names: Sequence[str],
-                          links: Mapping[tuple[str, str], LinkSpec] | None = None) -> dict[str, Transport]:
-    """Connected in-process transports, one per node; `links[(src, dst)]` shapes src -> dst (absent = unshaped)."""
+def make_local_transports(names: Sequence[str], links: Mapping[tuple[str, str], LinkSpec] | None = None,
+                          radios: Collection[str] = ()) -> dict[str, Transport]:
+    """Connected in-process transports, one per node; `links[(src, dst)]` shapes src -> dst (absent =
+    unshaped), and the links of a node in `radios` share its uplink and its downlink."""
     check_nodes(names, links)
     hub = _Hub(names)
-    return {
-        name: LocalTransport(name, hub, {dst: spec for (src, dst), spec in (links or {}).items() if src == name})
-        for name in names
-    }
+    return {name: LocalTransport(name, hub, links or {}, radios) for name in names}

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from splitpipe.network import LinkSpec
-from splitpipe.runtime.shaping import LinkShaper, is_unshaped
+from splitpipe.network import RAW, TCP, LinkSpec
+from splitpipe.runtime.shaping import LinkShaper, NodeShaper, is_unshaped
 
 
 def emulator_arrivals(link: LinkSpec, sends: list[tuple[float, int]]) -> list[float]:
@@ -24,7 +24,7 @@ def emulator_arrivals(link: LinkSpec, sends: list[tuple[float, int]]) -> list[fl
 
 
 def test_schedule_matches_the_emulator() -> None:
-    link = LinkSpec.mbit(8, 50)   # 1e6 B/s, 50 ms
+    link = LinkSpec.mbit(8, 50, RAW)   # 1e6 B/s, 50 ms, payload only
     sends = [(0.0, 1_000_000), (0.1, 500_000), (0.2, 0), (3.0, 250_000), (3.1, 10)]
     shaper = LinkShaper({"peer": link})
     due = [shaper.schedule("peer", n, now=t) for t, n in sends]
@@ -84,3 +84,47 @@ def test_failing_delivery_does_not_stop_the_link() -> None:
     shaper.submit("p", 1, lambda: got.append(2))
     assert shaper.drain(5.0) and got == [2]
     shaper.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tcp_framing_charges_headers_here_and_acks_on_the_way_back() -> None:
+    # a -> b at 1e6 B/s line rate with TCP framing: 1448 payload bytes take 1514 on the wire;
+    # b's ACKs of them (one 66-byte ACK per 2 segments) hold b -> a for 33 bytes' time.
+    up, down = LinkSpec(1e6, 0.0, TCP), LinkSpec(1e6, 0.0, TCP)
+    clock = FakeClock()
+    a = NodeShaper("a", {("a", "b"): up, ("b", "a"): down}, clock=clock)
+    b = NodeShaper("b", {("a", "b"): up, ("b", "a"): down}, clock=clock)
+    got: list[str] = []
+    due = a.send("b", 14480, lambda: got.append("x"))
+    assert due == pytest.approx(15140 / 1e6)
+    clock.now = due
+    assert b.receive("a", 14480, lambda: got.append("in")) == due and got == ["in"]   # a shaped it
+    # b's next send waits for the ACKs of those 10 segments: 5 x 66 bytes
+    assert b.send("a", 1448, lambda: None) == pytest.approx(due + (330 + 1514) / 1e6)
+    for shaper in (a, b):
+        shaper.close()
+
+
+def test_a_radio_serialises_sends_to_different_peers() -> None:
+    # an owner with a radio sends 1 MB to each of two peers: the second waits for the first.
+    link = LinkSpec(1e6, 0.0)
+    links = {(src, dst): link for peer in ("c0", "c1") for src, dst in (("o", peer), (peer, "o"))}
+    clock = FakeClock()
+    owner = NodeShaper("o", links, radios={"o"}, clock=clock)
+    free = NodeShaper("o", links, clock=clock)
+    assert [owner.send(p, 10**6, lambda: None) for p in ("c0", "c1")] == pytest.approx([1.0, 2.0])
+    assert [free.send(p, 10**6, lambda: None) for p in ("c0", "c1")] == pytest.approx([1.0, 1.0])
+    # its downlink is shaped where it receives: the peers send at once, the owner queues them
+    peer = NodeShaper("c0", links, radios={"o"}, clock=clock)
+    assert peer.send("o", 10**6, lambda: None) == 0.0
+    assert [owner.receive(p, 10**6, lambda: None) for p in ("c0", "c1")] == pytest.approx([1.0, 2.0])
+    for shaper in (owner, free, peer):
+        shaper.drain(0.0)
+        shaper.close()
