@@ -186,7 +186,9 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
                                 "micro_batches": choice[1], "samples": -(-args.batch_size // choice[1]),
                                 "emulated_s": emulated_s, "predicted_s": predicted_s,
                                 "error": predicted_s / emulated_s - 1})
-    log(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s")
+    errors = [abs(float(r["error"])) for r in out["rows"] if r["model"] == model]
+    log(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s; error mean "
+        f"{statistics.mean(errors):.2%}, worst {max(errors):.2%}")
     if args.choice:
         for net in NETWORKS:
             out["choice"].append(check_choice(args, model, setup, profile, counts, emulated[(net, CHOICE_SPEEDS)],
