@@ -12,7 +12,7 @@ runs = {
     "pipelearn-cuda": RunConfig(technique="pipelearn", dataset="synthetic", batch_size=100, epochs=2,
                                 server_device="cuda", device_speed=(1,), network="wifi", progress=False),
     "mpsl-cuda": RunConfig(technique="mpsl", model="vgg19", dataset="synthetic:train_size=800,test_size=100",
-                           batch_size=50, epochs=1, owners=8, compute_nodes=2, cuts=(2, 9, 17),
+                           batch_size=50, epochs=1, owners=8, compute_nodes=2, cuts=(3, 12, 23),
                            server_device="cuda", device_speed=(1,), progress=False),
 }
 for name, config in runs.items():

@@ -8,9 +8,10 @@ pair whose device end sends through `tc tbf` at UP Mbit/s (the uplink) and whose
 at DOWN Mbit/s (the downlink), no added latency. The real run is given `--network none`, so
 only the kernel shapes; the emulator runs the same config with `--network UP/DOWN/0` and
 `measured` timing, at the threads a node gets. The table gives both epoch times and the
-emulator's error, (emulated - real) / real, per run and for the median of the repeats; the
+emulator's error, (emulated - real) / real, per run and the median of the repeats; the
 `payload only` column is the emulator without TCP framing (the link model before it counted
-headers and ACKs). Needs root and `ip`/`tc` (iproute2); docs/links.md has the commands.
+headers and ACKs). A first table, which the host's load does not touch, sets the bytes each
+link's qdisc counted in the last run beside the bytes the link model puts on it. Needs root and `ip`/`tc` (iproute2); docs/links.md has the commands.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,6 +42,7 @@ from splitpipe.setup import Setup, prepare
 
 PREFIX = "spk"          # namespaces spk-server, spk-dev0..; veths spk-s0/spk-d0 ..
 PORT = 50051
+WIRE_COLUMNS = ["technique", "link", "payload_B", "model_B", "kernel_B", "model_error", "payload_error"]
 COLUMNS = ["technique", "run", "real_s", "emulated_s", "error", "payload_only_s", "payload_only_error"]
 
 
@@ -103,7 +106,7 @@ def real_run(config: RunConfig, setup: Setup, threads: int, work: Path) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(splitpipe.__file__).resolve().parent.parent),
                                                     env.get("PYTHONPATH")) if p)
-    common = {"secret_file": str(secret), "timeout": 600.0, "threads": threads}
+    common: dict[str, Any] = {"secret_file": str(secret), "timeout": 600.0, "threads": threads}
     children = []
 
     def start(ns: str, name: str, options: NodeOptions) -> None:
@@ -141,11 +144,27 @@ def real_run(config: RunConfig, setup: Setup, threads: int, work: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def emulated(setup: Setup, raw: bool = False) -> float:
+def emulated(setup: Setup, raw: bool = False) -> dict:
+    """The emulator's first epoch (with TCP framing, or payload only when `raw`)."""
     if raw:
         links = {ends: replace(spec, framing=RAW) for ends, spec in setup.topology.links.items()}
         setup = replace(setup, plan=replace(setup.plan, topology=replace(setup.topology, links=links)))
-    return float(emulate(setup).report["epochs"][0]["time_s"])  # type: ignore[index]
+    return emulate(setup).report["epochs"][0]  # type: ignore[index,no-any-return]
+
+
+def wire_rows(technique: str, setup: Setup, epoch: dict, carried: dict[str, int]) -> list[dict[str, object]]:
+    """Per link: payload, what the link model says is on the wire (headers, the reverse traffic's
+    ACKs) and what the qdisc counted (control messages and gRPC framing included)."""
+    rows = []
+    for link, kernel in carried.items():
+        src, dst = link.split("->")
+        spec = setup.topology.link(src, dst)
+        payload, back = epoch["bytes"].get(link, 0), epoch["bytes"].get(f"{dst}->{src}", 0)
+        model = spec.framing.wire_bytes(payload) + spec.framing.ack_bytes(back)
+        rows.append({"technique": technique, "link": link, "payload_B": payload, "model_B": round(model),
+                     "kernel_B": kernel, "model_error": (model - kernel) / kernel,
+                     "payload_error": (payload - kernel) / kernel})
+    return rows
 
 
 def config_for(technique: str, args: argparse.Namespace) -> RunConfig:
@@ -174,7 +193,8 @@ def main() -> None:
     threads = max(1, (os.cpu_count() or 1) // (args.devices + 1))   # what each node of a launch gets
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    rows = []
+    rows: list[dict[str, object]] = []
+    wires: list[dict[str, object]] = []
     set_up(args.devices, args.up, args.down)
     try:
         for technique in args.techniques.split(","):
@@ -186,16 +206,23 @@ def main() -> None:
                 with tempfile.TemporaryDirectory(prefix="kernel-links-") as tmp:
                     real = float(real_run(config, setup, threads, Path(tmp))["epochs"][0]["time_s"])
                 after = wire_bytes(args.devices)
-                emu, raw = emulated(setup), emulated(setup, raw=True)
+                epoch = emulated(setup)
+                emu, raw = epoch["time_s"], emulated(setup, raw=True)["time_s"]
                 runs.append((real, emu, raw))
                 rows.append(_row(technique, str(r), real, emu, raw))
-                carried = {k: after[k] - before[k] for k in after}
-                print(f"{technique} run {r}: wire bytes {carried}  (uptime: {_load()})", flush=True)
+                print(f"{technique} run {r}: real {real:.3f} s, emulated {emu:.3f} s (load average: {_load()})",
+                      flush=True)
+            wires += wire_rows(technique, setup, epoch, {k: after[k] - before[k] for k in after})
             medians = [statistics.median(x) for x in zip(*runs)]
-            rows.append(_row(technique, "median", *medians))
+            row = _row(technique, "median", *medians)
+            for key, column in (("error", 1), ("payload_only_error", 2)):   # median of the runs' errors
+                row[key] = statistics.median((run[column] - run[0]) / run[0] for run in runs)
+            rows.append(row)
     finally:
         if not args.keep:
             tear_down(args.devices)
+    print(format_table(wires, WIRE_COLUMNS))
+    print()
     print(format_table(rows, COLUMNS))
     print(f"load average at the end: {_load()}; benchmark took {time.perf_counter() - started:.0f} s")
 

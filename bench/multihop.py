@@ -3,8 +3,8 @@
     python bench/multihop.py --out docs/bench-multihop
 
 1. VGG-19 on synthetic 32x32x3 data, 16 data owners (speed 0.1, 4g): one-hop SFL (one
-   server, split after unit 2) against MP-SL with P = 3, 4, 5 parts (owners keep units 0-1
-   and unit 18; the compute nodes share units 2-17). Peak memory of the busiest compute node
+   server, split after layer 3 of 25) against MP-SL with P = 3, 4, 5 parts (owners keep layers
+   0-2 and layer 24; the compute nodes share layers 3-23). Peak memory of the busiest compute node
    (SFL: the server) and of an owner, and the epoch time.
 2. FTPipeHD, 4 stages at speeds 1, 0.5, 0.2, 0.1 over wifi: an even cut (by unit count)
    against a cut balanced by hand from the profile's per-unit times.
@@ -37,13 +37,14 @@ from splitpipe.report import write_run
 
 MB = 1e6
 OWNERS = 16
-SFL_SPLIT = 2
-#: MP-SL cuts: owners keep units 0-1 and unit 18; P-2 compute nodes share units 2-17, cut by
-#: hand to even out their forward+backward time (MACs per unit fall as the channels grow).
-MPSL_CUTS = {3: (2, 18), 4: (2, 8, 18), 5: (2, 6, 10, 18)}
+SFL_SPLIT = 3
+#: MP-SL cuts on VGG-19's 25 layers: owners keep layers 0-2 (two convs and a pool) and layer 24;
+#: P-2 compute nodes share layers 3-23, cut by hand to even out their forward+backward time
+#: (MACs per unit fall as the channels grow). The same cuts as on the 19 units before.
+MPSL_CUTS = {3: (3, 24), 4: (3, 11, 24), 5: (3, 8, 13, 24)}
 STAGE_SPEEDS = (1.0, 0.5, 0.2, 0.1)
 #: FTPipeHD 4 stages: even by unit count, and balanced by hand (see `stage_table`).
-FTPIPEHD_CUTS = {"even": (4, 9, 14), "balanced": (9, 12, 15)}
+FTPIPEHD_CUTS = {"even": (6, 12, 18), "balanced": (12, 16, 19)}
 
 
 def markdown(rows: Sequence[Mapping[str, object]]) -> str:

@@ -12,7 +12,7 @@
    against brute force, with and without memory limits, and its cuts against even cuts.
 
     python bench/planner.py                  # the whole grid: about 15 minutes on a 2-core machine
-    python bench/planner.py --quick          # a reduced grid (3 splits, 3 micro-batch counts): a few minutes
+    python bench/planner.py --quick          # a reduced grid (3 splits, 3 micro-batch counts), errors only
     python bench/planner.py --quick --json   # one JSON object: mean_error, worst_error, rows, ...
 
 Epochs are short (--train samples, a few mini-batches per device) so that the sweep fits in
@@ -186,7 +186,9 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
                                 "micro_batches": choice[1], "samples": -(-args.batch_size // choice[1]),
                                 "emulated_s": emulated_s, "predicted_s": predicted_s,
                                 "error": predicted_s / emulated_s - 1})
-    log(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s")
+    errors = [abs(float(r["error"])) for r in out["rows"] if r["model"] == model]
+    log(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s; error mean "
+        f"{statistics.mean(errors):.2%}, worst {max(errors):.2%}")
     if args.choice:
         for net in NETWORKS:
             out["choice"].append(check_choice(args, model, setup, profile, counts, emulated[(net, CHOICE_SPEEDS)],
@@ -322,7 +324,7 @@ def main() -> None:
     parser.add_argument("--no-choice", dest="choice", action="store_false",
                         help="skip the planner's-choice table (it trains the per-device plans too)")
     parser.add_argument("--quick", action="store_true",
-                        help="a reduced grid in a few minutes: " + " ".join(f"--{k.replace('_', '-')} {v or 'none'}"
+                        help="a reduced grid in a few minutes, no choice table: " + " ".join(f"--{k.replace('_', '-')} {v or 'none'}"
                                                                             for k, v in QUICK.items()))
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: the emulator's measured timing as it is; cpu: every time (profile, calibration, "
@@ -334,6 +336,7 @@ def main() -> None:
         for key, value in QUICK.items():
             if f"--{key.replace('_', '-')}" not in given:
                 setattr(args, key, value)
+        args.choice = False  # the choice table trains per-device plans besides the grid
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = args.clock

@@ -39,7 +39,7 @@ def _value(text: str) -> object:
 
 
 def parse_techniques(names: tuple[str, ...]) -> dict[str, tuple[str, dict[str, object]]]:
-    """Each entry's label -> (technique, its own options): "sfl:servers=2" -> ("sfl", {"servers": "2"})."""
+    """Each entry's label -> (technique, its own options): "sfl:servers=2" -> ("sfl", {"servers": 2})."""
     from splitpipe.schedules import TECHNIQUES
 
     entries: dict[str, tuple[str, dict[str, object]]] = {}

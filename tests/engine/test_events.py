@@ -10,7 +10,7 @@ from splitpipe.data import load_dataset
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import ScheduleStuck, run_schedule
 from splitpipe.engine.timing import ProfileTiming, part_units
-from splitpipe.network import TCP, LinkSpec
+from splitpipe.network import TCP, LinkSpec, parse_network
 from splitpipe.plan import Node, Plan, Topology
 from splitpipe.profile import Profile, UnitCost
 from splitpipe.schedules import build_schedule
@@ -102,6 +102,8 @@ def test_tcp_framing_adds_headers_and_the_acks_hold_the_reverse_link() -> None:
     assert tcp.transfer_s(1448) == pytest.approx(1.0)
     assert LinkSpec(33.0, 0.0, TCP).ack_s(1448) == pytest.approx(1.0)
     assert tcp.goodput_Bps == pytest.approx(1448.0)
+    assert parse_network("10/25/0").up == LinkSpec(10e6 / 8, 0.0, TCP)   # profiles give line rates
+    assert parse_network("none").up.transfer_s(10**9) == 0.0 and LinkSpec(10.0, 0.0).transfer_s(5) == 0.5
     topology = Topology((Node("a", "device"), Node("b", "server")),
                         {("a", "b"): LinkSpec(1514.0, 0.5, TCP), ("b", "a"): LinkSpec(33.0, 0.0, TCP)})
 

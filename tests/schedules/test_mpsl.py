@@ -1,5 +1,6 @@
 """MP-SL (its golden schedule: test_builders): labels never leave an owner, FIFO across owners, averaging, training, bad cuts."""
 
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -82,6 +83,20 @@ def test_compute_node_takes_the_task_that_arrived_first() -> None:
     forwards = sorted((s.start, s.owner) for s in spans if s.resource == "compute0" and s.category == "forward")
     assert [lane for _, lane in forwards] == [2, 1, 0]
     assert [start for start, _ in forwards] == pytest.approx([1.0, 11.0, 21.0])
+
+
+def test_an_owners_links_share_its_radio() -> None:
+    """An owner sends to compute0 and the aggregator and hears from compute1 and the aggregator
+    over one uplink and one downlink (the engine's test shows two transfers then take turns)."""
+    topology = tiny_plan(owners=2, compute=2).topology
+    assert topology.radios == {"device0", "device1"}
+    assert topology.channel("device0", "compute0") == topology.channel("device0", "aggregator") == ("device0", "*")
+    assert topology.channel("compute1", "device0") == topology.channel("aggregator", "device0") == ("*", "device0")
+    assert topology.channel("compute0", "compute1") == ("compute0", "compute1")
+    assert topology.channel("device1", "compute0") != topology.channel("device0", "compute0")
+    assert tiny_plan(owners=2, compute=2).without_owners(["device1"])[0].topology.radios == {"device0"}
+    with pytest.raises(ValueError, match=r"radios name unknown nodes \['phone'\]"):
+        replace(topology, radios=frozenset({"phone"}))
 
 
 def test_aggregation_averages_replicas_locally_and_owner_parts_at_the_aggregator() -> None:

@@ -24,15 +24,16 @@ Links = Mapping[tuple[str, str], LinkSpec]
 class TransportContract:
     """What every transport promises; subclasses give `make` (started transports, each told the others)."""
 
-    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+    def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
         raise NotImplementedError
 
     @pytest.fixture
     def nodes(self) -> Iterator[Callable[..., dict[str, Transport]]]:
         made: list[Transport] = []
 
-        def factory(names: Sequence[str] = ("a", "b", "c"), links: Links | None = None) -> dict[str, Transport]:
-            out = self.make(names, links)
+        def factory(names: Sequence[str] = ("a", "b", "c"), links: Links | None = None,
+                    radios: Sequence[str] = ()) -> dict[str, Transport]:
+            out = self.make(names, links, radios)
             made.extend(out.values())
             return out
 
@@ -132,6 +133,16 @@ class TransportContract:
         m = self.recv(n["b"])
         assert m.received_at - sent_at >= 1.05
 
+    def test_a_radio_downlink_takes_one_message_at_a_time(self, nodes) -> None:
+        # two peers send 250 kB each to "o" at 1 MB/s: o's one downlink is busy 0.5 s, not 0.25 s.
+        links = {(peer, "o"): LinkSpec(1e6, 0.0) for peer in ("c0", "c1")}
+        n = nodes(("o", "c0", "c1"), links, radios=("o",))
+        sent_at = time.time()
+        for peer in ("c0", "c1"):
+            n[peer].send("o", Tag("act", owner=int(peer[1])), torch.zeros(62_500))   # 250,000 bytes
+        arrivals = sorted(self.recv(n["o"]).received_at - sent_at for _ in range(2))
+        assert arrivals[1] >= 0.5
+
     def test_closed_transport_refuses(self, nodes) -> None:
         n = nodes(("a", "b"))
         with n["a"] as a:
@@ -168,13 +179,13 @@ class TransportContract:
 
 
 class TestLocalTransport(TransportContract):
-    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        return make_transports("local", names, links)
+    def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
+        return make_transports("local", names, links, radios=radios)
 
 
 class TestGrpcTransport(TransportContract):
-    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        return make_transports("grpc", names, links, secret=SECRET, chunk_bytes=1 << 20)   # 20 MiB: 20 chunks
+    def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
+        return make_transports("grpc", names, links, radios=radios, secret=SECRET, chunk_bytes=1 << 20)   # 20 MiB: 20 chunks
 
 
 class TestGrpcTransportTls(TransportContract):
@@ -182,9 +193,9 @@ class TestGrpcTransportTls(TransportContract):
     def _tls(self, tls_for) -> None:
         self.tls_for = tls_for
 
-    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+    def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
         tls = {name: self.tls_for(f"n{i}") for i, name in enumerate(names)}
-        return make_transports("grpc", names, links, secret=SECRET, tls=tls)
+        return make_transports("grpc", names, links, radios=radios, secret=SECRET, tls=tls)
 
 
 def test_unknown_kind_and_options_of_another_kind_are_named() -> None:
