@@ -28,6 +28,7 @@ import numpy as np
 from splitpipe.models.split import check_cuts, even_cuts
 from splitpipe.network import parse_network
 from splitpipe.plan import Plan, stage_topology
+from splitpipe.schedules.ftpipehd_repartition import Repartitioner, moves
 from splitpipe.schedules.ftpipehd_replan import add_costs, replan
 from splitpipe.schedules.ir import (
     BACKWARD,
@@ -138,6 +139,12 @@ def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[li
     return shards, plan
 
 
+def adapt(plan: Plan, config: RunConfig) -> tuple[Repartitioner, int] | None:
+    """The central node's re-partition every `repartition_every` iterations (ftpipehd_repartition.py)."""
+    every = config.repartition_every
+    return None if every == 0 else (Repartitioner(plan, every, config.epochs), every)
+
+
 TECHNIQUE = Technique(
     name="ftpipehd",
     summary="a central node with the data, then a chain of heterogeneous workers, one part each, 1F1B",
@@ -151,4 +158,6 @@ TECHNIQUE = Technique(
     replan=replan,
     droppable_roles=frozenset({"worker"}),
     add_costs=add_costs,
+    moves=moves,
+    adapt=adapt,
 )

@@ -9,7 +9,8 @@ How long a tensor lives in its node's store: act, grad, label and backup are con
 one action that reads them (a Send or a compute action); weights are consumed by their only
 compute reader and kept while several read them; avg is kept until the epoch ends; a backup
 (a stage's weights sent to another node as its recovery copy) is kept by its receiver for
-the rest of the run, outside the store (the executor's `backups`).
+the rest of the run, outside the store (the executor's `backups`); a move (layers and their
+optimizer state going to their new stage when a plan changes) lives only on its link.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ AGG_LANE = -1
 NO_OWNER = -1
 
 #: Message kinds consumed once (activations, gradients, labels); weights may be read often.
-TRANSIENT_KINDS = frozenset({"act", "grad", "label", "backup"})
+TRANSIENT_KINDS = frozenset({"act", "grad", "label", "backup", "move"})
 MESSAGE_KINDS = TRANSIENT_KINDS | {"weights", "avg"}
 #: `data` is an owner's micro-batch (read where the owner's shard lives, never sent);
 #: `loss` is a last part's loss, kept with the autograd state for its Backward.
