@@ -90,6 +90,9 @@ class RunConfig(Options):
     node) as its recovery copy; 0: never"""
     replicate_central_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 200
     """ftpipehd: iterations between each worker sending its weights to the central node; 0: never"""
+    pipeline: Literal["sync", "async"] = "sync"
+    """ftpipehd: sync (1F1B over micro-batches, one optimizer step per mini-batch: the weights of one process)
+    or async (the paper's code: PipeDream's 1F1B over mini-batches, a step after each backward, weight stashing)"""
     repartition_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 10
     """ftpipehd: iterations between the central node's re-partition checks: stages' capacities measured from
     their own actions' times, the DP re-run, the layers moved when the gain beats the move; 0: never"""

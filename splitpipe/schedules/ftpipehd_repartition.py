@@ -114,12 +114,15 @@ class Repartitioner:
         self.per_epoch = steps_per_epoch(plan.shard_sizes[0], plan.batch_size)
         self.total = epochs * self.per_epoch
         self.window: list[Span] = []
+        self.layout: tuple[object, ...] = ()
         self.checked = 0
 
     def __call__(self, plan: Plan, segment: Segment, boundary: Boundary) -> PlanChange | None:
         from splitpipe.loop import PlanChange  # the loop sits above the schedules
         from splitpipe.planner.ftpipehd_dp import bottleneck_of, partition_min_max
 
+        if self.layout != (plan.chain, plan.cuts):  # measured on other parts: start again
+            self.layout, self.window = (plan.chain, plan.cuts), []
         self.window += boundary.spans
         done = segment.epoch * self.per_epoch + (segment.stop or self.per_epoch)
         if done - self.checked < self.every:

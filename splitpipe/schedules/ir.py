@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 __all__ = [
     "Tag", "Action", "Replica", "Schedule", "AGG_LANE",
     "FORWARD", "BACKWARD", "STEP", "SEND", "RECV", "SNAPSHOT", "AGGREGATE", "LOAD",
-    "parse_action", "TRANSIENT_KINDS", "NO_OWNER", "programs_from_lists",
+    "parse_action", "TRANSIENT_KINDS", "NO_OWNER", "programs_from_lists", "STASH_WEIGHTS",
 ]
 
 FORWARD, BACKWARD, STEP = "F", "B", "U"
@@ -34,6 +34,10 @@ ALL_OPS = COMPUTE_OPS | {SEND, RECV}
 AGG_LANE = -1
 #: Owner of a tensor that belongs to no one data owner (an average over owners).
 NO_OWNER = -1
+
+#: Plan.extra key: every forward keeps the weights it used for its own backward, whose gradient
+#: then applies to the weights of that time (weight stashing, for asynchronous pipelines).
+STASH_WEIGHTS = "stash_weights"
 
 #: Message kinds consumed once (activations, gradients, labels); weights may be read often.
 TRANSIENT_KINDS = frozenset({"act", "grad", "label", "backup", "move"})
