@@ -18,8 +18,8 @@ from splitpipe.options import (
     SpeedChanges,
     Speeds,
     event_times,
-    speed_changes,
     load_toml,
+    speed_changes,
 )
 from splitpipe.schedules.registry import DEFAULT
 

@@ -16,8 +16,8 @@ from splitpipe.engine.predict import predict_epoch
 from splitpipe.engine.timing import SpeedChanges
 from splitpipe.loop import Boundary, Controller, Faults, PlanChange, run_loop
 from splitpipe.plan import Plan
-from splitpipe.schedules.record import Segment
 from splitpipe.schedules import build_schedule
+from splitpipe.schedules.record import Segment
 from splitpipe.setup import Setup, accelerated_nodes, make_timing, prepare, report_header, setup_profiles
 from splitpipe.span import Span
 

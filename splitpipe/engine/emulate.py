@@ -297,7 +297,8 @@ class TensorExecutor:
         if stash is not None:  # gradients of the stashed weights, applied to the current ones
             for name, p in self.module(Replica(node, a.part, a.replica)).named_parameters():
                 grad = stash[name].grad
-                p.grad = grad if p.grad is None else p.grad + grad
+                if grad is not None:
+                    p.grad = grad if p.grad is None else p.grad + grad
         for tag in a.writes:
             self.store[node][tag] = inp.grad
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from splitpipe.config import RunConfig
-from splitpipe.engine.move import run_moves
-from splitpipe.experiment import RunResult, emulate, prepare
 from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.move import run_moves
 from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.experiment import RunResult, emulate, prepare
 from splitpipe.schedules import build_schedule
-from splitpipe.schedules.ir import Replica
 from splitpipe.schedules.ftpipehd_repartition import measured_speeds, moves
 from splitpipe.schedules.ftpipehd_replan import dp_cuts
+from splitpipe.schedules.ir import Replica
 from splitpipe.span import Span
 
 from .conftest import ftpipehd
