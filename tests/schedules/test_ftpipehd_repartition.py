@@ -120,3 +120,13 @@ def _dp_cuts(config: RunConfig) -> tuple[int, ...]:
 def test_a_speed_change_names_a_node_of_the_plan() -> None:
     with pytest.raises(ValueError, match="speed-change names worker9, not a node of this plan"):
         prepare(RunConfig(**{**BASE, "speed_change": ("worker9@1=0.5",)}))  # type: ignore[arg-type]
+
+
+def test_a_failure_between_re_partitions_is_survived(static: RunResult) -> None:
+    epoch_s = static.report["epochs"][0]["time_s"]  # type: ignore[index]
+    report = _run(stages=4, fail=(f"worker2@{0.7 * epoch_s}",), replicate_every=2, replicate_central_every=4,
+                  speed_change=("worker3@0=0.2",)).report
+    kinds = [e["event"] for e in report["events"]]  # type: ignore[union-attr]
+    assert "failure" in kinds and kinds.count("repartition") >= 1
+    after = report["events"][kinds.index("failure")]["cuts_after"]  # type: ignore[index]
+    assert len(after) == 2 and len(report["epochs"][-1]["cuts"]) == 2  # type: ignore[index]
