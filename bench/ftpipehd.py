@@ -1,6 +1,6 @@
 """Benchmark (FTPipeHD issue): the DP's partition, re-partition after a slow-down, failed workers, replication.
 
-    python bench/ftpipehd.py [--out DIR] [--parts abcd]
+    python bench/ftpipehd.py [--out DIR] [--parts abcd] [--network 4g]
 
 (a) VGG-5 on digits, central node at speed 1 and 3 workers whose capacities spread 10x
     (1, 0.32, 0.1): even cuts (each stage the same number of units, as if the devices were
@@ -122,7 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="write report.json and timelines here")
     parser.add_argument("--parts", default="abcd", help="which tables: a, b, c, d")
+    parser.add_argument("--network", default="4g", help="every hop's network profile")
     args = parser.parse_args()
+    global BASE
+    BASE = BASE.with_(network=(args.network,))
     torch.set_num_threads(1)
     tables = {"a": ("partition, stage speeds " + ",".join(map(str, SPREAD)), partition_table),
               "b": ("worker1 slows from 1 to 0.1", speed_drop_table),

@@ -60,6 +60,10 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
     profiles = setup_profiles(setup)  # measured once: profile timing and the prediction share it
     if setup.technique.add_costs is not None:  # what the technique's re-plan weighs
         setup = replace(setup, plan=setup.technique.add_costs(setup.plan, profiles))
+    if resume is not None and resume.state["rows"]:  # a re-partition before the checkpoint: its cuts go on
+        cuts = tuple(resume.state["rows"][-1].get("cuts") or setup.plan.cuts)
+        if len(cuts) == len(setup.plan.cuts):
+            setup = replace(setup, plan=replace(setup.plan, cuts=cuts))
     timing = make_timing(setup, profiles)
     node_devices = {}
     if config.server_device != "cpu":

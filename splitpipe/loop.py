@@ -162,7 +162,8 @@ def run_loop(
                 dead.add(failed.node)
                 moved = _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
                                 {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",
-                                 "nodes": [failed.node]}, offset)
+                                 "nodes": [failed.node], "lost_steps": len({s.step for s in failed.spans
+                                                                             if s.category == "forward"})}, offset)
                 epoch_spans += moved
                 offset = max([offset, *(s.end for s in moved)])
                 continue

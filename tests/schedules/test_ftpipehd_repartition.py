@@ -128,5 +128,7 @@ def test_a_failure_between_re_partitions_is_survived(static: RunResult) -> None:
                   speed_change=("worker3@0=0.2",)).report
     kinds = [e["event"] for e in report["events"]]  # type: ignore[union-attr]
     assert "failure" in kinds and kinds.count("repartition") >= 1
-    after = report["events"][kinds.index("failure")]["cuts_after"]  # type: ignore[index]
+    failure = report["events"][kinds.index("failure")]  # type: ignore[index]
+    assert 0 < failure["lost_steps"] <= 5  # redone from the segment's start (a check every 5)
+    after = failure["cuts_after"]
     assert len(after) == 2 and len(report["epochs"][-1]["cuts"]) == 2  # type: ignore[index]
