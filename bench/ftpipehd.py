@@ -1,12 +1,17 @@
-"""Benchmark (FTPipeHD issue): the DP's partition against an equal one, and training through failed workers.
+"""Benchmark (FTPipeHD issue): the DP's partition, re-partition after a slow-down, failed workers, replication.
 
-    python bench/ftpipehd.py [--out DIR]
+    python bench/ftpipehd.py [--out DIR] [--parts abcd] [--network 4g]
 
 (a) VGG-5 on digits, central node at speed 1 and 3 workers whose capacities spread 10x
     (1, 0.32, 0.1): even cuts (each stage the same number of units, as if the devices were
-    equal) against the min-max DP's cuts from the profile and the speeds; one epoch each.
+    equal) against the min-max DP's cuts from the profile and the speeds; one epoch each, with
+    the sync and the async pipeline.
+(b) 3 stages at speed 1, 3 epochs; worker1 drops from 1 to 0.1 a third of the way through:
+    dynamic re-partition (every 10 iterations) against static cuts; time to finish.
 (c) The same model, 4 stages at speed 1, 3 epochs: no failure, one worker failed, two
     (adjacent) failed; epoch times (the redone work stays on the clock) and final accuracy.
+(d) 4 stages, 2 epochs, copies every 5, 20 or 100 iterations (central: twice that) or never:
+    the epoch time and link bytes they cost, and the time lost when worker2 dies late in epoch 0.
 
 Timing is `profile` from tests/golden_reports/profile_vgg5_digits.json (fixed per-unit times),
 so the figures are reproducible; the training itself is real.
@@ -28,7 +33,8 @@ from splitpipe.setup import setup_profiles
 
 PROFILE = str(Path(__file__).parents[1] / "tests" / "golden_reports" / "profile_vgg5_digits.json")
 BASE = RunConfig(technique="ftpipehd", dataset="digits", model="vgg5", batch_size=32, micro_batches=4,
-                 timing="profile", profile=PROFILE, progress=False, replicate_every=10, replicate_central_every=20)
+                 timing="profile", profile=PROFILE, progress=False, replicate_every=10, replicate_central_every=20,
+                 repartition_every=0)
 SPREAD = (1.0, 1.0, 0.32, 0.1)
 
 
@@ -52,10 +58,48 @@ def partition_table(out: Path | None) -> list[dict[str, object]]:
     setup = prepare(config)
     best = dp_cuts(add_costs(setup.plan, setup_profiles(setup)))
     rows = []
-    for name, cuts in (("equal", setup.plan.cuts), ("DP", best)):
-        epoch = run(config.with_(cuts=tuple(cuts)), out, f"partition-{name}")["epochs"][0]
-        rows.append({"partition": name, "cuts": ",".join(map(str, cuts)), "epoch s": epoch["time_s"],
-                     "bound s": epoch["bound_s"], "efficiency": epoch["efficiency"]})
+    for pipeline in ("sync", "async"):
+        for name, cuts in (("equal", setup.plan.cuts), ("DP", best)):
+            epoch = run(config.with_(cuts=tuple(cuts), pipeline=pipeline), out, f"partition-{pipeline}-{name}")["epochs"][0]
+            rows.append({"pipeline": pipeline, "partition": name, "cuts": ",".join(map(str, cuts)),
+                         "epoch s": epoch["time_s"], "bound s": epoch["bound_s"], "efficiency": epoch["efficiency"],
+                         "accuracy": epoch["test_accuracy"]})
+    return rows
+
+
+def speed_drop_table(out: Path | None) -> list[dict[str, object]]:
+    config = BASE.with_(stages=3, epochs=3)  # with 4 stages VGG-5's 5 units leave worker1 no lighter unit
+    clean = run(config, out, "speed-clean")
+    at = sum(e["time_s"] for e in clean["epochs"]) / 3
+    rows = []
+    for name, every in (("no drop", None), ("static", 0), ("dynamic", 10)):
+        report = clean if every is None else run(config.with_(speed_change=(f"worker1@{at}=0.1",), repartition_every=every),
+                                                 out, f"speed-{name}")
+        cuts = [e["cuts_after"] for e in report.get("events", [])]
+        rows.append({"run": name, "drop": "-" if every is None else f"worker1@{at:.3g}=0.1",
+                     "epoch s": " / ".join(f"{e['time_s']:.3g}" for e in report["epochs"]),
+                     "total s": sum(e["time_s"] for e in report["epochs"]),
+                     "re-partitions": " -> ".join(",".join(map(str, c)) for c in cuts) or "-",
+                     "final accuracy": report["epochs"][-1]["test_accuracy"]})
+    return rows
+
+
+def replication_table(out: Path | None) -> list[dict[str, object]]:
+    config = BASE.with_(stages=4, epochs=2)
+    rows = []
+    base_s = None
+    for every in (0, 100, 20, 5):
+        copies = config.with_(replicate_every=every, replicate_central_every=2 * every)
+        clean = run(copies, out, f"replicate-{every}")
+        epoch_s = clean["epochs"][0]["time_s"]
+        base_s = base_s or epoch_s
+        failed = run(copies.with_(fail=(f"worker2@{0.9 * epoch_s}",)), out, f"replicate-{every}-failed")
+        link_bytes = sum(v for e in clean["epochs"] for v in e["bytes"].values())
+        rows.append({"copies every": every or "never", "epoch s": epoch_s, "overhead": f"{epoch_s / base_s - 1:.1%}",
+                     "link MB": link_bytes / 1e6,
+                     "lost s": sum(e["time_s"] for e in failed["epochs"]) - sum(e["time_s"] for e in clean["epochs"]),
+                     "accuracy": clean["epochs"][-1]["test_accuracy"],
+                     "accuracy, failed": failed["epochs"][-1]["test_accuracy"]})
     return rows
 
 
@@ -77,12 +121,20 @@ def failure_table(out: Path | None) -> list[dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="write report.json and timelines here")
+    parser.add_argument("--parts", default="abcd", help="which tables: a, b, c, d")
+    parser.add_argument("--network", default="4g", help="every hop's network profile")
     args = parser.parse_args()
+    global BASE
+    BASE = BASE.with_(network=(args.network,))
     torch.set_num_threads(1)
-    print("(a) partition, stage speeds " + ",".join(map(str, SPREAD)))
-    print(markdown(partition_table(args.out)))
-    print("\n(c) failed workers")
-    print(markdown(failure_table(args.out)))
+    tables = {"a": ("partition, stage speeds " + ",".join(map(str, SPREAD)), partition_table),
+              "b": ("worker1 slows from 1 to 0.1", speed_drop_table),
+              "c": ("failed workers", failure_table),
+              "d": ("replication period", replication_table)}
+    for part in args.parts:
+        title, table = tables[part]
+        print(f"\n({part}) {title}", flush=True)
+        print(markdown(table(args.out)), flush=True)
 
 
 if __name__ == "__main__":

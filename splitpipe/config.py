@@ -15,9 +15,11 @@ from splitpipe.options import (
     Ints,
     Names,
     Options,
+    SpeedChanges,
     Speeds,
     event_times,
     load_toml,
+    speed_changes,
 )
 from splitpipe.schedules.registry import DEFAULT
 
@@ -92,6 +94,15 @@ class RunConfig(Options):
     node) as its recovery copy; 0: never"""
     replicate_central_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 200
     """ftpipehd: iterations between each worker sending its weights to the central node; 0: never"""
+    pipeline: Literal["sync", "async"] = "sync"
+    """ftpipehd: sync (1F1B over micro-batches, one optimizer step per mini-batch: the weights of one process)
+    or async (the paper's code: PipeDream's 1F1B over mini-batches, a step after each backward, weight stashing)"""
+    repartition_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 10
+    """ftpipehd: iterations between the central node's re-partition checks: stages' capacities measured from
+    their own actions' times, the DP re-run, the layers moved when the gain beats the move; 0: never"""
+    speed_change: SpeedChanges = ()
+    """NODE@T=SPEED: from T seconds on (the emulator's clock; wall seconds in launch) NODE computes at SPEED
+    against this host; repeat or list for several"""
     epochs: Count = 5
     """training epochs"""
     lr: Positive = 0.01
@@ -179,3 +190,7 @@ class RunConfig(Options):
 
     def rejoin_times(self) -> dict[str, float]:
         return event_times(self.rejoin)
+
+    def speed_changes(self) -> list[tuple[str, float, float]]:
+        """(node, seconds, speed) in time order."""
+        return speed_changes(self.speed_change)

@@ -13,8 +13,11 @@ from splitpipe.checkpoint import Checkpoint, data_order, restore, write_checkpoi
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
-from splitpipe.loop import Controller, Faults, run_loop
+from splitpipe.engine.timing import SpeedChanges
+from splitpipe.loop import Boundary, Controller, Faults, PlanChange, run_loop
+from splitpipe.plan import Plan
 from splitpipe.schedules import build_schedule
+from splitpipe.schedules.record import Segment
 from splitpipe.setup import Setup, accelerated_nodes, make_timing, prepare, report_header, setup_profiles
 from splitpipe.span import Span
 
@@ -57,6 +60,10 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
     profiles = setup_profiles(setup)  # measured once: profile timing and the prediction share it
     if setup.technique.add_costs is not None:  # what the technique's re-plan weighs
         setup = replace(setup, plan=setup.technique.add_costs(setup.plan, profiles))
+    if resume is not None and resume.state["rows"]:  # a re-partition before the checkpoint: its cuts go on
+        cuts = tuple(resume.state["rows"][-1].get("cuts") or setup.plan.cuts)
+        if len(cuts) == len(setup.plan.cuts):
+            setup = replace(setup, plan=replace(setup.plan, cuts=cuts))
     timing = make_timing(setup, profiles)
     node_devices = {}
     if config.server_device != "cpu":
@@ -84,13 +91,30 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
 
     engine = EmulatorEngine(executor, predict=lambda plan, epoch: predict_epoch(plan, profiles, epoch).time_s)
     faults = Faults(config.fail_times(), config.rejoin_times(), config.round_deadline)
+    controllers = [controller] if controller is not None else []
+    adapt = setup.technique.adapt(setup.plan, config) if setup.technique.adapt else None
+    if adapt is not None:  # the technique's own controller (FTPipeHD's re-partition)
+        controllers.append(adapt[0])  # type: ignore[arg-type]
+        segment_steps = segment_steps or adapt[1]
+    if config.speed_changes():  # takes effect at a step boundary: one step per segment
+        controllers.insert(0, SpeedChanges(timing, config.speed_changes()))  # type: ignore[arg-type]
+        segment_steps = 1
     result = run_loop(setup.plan, engine, range(first, config.epochs), segment_steps=segment_steps,
-                      controller=controller, progress=after_epoch, faults=faults)
+                      controller=_first_change(controllers) if controllers else None, progress=after_epoch,
+                      faults=faults)
     schedule = result.schedule or build_schedule(setup.plan, max(0, config.epochs - 1))
     report = report_header(setup, timing.name) | {"epochs": rows}
     if result.events:
         report["events"] = result.events
     return RunResult(report, result.spans, executor.global_model(schedule))
+
+
+def _first_change(controllers: list[Controller]) -> Controller:
+    """Every controller sees every boundary; the first plan change asked for is made."""
+    def ask(plan: Plan, segment: Segment, boundary: Boundary) -> PlanChange | None:
+        changes = [c(plan, segment, boundary) for c in controllers]
+        return next((c for c in changes if c is not None), None)
+    return ask
 
 
 def _checkpoint_state(setup: Setup, rows: list[dict[str, object]]) -> dict[str, object]:

@@ -11,7 +11,8 @@
             stays on the clock); owners that missed the round's deadline: the segment runs
             again with their updates left out of the average (same clock: they did the work)
         (5) the controller may change the plan at this boundary (a node dropped, a new
-            partition); the engine moves the weights the new plan needs; an event is logged
+            partition), seeing the segment's spans; the engine moves the weights the new plan
+            needs (moves over links take time on the clock); an event is logged
       (6) the epoch's metrics from its spans, plus what the engine measured (loss, accuracy)
 
 The loop knows nothing of tensors, clocks or networks: an Engine does the work, so a backend
@@ -32,7 +33,7 @@ from splitpipe.schedules.ir import Schedule
 from splitpipe.span import Span
 from splitpipe.trace import epoch_metrics
 
-__all__ = ["Engine", "PlanChange", "Controller", "Faults", "LoopResult", "run_loop", "epoch_row"]
+__all__ = ["Engine", "PlanChange", "Boundary", "Controller", "Faults", "LoopResult", "run_loop", "epoch_row"]
 
 
 class Engine(Protocol):
@@ -58,10 +59,11 @@ class Engine(Protocol):
         """After an epoch's last segment: what the engine measured (loss, accuracy, ...)."""
         ...
 
-    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> list[Span] | None:
         """Carry the weights (and optimizer state) of `old`'s replicas over to `new`'s.
 
-        `owners` maps each surviving data owner of `old` to its index in `new`.
+        `owners` maps each surviving data owner of `old` to its index in `new`. Returns the
+        spans of weights moved over links (time 0 = the change), if the move takes time.
         """
         ...
 
@@ -74,9 +76,19 @@ class PlanChange:
     reason: str
     owners: Mapping[int, int] | None = None
     """Old owner -> new owner; None: the owners are unchanged."""
+    details: Mapping[str, object] = field(default_factory=dict)
+    """More fields for the event (what was measured, what the change should gain)."""
 
 
-Controller = Callable[[Plan, Segment], PlanChange | None]
+@dataclass(frozen=True)
+class Boundary:
+    """Where a controller is asked: the run's clock there, and the segment's spans (on the run's clock)."""
+
+    time_s: float
+    spans: list[Span]
+
+
+Controller = Callable[[Plan, Segment, Boundary], PlanChange | None]
 
 
 @dataclass(frozen=True)
@@ -122,13 +134,14 @@ def run_loop(
     result, clock = LoopResult([], [], plan), 0.0
     for epoch in epochs:
         back = sorted(n for n in dead if faults.rejoin.get(n, float("inf")) <= clock)
-        if back:  # (0)
-            dead -= set(back)
-            _change(result, engine, _without(plan, dead, f"{', '.join(back)} rejoined"),
-                    {"epoch": epoch, "step": 0, "time_s": 0.0, "event": "rejoin", "nodes": back})
-        nodes, links = _resources(result.plan)
         epoch_spans: list[Span] = []
         offset, start = 0.0, 0
+        if back:  # (0)
+            dead -= set(back)
+            epoch_spans += _change(result, engine, _without(plan, dead, f"{', '.join(back)} rejoined"),
+                                   {"epoch": epoch, "step": 0, "time_s": 0.0, "event": "rejoin", "nodes": back})
+            offset = max([offset, *(s.end for s in epoch_spans)])
+        nodes, links = _resources(result.plan)
         missed: list[str] = []
         while True:
             segment = _segment(result.plan, epoch, start, segment_steps)
@@ -147,9 +160,12 @@ def run_loop(
                 engine.rewind()
                 pending.pop(failed.node, None)  # a real death was not scripted
                 dead.add(failed.node)
-                _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
-                        {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",
-                         "nodes": [failed.node]})
+                moved = _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
+                                {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",
+                                 "nodes": [failed.node], "lost_steps": len({s.step for s in failed.spans
+                                                                             if s.category == "forward"})}, offset)
+                epoch_spans += moved
+                offset = max([offset, *(s.end for s in moved)])
                 continue
             late = _late(result.plan, spans, deadline - offset) if deadline is not None else []
             if late:  # (4)
@@ -163,10 +179,13 @@ def run_loop(
             epoch_spans += done
             offset = max([offset, *(s.end for s in done)])
             result.schedule = schedule
-            change = controller(result.plan, segment) if controller is not None else None
+            boundary = Boundary(clock + offset, _shifted(done, clock))
+            change = controller(result.plan, segment, boundary) if controller is not None else None
             if change is not None:  # (5)
-                _change(result, engine, change, {"epoch": epoch, "step": segment.stop, "time_s": offset,
-                                                 "event": change.reason})
+                moved = _change(result, engine, change, {"epoch": epoch, "step": segment.stop, "time_s": offset,
+                                                         "event": change.reason, **change.details}, offset)
+                epoch_spans += moved
+                offset = max([offset, *(s.end for s in moved)])
             if segment.ends_epoch:
                 break
             start = segment.stop  # type: ignore[assignment]
@@ -211,14 +230,18 @@ def _without(original: Plan, dead: set[str], reason: str) -> PlanChange:
     return PlanChange(plan, reason)
 
 
-def _change(result: LoopResult, engine: Engine, change: PlanChange, event: dict[str, object]) -> None:
-    """Switch to `change.plan`: the engine carries the weights over, the event is logged."""
+def _change(result: LoopResult, engine: Engine, change: PlanChange, event: dict[str, object],
+            offset: float = 0.0) -> list[Span]:
+    """Switch to `change.plan`: the engine carries the weights over, the event is logged; the
+    spans of weights moved over links, from `offset` on the epoch's clock."""
     old = result.plan
     owners = change.owners or {i: change.plan.owners.index(name) for i, name in enumerate(old.owners)
                                 if name in change.plan.owners}
-    engine.adopt(old, change.plan, owners)
+    moved = engine.adopt(old, change.plan, owners) or []
     result.events.append({**event, "cuts_before": list(old.cuts), "cuts_after": list(change.plan.cuts)})
     result.plan = change.plan
+    return [replace(s, start=s.start + offset, end=s.end + offset, epoch=int(event["epoch"]))  # type: ignore[call-overload]
+            for s in moved]
 
 
 def epoch_row(epoch: int, spans: list[Span], nodes: list[str], links: list[str]) -> dict[str, object]:

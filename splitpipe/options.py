@@ -20,7 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["Options", "OptionError", "Ints", "Counts", "Names", "Speeds", "Count", "Seconds", "Finite", "Events",
-           "event_times", "load_toml"]
+           "event_times", "SpeedChanges", "speed_changes", "load_toml"]
 
 Opts = TypeVar("Opts", bound="Options")
 
@@ -88,6 +88,31 @@ def _check_events(events: tuple[str, ...]) -> tuple[str, ...]:
 #: Events at times: `device1@2.5,device3@10` or `["device1@2.5"]`.
 Events = Annotated[tuple[str, ...], BeforeValidator(_comma_list(str, "NODE@SECONDS items")),
                    AfterValidator(_check_events)]
+def speed_changes(items: tuple[str, ...]) -> list[tuple[str, float, float]]:
+    """("worker2@30=0.1", ...) -> [("worker2", 30.0, 0.1)] in time order; ValueError names a bad item."""
+    out = []
+    for item in items:
+        event, _, value = item.rpartition("=")
+        try:
+            [(node, time)] = event_times((event,)).items()
+            speed = float(value)
+        except ValueError:
+            node, time, speed = "", 0.0, math.nan
+        if not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"must be NODE@SECONDS=SPEED with SECONDS >= 0 and SPEED > 0, e.g. worker2@30=0.1, "
+                             f"got {item!r}")
+        out.append((node, time, speed))
+    return sorted(out, key=lambda change: change[1])
+
+
+def _check_speed_changes(items: tuple[str, ...]) -> tuple[str, ...]:
+    speed_changes(items)
+    return items
+
+
+#: Speed changes at times: `worker2@30=0.1,worker1@60=1` or `["worker2@30=0.1"]`.
+SpeedChanges = Annotated[tuple[str, ...], BeforeValidator(_comma_list(str, "NODE@SECONDS=SPEED items")),
+                         AfterValidator(_check_speed_changes)]
 #: Names (network profiles, UP/DOWN/MS): `4g,wifi` or `["4g", "wifi"]`.
 Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_comma_list(str, "names")),
                   Field(min_length=1)]

@@ -70,9 +70,10 @@ def prepare(config: RunConfig, model: nn.Sequential | None = None) -> Setup:
 
 
 def _check_fault_nodes(config: RunConfig, plan: Plan) -> None:
-    """--fail and --rejoin must name nodes of the plan: refused before any work, in run and launch alike."""
+    """--fail, --rejoin and --speed-change must name nodes of the plan: refused before any work, in run and launch alike."""
     names = plan.topology.names
-    for option, times in (("fail", config.fail_times()), ("rejoin", config.rejoin_times())):
+    speeds = {node: t for node, t, _ in config.speed_changes()}
+    for option, times in (("fail", config.fail_times()), ("rejoin", config.rejoin_times()), ("speed-change", speeds)):
         unknown = sorted(set(times) - set(names))
         if unknown:
             raise ValueError(f"{option} names {', '.join(unknown)}, not a node of this plan ({', '.join(names)})")

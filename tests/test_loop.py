@@ -69,7 +69,7 @@ def test_a_dropped_owner_leaves_the_rest_training(name: str) -> None:
     record = technique(name)
     assert record.replan is not None
 
-    def drop_device1(plan, segment):  # type: ignore[no-untyped-def]
+    def drop_device1(plan, segment, boundary):  # type: ignore[no-untyped-def]
         if segment.epoch == 0 and segment.stop == 2 and "device1" in plan.owners:
             new, owners = record.replan(plan, ["device1"])
             return PlanChange(new, "device1 dropped", owners)

@@ -24,7 +24,8 @@ CASES = {
     "pipelearn-per-device": ["--technique", "pipelearn", "--device-splits", "1,2,3", "--device-micro-batches", "2,4,1",
                              "--device-speed", "0.1,0.5,1"],
     "mpsl": ["--technique", "mpsl", "--cuts", "1,2,4", "--micro-batches", "2"],
-    "ftpipehd": ["--technique", "ftpipehd", "--cuts", "1,3", "--stage-speeds", "1,0.5,0.2", "--micro-batches", "4"],
+    "ftpipehd": ["--technique", "ftpipehd", "--cuts", "1,3", "--stage-speeds", "1,0.5,0.2", "--micro-batches", "4",
+                 "--repartition-every", "0"],  # the static pipeline (re-partition: test_ftpipehd_repartition)
 }
 #: Host seconds spent emulating: they vary from run to run.
 VOLATILE = {"wall_s", "compute_wall_s"}

@@ -32,6 +32,7 @@ from splitpipe.schedules.ir import (
     FORWARD,
     LOAD,
     SNAPSHOT,
+    STASH_WEIGHTS,
     STEP,
     TRANSIENT_KINDS,
     Action,
@@ -117,6 +118,8 @@ class TensorExecutor:
         self.replicas: dict[Replica, tuple[nn.Module, torch.optim.Optimizer]] = {}
         self.store: dict[str, dict[Tag, object]] = defaultdict(dict)
         self.saved: dict[tuple[str, int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        # Weight stashing (plan.extra[STASH_WEIGHTS]): the weights a forward used, for its backward.
+        self.stashed: dict[tuple[str, int, int, int, int], dict[str, torch.Tensor]] = {}
         self.memory = MemoryMeter()  # per-node peak bytes; what it counts: engine/memory.py
         self.handlers: dict[str, Callable[[str, Action], None]] = {
             FORWARD: self._forward, BACKWARD: self._backward, STEP: self._step,
@@ -276,8 +279,13 @@ class TensorExecutor:
                 inp = cast(torch.Tensor, self._take(node, tag)).detach().requires_grad_()
             else:
                 labels = cast(torch.Tensor, self._take(node, tag))
-        out = module(inp)
         key = (node, a.part, a.owner, a.step, a.mb)
+        if self.plan.extra.get(STASH_WEIGHTS):  # this forward's own copy of the weights, kept for its backward
+            stash = {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
+            self.stashed[key] = stash
+            out = torch.func.functional_call(module, {**dict(module.named_buffers()), **stash}, (inp,))
+        else:
+            out = module(inp)
         for tag in a.writes:
             if tag.kind == "label":
                 store[tag] = labels
@@ -292,11 +300,18 @@ class TensorExecutor:
                 self.saved[key] = (inp, ce / self._batch_len(a))
 
     def _backward(self, node: str, a: Action) -> None:
-        inp, out = self.saved.pop((node, a.part, a.owner, a.step, a.mb))
+        key = (node, a.part, a.owner, a.step, a.mb)
+        inp, out = self.saved.pop(key)
         if a.reads:
             out.backward(self._take(node, a.reads[0]))  # type: ignore[arg-type]
         else:  # a last part: the loss
             out.backward()
+        stash = self.stashed.pop(key, None)
+        if stash is not None:  # gradients of the stashed weights, applied to the current ones
+            for name, p in self.module(Replica(node, a.part, a.replica)).named_parameters():
+                grad = stash[name].grad
+                if grad is not None:
+                    p.grad = grad if p.grad is None else p.grad + grad
         for tag in a.writes:
             self.store[node][tag] = inp.grad
 

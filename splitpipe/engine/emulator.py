@@ -9,8 +9,10 @@ from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
 from splitpipe.engine.mark import Mark
+from splitpipe.engine.move import run_moves
+from splitpipe.engine.timing import ProfileTiming
 from splitpipe.plan import Plan
-from splitpipe.schedules import Segment, build_schedule
+from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import Schedule
 from splitpipe.span import Span
 
@@ -60,10 +62,19 @@ class EmulatorEngine:
             row["cuda_memory_bytes"] = executor.cuda_peaks()
         return row
 
-    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> list[Span]:
+        """Units that change node travel over the links first (engine/move.py), then every
+        replica of `new` is built from the nearest copy (engine/carry.py)."""
         shards = [self.shards[name] for name in new.owners]
         lost = set(old.topology.names) - set(new.topology.names)  # a dropped node's state is gone with it
+        record = technique(new.technique)
+        spans: list[Span] = []
+        if record.moves is not None:
+            spans, _ = run_moves(record.moves(old, new, lost), new.topology, self.executor)
         carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost)
+        if isinstance(self.executor.timing, ProfileTiming):  # a part's units are the new plan's
+            self.executor.timing.parts = new.part_units()
+        return spans
 
     def mark(self) -> None:
         self.saved = Mark.take(self.executor)

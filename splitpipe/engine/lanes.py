@@ -32,7 +32,8 @@ NODE_CATEGORY = {FORWARD: "forward", BACKWARD: "backward", STEP: "step",
                  SNAPSHOT: "aggregate", AGGREGATE: "aggregate", LOAD: "aggregate"}
 #: Timeline category of a transfer, by the message's kind.
 LINK_CATEGORY = {"act": "upload", "label": "upload", "grad": "download",
-                 "weights": "aggregate", "avg": "aggregate", "backup": "aggregate"}
+                 "weights": "aggregate", "avg": "aggregate", "backup": "aggregate",
+                 "move": "aggregate"}
 
 
 @dataclass

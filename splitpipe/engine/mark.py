@@ -46,4 +46,5 @@ class Mark:
         x.loss_sum, x.loss_count = self.loss
         x.store.clear()
         x.saved.clear()
+        x.stashed.clear()
         x.memory.forwards.clear()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from splitpipe.profile import Profile
 from splitpipe.schedules.ir import AGGREGATE, BACKWARD, FORWARD, LOAD, SNAPSHOT, STEP, Action
 
-__all__ = ["Timing", "MeasuredTiming", "ProfileTiming", "part_units"]
+__all__ = ["Timing", "MeasuredTiming", "ProfileTiming", "part_units", "SpeedChanges"]
 
 
 def part_units(num_units: int, cuts: Sequence[int]) -> list[range]:
@@ -63,3 +63,24 @@ class ProfileTiming(Timing):
             raise ValueError(f"action {action} takes no compute time")
         seconds = profile.calibrated(action.op, seconds, profile.place(units))  # its cost beyond the units
         return seconds / self.speeds[node]
+
+
+class SpeedChanges:
+    """--speed-change in the emulator: a run loop controller that changes nothing in the plan but
+    the world, setting `timing`'s speed of a node from the first step boundary at or after its time.
+
+    The plan keeps the speeds it was made with: a technique that adapts must measure the change.
+    """
+
+    def __init__(self, timing: MeasuredTiming | ProfileTiming, changes: Sequence[tuple[str, float, float]]) -> None:
+        self.timing = timing
+        self.pending = sorted(changes, key=lambda change: change[1])
+        self.apply(0.0)
+
+    def apply(self, time_s: float) -> None:
+        while self.pending and self.pending[0][1] <= time_s:
+            node, _, speed = self.pending.pop(0)
+            self.timing.speeds = {**self.timing.speeds, node: speed}
+
+    def __call__(self, plan: object, segment: object, boundary: object) -> None:
+        self.apply(boundary.time_s)  # type: ignore[attr-defined]

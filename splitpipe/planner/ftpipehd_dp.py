@@ -10,7 +10,8 @@ stage and link times::
 over j units given to stages 0..s, with best[0][j] = compute[0][0:j]. compute[s][j] is unit
 j's time on stage s (its profile time over its capacity, so heterogeneous devices are
 exactly what the table says); link[s][c] the time on the link between stages s and s+1
-when it carries the tensors at cut c. O(S n^2) with prefix sums; ties go to the earliest cut.
+when it carries the tensors at cut c; overhead[s] a stage's time whatever its units (a
+fixed cost per action). O(S n^2) with prefix sums; ties go to the earliest cut.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ class DpSolution:
 def bottleneck_of(
     cuts: Sequence[int], compute: Matrix, link: Matrix | None = None,
     memory: Sequence[float] | None = None, limits: Sequence[float] | None = None,
+    overhead: Sequence[float] | None = None,
 ) -> tuple[float, list[float], list[float]]:
     """(bottleneck, stage times, link times) of `cuts`; inf where a stage's memory is over its limit."""
     bounds = [0, *cuts, len(compute[0])]
-    stages = [float(sum(compute[s][a:b])) for s, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    fixed = overhead or [0.0] * len(compute)
+    stages = [float(sum(compute[s][a:b])) + fixed[s] for s, (a, b) in enumerate(zip(bounds, bounds[1:]))]
     links = [float(link[s][c]) for s, c in enumerate(cuts)] if link is not None else []
     if memory is not None and limits is not None:
         for s, (a, b) in enumerate(zip(bounds, bounds[1:])):
@@ -57,6 +60,7 @@ def partition_min_max(
     link: Matrix | None = None,
     memory: Sequence[float] | None = None,
     limits: Sequence[float] | None = None,
+    overhead: Sequence[float] | None = None,
 ) -> DpSolution:
     """The contiguous partition of len(compute[0]) units over len(compute) stages with the
     smallest bottleneck; every stage gets at least one unit.
@@ -69,12 +73,13 @@ def partition_min_max(
     if link is not None and len(link) < stages - 1:
         raise ValueError(f"need link times for {stages - 1} links, got {len(link)}")
     prefix = [[0.0, *accumulate(row)] for row in compute]
+    fixed = overhead or [0.0] * stages
     mem = [0.0, *accumulate(memory)] if memory is not None else None
 
     def cost(s: int, i: int, j: int) -> float:
         if mem is not None and limits is not None and mem[j] - mem[i] > limits[s]:
             return math.inf
-        return prefix[s][j] - prefix[s][i]
+        return prefix[s][j] - prefix[s][i] + fixed[s]
 
     best = [[math.inf] * (n + 1) for _ in range(stages)]
     choice = [[0] * (n + 1) for _ in range(stages)]
@@ -95,5 +100,5 @@ def partition_min_max(
         j = choice[s][j]
         cuts.append(j)
     cuts.reverse()
-    value, stage_s, link_s = bottleneck_of(cuts, compute, link, memory, limits)
+    value, stage_s, link_s = bottleneck_of(cuts, compute, link, memory, limits, overhead)
     return DpSolution(tuple(cuts), value, tuple(stage_s), tuple(link_s))

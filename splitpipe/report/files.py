@@ -66,7 +66,7 @@ def write_run(
     paths = [json_path, csv_path, write_trace(out / "trace.json", report, spans)]
     if spans:
         png_path = out / "timeline.png"
-        plot_timeline(spans, png_path, title=str(report.get("technique", "")))
+        plot_timeline(spans, png_path, title=str(report.get("technique", "")), events=report.get("events", []))
         paths.append(png_path)
     return paths
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from statistics import median
 from typing import TYPE_CHECKING
@@ -78,9 +78,11 @@ def lane_order(resources: set[str] | Sequence[str]) -> list[str]:
 
 
 def timeline_figure(
-    spans: Sequence[Span], title: str = "", epoch: int | None = None
+    spans: Sequence[Span], title: str = "", epoch: int | None = None,
+    events: Sequence[Mapping[str, object]] = (),
 ) -> Figure:
-    """Draw the spans of one epoch on a new Agg-backed figure and return it."""
+    """Draw the spans of one epoch on a new Agg-backed figure and return it; the run's
+    `events` of that epoch (failures, re-partitions) as dashed lines."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -111,6 +113,12 @@ def timeline_figure(
     ax.set_title(f"{title} (epoch {chosen})" if title else f"epoch {chosen}")
     _draw_labels(ax, selected, row, inches_per_second)
     _draw_legend(ax, {span.category for span in selected})
+    for event in events:
+        at = event.get("time_s")
+        if event.get("epoch") == chosen and isinstance(at, (int, float)):
+            ax.axvline(at, color="black", linestyle="--", linewidth=1)
+            ax.annotate(str(event.get("event", "")), (at, -0.5), xytext=(2, -2), textcoords="offset points",
+                        rotation=90, va="top", fontsize=7)
     return fig
 
 
@@ -119,9 +127,10 @@ def plot_timeline(
     path: str | PathLike[str],
     title: str = "",
     epoch: int | None = None,
+    events: Sequence[Mapping[str, object]] = (),
 ) -> None:
     """Write the timeline of one epoch (the first present unless `epoch` is given) as a PNG."""
-    timeline_figure(spans, title, epoch).savefig(path, dpi=100, bbox_inches="tight")
+    timeline_figure(spans, title, epoch, events).savefig(path, dpi=100, bbox_inches="tight")
 
 
 def _draw_bars(

@@ -24,7 +24,7 @@ from splitpipe.plan import Plan
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
-from splitpipe.runtime.node import NodeRunner, node_executor
+from splitpipe.runtime.node import NodeRunner, Speed, node_executor
 from splitpipe.runtime.protocol import assignment, config_mismatch, gather_tag, spans_from_body
 from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
 from splitpipe.runtime.transport import Message, Transport
@@ -61,7 +61,7 @@ class Coordinator:
     """
 
     def __init__(self, setup: Setup, name: str, transport: Transport, *, address: str = "",
-                 timeout: float = 600.0, silence_s: float = SILENCE_S, pings: int = 8, speed: float = 1.0,
+                 timeout: float = 600.0, silence_s: float = SILENCE_S, pings: int = 8, speed: Speed = 1.0,
                  progress: Progress | None = None) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.address, self.timeout, self.pings, self.speed = address, timeout, pings, speed

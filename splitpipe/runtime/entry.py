@@ -18,6 +18,7 @@ from splitpipe.runtime.options import NodeOptions
 
 if TYPE_CHECKING:
     from splitpipe.plan import Topology
+    from splitpipe.runtime.node import Speed
     from splitpipe.runtime.transport import GrpcTransport, Transport
     from splitpipe.setup import Setup
 
@@ -34,6 +35,7 @@ def run_node(options: NodeOptions) -> int:
     import torch
 
     from splitpipe.runtime.member import run_member
+    from splitpipe.runtime.node import speed_over_time
     from splitpipe.runtime.protocol import coordinator_of, node_name
     from splitpipe.runtime.transport import TransportError
     from splitpipe.setup import prepare
@@ -54,7 +56,8 @@ def run_node(options: NodeOptions) -> int:
         if options.port_file:
             Path(options.port_file).write_text(f"{transport.port}\n")
         log.info("%s: listening on %s (reached at %s)", name, options.listen, address)
-        speed = setup.topology.node(name).speed if options.emulate_speed else 1.0
+        speed = speed_over_time(setup.topology.node(name).speed if options.emulate_speed else 1.0,
+                                [(at, v) for node, at, v in setup.config.speed_changes() if node == name])
         try:
             if leads:
                 return _coordinate(setup, name, transport, address, options.timeout, speed)
@@ -65,7 +68,7 @@ def run_node(options: NodeOptions) -> int:
     return 0
 
 
-def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float) -> int:
+def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: Speed) -> int:
     from splitpipe.report.console import epoch_progress, show_run
     from splitpipe.runtime.coordinator import Coordinator
 

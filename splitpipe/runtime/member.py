@@ -14,7 +14,7 @@ from splitpipe.engine.carry import carry_over
 from splitpipe.engine.mark import Mark
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import EpochAborted, Mailbox, PeerLost, RemoteFailure
-from splitpipe.runtime.node import NodeRunner, node_executor
+from splitpipe.runtime.node import NodeRunner, Speed, node_executor
 from splitpipe.runtime.protocol import assignment, config_body, gather_tag, spans_to_body
 from splitpipe.runtime.recovery import peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Transport
@@ -28,7 +28,7 @@ log = logging.getLogger("splitpipe.runtime")
 
 
 def run_member(setup: Setup, name: str, transport: Transport, coordinator: str, address: str = "", *,
-               timeout: float = 600.0, speed: float = 1.0, silence_s: float = SILENCE_S) -> None:
+               timeout: float = 600.0, speed: Speed = 1.0, silence_s: float = SILENCE_S) -> None:
     """Take part in one run as node `name` until the coordinator says stop.
 
     `address` is where the other nodes reach this one (HOST:PORT). Any failure here is
@@ -52,7 +52,7 @@ def run_member(setup: Setup, name: str, transport: Transport, coordinator: str, 
 
 class _Member:
     def __init__(self, setup: Setup, name: str, transport: Transport, coordinator: str, timeout: float,
-                 speed: float, silence_s: float) -> None:
+                 speed: Speed, silence_s: float) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.coordinator, self.timeout, self.speed = coordinator, timeout, speed
         self.mailbox = Mailbox(transport, silence_s)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -43,7 +43,22 @@ from splitpipe.schedules.ir import SEND, Action, Schedule
 from splitpipe.setup import Setup, accelerated_nodes
 from splitpipe.span import Span
 
-__all__ = ["NodeRunner", "node_executor"]
+__all__ = ["NodeRunner", "node_executor", "Speed", "speed_over_time"]
+
+#: A node's speed against this host: fixed, or read at each compute action.
+Speed = float | Callable[[], float]
+
+
+def speed_over_time(base: float, changes: Sequence[tuple[float, float]]) -> Speed:
+    """`base`, then each (seconds, speed) of --speed-change from that many wall seconds after now."""
+    if not changes:
+        return base
+    started = time.time()
+
+    def now() -> float:
+        elapsed = time.time() - started
+        return next((speed for at, speed in sorted(changes, reverse=True) if at <= elapsed), base)
+    return now
 
 log = logging.getLogger("splitpipe.runtime")
 
@@ -76,11 +91,12 @@ class NodeRunner:
 
     `timeout` bounds how long the node may go without progress while it waits for a
     message. `speed` below 1 stretches each compute action to measured / speed, to stand
-    in for a slower device when a whole cluster runs on one machine.
+    in for a slower device when a whole cluster runs on one machine; a callable gives the
+    speed of the moment (--speed-change).
     """
 
     def __init__(self, name: str, schedule: Schedule, executor: TensorExecutor, mailbox: Mailbox,
-                 topology: Topology, epoch: int, *, timeout: float = 600.0, speed: float = 1.0) -> None:
+                 topology: Topology, epoch: int, *, timeout: float = 600.0, speed: Speed = 1.0) -> None:
         self.name = name
         self.programs = schedule.programs.get(name, {})
         self.executor = executor
@@ -151,8 +167,9 @@ class NodeRunner:
         start = time.time()
         self.executor.compute(self.name, action)
         end = time.time()
-        if self.speed < 1:
-            time.sleep((end - start) * (1 / self.speed - 1))
+        speed = self.speed() if callable(self.speed) else self.speed
+        if speed < 1:
+            time.sleep((end - start) * (1 / speed - 1))
             end = time.time()
         lane.advance(end)
         self.spans.append(compute_span(self.name, action, start, end, self.epoch))

@@ -17,6 +17,17 @@ weights equal single-process training of the whole model with the same accumulat
 stage snapshots its part and sends it to the next stage (the last to central), and after every
 `replicate_central_every`-th each worker sends it to central: recovery copies for re-planning
 when a worker dies (`ftpipehd_replan.py`).
+
+`pipeline = "async"` (the paper's code, PipeDream's 1F1B): the same order over whole mini-batches
+instead of micro-batches, each backward followed by its stage's step, so stage s has at most
+S - s mini-batches in flight and never waits for a flush (S = 3, 4 mini-batches)::
+
+    central  (s=0): F0 F1 F2 B0 U0 F3 B1 U1 B2 U2 B3 U3
+    worker1  (s=1): F0 F1 B0 U0 F2 B1 U1 F3 B2 U2 B3 U3
+    worker2  (s=2): F0 B0 U0 F1 B1 U1 F2 B2 U2 F3 B3 U3
+
+(6) A forward's weights are stashed for its backward (ir.STASH_WEIGHTS), whose gradient applies
+to the weights of that time. A segment boundary (a re-partition check) drains the pipeline.
 """
 
 from __future__ import annotations
@@ -28,10 +39,13 @@ import numpy as np
 from splitpipe.models.split import check_cuts, even_cuts
 from splitpipe.network import parse_network
 from splitpipe.plan import Plan, stage_topology
+from splitpipe.schedules.ftpipehd_repartition import Repartitioner, moves
 from splitpipe.schedules.ftpipehd_replan import add_costs, replan
 from splitpipe.schedules.ir import (
+    AGG_LANE,
     BACKWARD,
     FORWARD,
+    STASH_WEIGHTS,
     STEP,
     Action,
     Replica,
@@ -52,6 +66,8 @@ __all__ = ["build_ftpipehd", "check_stages", "one_f_one_b", "TECHNIQUE"]
 
 #: Stages when neither the cuts nor several stage speeds are given.
 DEFAULT_STAGES = 4
+#: Plan.extra key: "sync" (1F1B over micro-batches, one step per mini-batch) or "async".
+PIPELINE = "pipeline"
 
 
 def one_f_one_b(stages: int, stage: int, micro_batches: int) -> list[tuple[str, int]]:
@@ -78,7 +94,9 @@ def build_ftpipehd(plan: Plan, segment: Segment) -> Schedule:
     check_stages(plan)
     nodes = [plan.owners[0], *plan.chain]
     lists: dict[tuple[str, int], list[Action]] = {(node, 0): [] for node in nodes}
-    for step, sizes in owner_steps(plan, 0, None, segment):
+    if plan.extra.get(PIPELINE) == "async":
+        _build_async(plan, segment, nodes, lists)
+    for step, sizes in ([] if plan.extra.get(PIPELINE) == "async" else owner_steps(plan, 0, None, segment)):
         for s, node in enumerate(nodes):
             own = lists[(node, 0)]
             for op, mb in one_f_one_b(len(nodes), s, len(sizes)):
@@ -93,6 +111,28 @@ def build_ftpipehd(plan: Plan, segment: Segment) -> Schedule:
         evaluate={r.part: ((r, 1.0),) for r in replicas},
         owners={0: nodes[0]},
     ))
+
+
+def _build_async(plan: Plan, segment: Segment, nodes: list[str], lists: dict[tuple[str, int], list[Action]]) -> None:
+    """PipeDream's 1F1B over the segment's mini-batches, a step after each backward."""
+    steps = list(owner_steps(plan, 0, 1, segment))
+    copies: dict[int, dict[tuple[str, int], list[Action]]] = {}
+    for step, _ in steps:
+        copies[step] = {(node, 0): [] for node in nodes}
+        add_replication(plan, segment.epoch, step, nodes, copies[step])  # (5)
+    for s, node in enumerate(nodes):
+        own = lists[(node, 0)]
+        for op, i in one_f_one_b(len(nodes), s, len(steps)):
+            step, (n,) = steps[i]
+            if op == FORWARD:
+                own.append(_forward(s, len(nodes) - 1, step, 0, n))
+                continue
+            own += [_backward(s, len(nodes) - 1, step, 0, n), Action(STEP, part=s, step=step)]
+            own += copies[step][(node, 0)]
+    for step, _ in steps:
+        for (node, lane), actions in copies[step].items():
+            if lane == AGG_LANE:
+                lists.setdefault((node, lane), []).extend(actions)
 
 
 def _forward(s: int, last: int, step: int, mb: int, n: int) -> Action:
@@ -132,10 +172,17 @@ def make_plan(config: RunConfig, labels: np.ndarray, num_units: int) -> tuple[li
         batch_size=config.batch_size, micro_batches=config.micro_batches,
         shard_sizes=(len(shards[0]),), owners=("central",), server="central",
         chain=tuple(f"worker{s}" for s in range(1, stages)),
-        extra={REPLICATE_EVERY: config.replicate_every, REPLICATE_CENTRAL_EVERY: config.replicate_central_every},
+        extra={REPLICATE_EVERY: config.replicate_every, REPLICATE_CENTRAL_EVERY: config.replicate_central_every,
+               PIPELINE: config.pipeline, **({STASH_WEIGHTS: True} if config.pipeline == "async" else {})},
     )
     check_stages(plan)
     return shards, plan
+
+
+def adapt(plan: Plan, config: RunConfig) -> tuple[Repartitioner, int] | None:
+    """The central node's re-partition every `repartition_every` iterations (ftpipehd_repartition.py)."""
+    every = config.repartition_every
+    return None if every == 0 else (Repartitioner(plan, every, config.epochs), every)
 
 
 TECHNIQUE = Technique(
@@ -151,4 +198,6 @@ TECHNIQUE = Technique(
     replan=replan,
     droppable_roles=frozenset({"worker"}),
     add_costs=add_costs,
+    moves=moves,
+    adapt=adapt,
 )

@@ -18,17 +18,21 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from splitpipe.plan import Plan, Topology
+from splitpipe.schedules.ir import BACKWARD, FORWARD, STEP
 
 if TYPE_CHECKING:
     from splitpipe.network import LinkSpec
     from splitpipe.profile import Profile
 
-__all__ = ["replan", "add_costs", "dp_cuts", "UNIT_S", "CUT_BYTES"]
+__all__ = ["replan", "add_costs", "dp_cuts", "dp_costs", "stage_s", "UNIT_S", "STAGE_S", "CUT_BYTES", "UNIT_BYTES"]
 
 #: Plan.extra keys: seconds per mini-batch of each unit on a node of speed 1 (forward, backward,
-#: step); bytes per mini-batch of the activation at each cut 0..n.
+#: step); a stage's fixed seconds per mini-batch whatever its units (the profile's calibrated cost
+#: per action); bytes per mini-batch of the activation at each cut 0..n; bytes of each unit's weights.
 UNIT_S = "unit_s"
+STAGE_S = "stage_s"
 CUT_BYTES = "cut_bytes"
+UNIT_BYTES = "unit_bytes"
 
 
 def replan(plan: Plan, lost: Sequence[str]) -> tuple[Plan, Mapping[int, int]]:
@@ -65,14 +69,29 @@ def dp_cuts(plan: Plan) -> tuple[int, ...]:
     """The min-max DP's cuts for `plan`'s stages at their node speeds (2)."""
     from splitpipe.planner.ftpipehd_dp import partition_min_max  # planner sits above schedules
 
+    compute, hops, overhead = dp_costs(plan)
+    return partition_min_max(compute, hops, overhead=overhead).cuts
+
+
+def stage_s(plan: Plan) -> float:
+    return float(plan.extra.get(STAGE_S, 0.0))  # type: ignore[arg-type]
+
+
+def dp_costs(plan: Plan, speeds: Sequence[float] | None = None, links: Mapping[tuple[str, str], LinkSpec] | None = None,
+             ) -> tuple[list[list[float]], list[list[float]], list[float]]:
+    """The DP's tables: each unit's seconds per mini-batch on each stage, each hop's seconds at
+    each cut, each stage's fixed seconds; `speeds` (one per stage) and `links` (measured)
+    replace the topology's."""
     unit_s = cast("Sequence[float]", plan.extra.get(UNIT_S) or (1.0,) * plan.num_units)
     cut_bytes = cast("Sequence[float]", plan.extra.get(CUT_BYTES) or (0.0,) * (plan.num_units + 1))
     nodes = [plan.owners[0], *plan.chain]
     topology = plan.topology
-    compute = [[u / topology.node(n).speed for u in unit_s] for n in nodes]
-    link = [[max(topology.link(a, b).transfer_s(int(c)), topology.link(b, a).transfer_s(int(c))) for c in cut_bytes]
+    speeds = speeds or [topology.node(n).speed for n in nodes]
+    link = {**topology.links, **(links or {})}
+    compute = [[u / speed for u in unit_s] for speed in speeds]
+    hops = [[max(link[a, b].transfer_s(int(c)), link[b, a].transfer_s(int(c))) for c in cut_bytes]
             for a, b in zip(nodes, nodes[1:])]
-    return partition_min_max(compute, link).cuts
+    return compute, hops, [stage_s(plan) / speed for speed in speeds]
 
 
 def add_costs(plan: Plan, profiles: Mapping[str, Profile]) -> Plan:
@@ -81,6 +100,11 @@ def add_costs(plan: Plan, profiles: Mapping[str, Profile]) -> Plan:
 
     profile = profiles[plan.owners[0]]
     f, b, u = unit_times(profile, 1.0, plan.batch_size, plan.micro_batches)
+    (fixed_f, ratio_f), (fixed_b, ratio_b), (fixed_u, ratio_u) = (
+        profile.calibration.get(op, (0.0, 0.0)) for op in (FORWARD, BACKWARD, STEP))
+    unit_s = tuple(x * (1 + ratio_f) + y * (1 + ratio_b) + z * (1 + ratio_u) for x, y, z in zip(f, b, u))
+    fixed = plan.micro_batches * (fixed_f + fixed_b) + fixed_u
     cut_bytes = tuple(float(profile.boundary_bytes(c) * plan.batch_size) for c in range(plan.num_units + 1))
-    extra = {**plan.extra, UNIT_S: tuple(x + y + z for x, y, z in zip(f, b, u)), CUT_BYTES: cut_bytes}
+    unit_bytes = tuple(float(profile.param_bytes(range(u, u + 1))) for u in range(plan.num_units))
+    extra = {**plan.extra, UNIT_S: unit_s, STAGE_S: fixed, CUT_BYTES: cut_bytes, UNIT_BYTES: unit_bytes}
     return replace(plan, extra=extra)

@@ -9,7 +9,8 @@ How long a tensor lives in its node's store: act, grad, label and backup are con
 one action that reads them (a Send or a compute action); weights are consumed by their only
 compute reader and kept while several read them; avg is kept until the epoch ends; a backup
 (a stage's weights sent to another node as its recovery copy) is kept by its receiver for
-the rest of the run, outside the store (the executor's `backups`).
+the rest of the run, outside the store (the executor's `backups`); a move (layers and their
+optimizer state going to their new stage when a plan changes) lives only on its link.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, fields
 __all__ = [
     "Tag", "Action", "Replica", "Schedule", "AGG_LANE",
     "FORWARD", "BACKWARD", "STEP", "SEND", "RECV", "SNAPSHOT", "AGGREGATE", "LOAD",
-    "parse_action", "TRANSIENT_KINDS", "NO_OWNER", "programs_from_lists",
+    "parse_action", "TRANSIENT_KINDS", "NO_OWNER", "programs_from_lists", "STASH_WEIGHTS",
 ]
 
 FORWARD, BACKWARD, STEP = "F", "B", "U"
@@ -34,8 +35,12 @@ AGG_LANE = -1
 #: Owner of a tensor that belongs to no one data owner (an average over owners).
 NO_OWNER = -1
 
+#: Plan.extra key: every forward keeps the weights it used for its own backward, whose gradient
+#: then applies to the weights of that time (weight stashing, for asynchronous pipelines).
+STASH_WEIGHTS = "stash_weights"
+
 #: Message kinds consumed once (activations, gradients, labels); weights may be read often.
-TRANSIENT_KINDS = frozenset({"act", "grad", "label", "backup"})
+TRANSIENT_KINDS = frozenset({"act", "grad", "label", "backup", "move"})
 MESSAGE_KINDS = TRANSIENT_KINDS | {"weights", "avg"}
 #: `data` is an owner's micro-batch (read where the owner's shard lives, never sent);
 #: `loss` is a last part's loss, kept with the autograd state for its Backward.

@@ -7,7 +7,7 @@ programs, which roles its nodes play, what the planner may choose, how it re-pla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from splitpipe.plan import Plan
     from splitpipe.profile import Profile
 
-__all__ = ["Technique", "PlannerHook", "Segment", "drop_owners"]
+__all__ = ["Technique", "PlannerHook", "Segment", "Move", "drop_owners"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,17 @@ class PlannerHook:
     estimators: tuple[str, ...] = ("events",)
 
 
+@dataclass(frozen=True)
+class Move:
+    """Units that change node when a plan changes: their state (weights and momentum) leaves
+    part `part` (replica `replica`) of `path[0]` and travels hop by hop to `path[-1]`."""
+
+    path: tuple[str, ...]
+    units: tuple[int, ...]
+    part: int
+    replica: int = 0
+
+
 MakePlan = Callable[["RunConfig", "np.ndarray", int], tuple[list["np.ndarray"], "Plan"]]
 Replan = Callable[["Plan", Sequence[str]], tuple["Plan", Mapping[int, int]]]
 
@@ -109,6 +120,12 @@ class Technique:
     """Roles of nodes besides the data owners that `replan` can go on without (FTPipeHD's workers)."""
     add_costs: Callable[[Plan, Mapping[str, Profile]], Plan] | None = None
     """Plan and the run's node profiles -> the plan with the costs its `replan` needs (a DP's)."""
+    moves: Callable[[Plan, Plan, Collection[str]], list[Move]] | None = None
+    """Old plan, new plan, dead nodes -> the units that travel between nodes (engine/move.py);
+    None: a plan change moves nothing over the links."""
+    adapt: Callable[[Plan, RunConfig], tuple[Callable[..., object], int] | None] | None = None
+    """Plan and config -> a controller of the run loop and its segment length in mini-batches
+    (FTPipeHD's re-partition), or None when the config turns it off."""
 
 
 def drop_owners(plan: Plan, gone: Sequence[str]) -> tuple[Plan, Mapping[int, int]]:

@@ -19,6 +19,8 @@ BAD_INPUT = [
     (["--dataset", "npz:/no/such/file.npz"], "/no/such/file.npz"),
     (["--technique", "gossip"], "gossip"),
     (["--device-speed", "0"], "device-speed"),
+    (["--technique", "ftpipehd", "--speed-change", "worker1@3"], "worker1@3"),
+    (["--technique", "ftpipehd", "--speed-change", "worker9@3=0.5"], "worker9"),
 ]
 
 

@@ -30,6 +30,7 @@ RUN_LISTS = {
     "compute_speeds": ("[1, 0.5]", "1,0.5", (1.0, 0.5)),
     "fail": ('["device0@1", "device1@2.5"]', "device0@1,device1@2.5", ("device0@1", "device1@2.5")),
     "rejoin": ('["device0@3"]', "device0@3", ("device0@3",)),
+    "speed_change": ('["worker1@3=0.1", "worker2@5=2"]', "worker1@3=0.1,worker2@5=2", ("worker1@3=0.1", "worker2@5=2")),
 }
 #: a command's own list options -> (command and required flags, flag value, the typed tuple)
 COMMAND_LISTS = {

@@ -85,7 +85,7 @@ def test_plan_changes_are_instant_events_after_the_earlier_epochs() -> None:
     replan = technique("sfl").replan
     assert replan is not None
 
-    def drop_device1(plan, segment):  # type: ignore[no-untyped-def]
+    def drop_device1(plan, segment, boundary):  # type: ignore[no-untyped-def]
         if segment.epoch == 1 and segment.stop == 2 and "device1" in plan.owners:
             new, owners = replan(plan, ["device1"])
             return PlanChange(new, "device1 dropped", owners)

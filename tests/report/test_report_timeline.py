@@ -94,3 +94,10 @@ def test_thousands_of_spans_draw_one_collection_per_group(tmp_path: Path) -> Non
     assert (
         len(timeline_figure(spans).axes[0].collections) == 14
     )  # 7 devices x 2 categories
+
+
+def test_the_epochs_events_are_marked() -> None:
+    events = [{"epoch": 1, "time_s": 12.0, "event": "repartition"}, {"epoch": 0, "time_s": 1.0, "event": "failure"}]
+    ax = timeline_figure(_two_epochs(), epoch=1, events=events).axes[0]
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == [12.0]  # epoch 0's failure is not drawn
+    assert "repartition" in [t.get_text() for t in ax.texts]
