@@ -73,7 +73,7 @@ def test_moved_layers_travel_with_their_momentum_on_the_links() -> None:
     assert all(torch.equal(state[k], v) for k, v in weights.items())
     (span,) = spans
     assert span.resource == "worker2->worker1" and span.bytes == sum(v.numel() * v.element_size() for v in state.values())
-    assert span.duration == pytest.approx(span.bytes / plan.topology.link("worker2", "worker1").bandwidth_Bps)
+    assert span.duration == pytest.approx(plan.topology.link("worker2", "worker1").transfer_s(span.bytes))
 
 
 @pytest.fixture(scope="module")
