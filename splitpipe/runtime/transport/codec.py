@@ -34,7 +34,8 @@ __all__ = [
     "CodecError", "Decoded", "DTYPES", "MAX_CONTROL_BYTES",
     "tag_to_proto", "tag_from_proto", "tensor_to_bytes", "tensor_from_bytes",
     "control_to_bytes", "control_from_bytes", "payload_to_frames", "control_to_frames",
-    "messages_from_frames", "payload_from_frames", "FrameAssembler",
+    "messages_from_frames", "payload_from_frames", "FrameAssembler", "data_sizes", "data_header",
+    "payload_from_buffers",
 ]
 
 _NAMES = {dtype: name for name, dtype in DTYPES.items()}
@@ -109,6 +110,36 @@ def control_from_bytes(data: bytes | bytearray | np.ndarray, max_bytes: int = MA
     return json_object(bytes(data))
 
 
+def data_sizes(header: ProtoDataHeader, max_tensors: int = MAX_TENSORS) -> list[int]:
+    """Bytes of each tensor a data header announces, after every check that needs no allocation."""
+    if len(header.tensors) > max_tensors:
+        raise CodecError(f"{len(header.tensors)} tensors exceed the limit of {max_tensors} per message")
+    if header.ByteSize() > MAX_HEADER_BYTES:
+        raise CodecError(f"header of {header.ByteSize()} bytes exceeds the limit of {MAX_HEADER_BYTES}")
+    tag_from_proto(header.tag)
+    sizes = [tensor_nbytes(t) for t in header.tensors]
+    if not header.state_dict and len(sizes) != 1:
+        raise CodecError(f"a tensor message must carry one tensor, got {len(sizes)}")
+    keys = [t.key for t in header.tensors]
+    if header.state_dict and len(set(keys)) != len(keys):
+        raise CodecError("state-dict keys repeat")
+    return sizes
+
+
+def data_header(tag: Tag, payload: Payload) -> tuple[ProtoDataHeader, list[memoryview]]:
+    """The header of a data message and byte views of its tensors (they may alias the payload)."""
+    check_payload(payload)
+    items = [("", payload)] if isinstance(payload, torch.Tensor) else list(payload.items())
+    headers, views = zip(*(_tensor_view(t, key) for key, t in items)) if items else ((), ())
+    return ProtoDataHeader(tag=tag_to_proto(tag), state_dict=isinstance(payload, dict), tensors=headers), list(views)
+
+
+def payload_from_buffers(header: ProtoDataHeader, buffers: list[np.ndarray]) -> Payload:
+    """The payload of a checked data header over its filled buffers (one per tensor)."""
+    tensors = [tensor_from_bytes(t, b) for t, b in zip(header.tensors, buffers)]
+    return dict(zip((t.key for t in header.tensors), tensors)) if header.state_dict else tensors[0]
+
+
 def _chunked(message: int, first: ProtoFrame, views: list[memoryview], chunk_bytes: int) -> list[ProtoFrame]:
     """`first`, then the bytes of `views` back to back in chunks of `chunk_bytes`: each byte copied once."""
     if chunk_bytes <= 0:
@@ -130,11 +161,8 @@ def _chunked(message: int, first: ProtoFrame, views: list[memoryview], chunk_byt
 
 def payload_to_frames(message: int, tag: Tag, payload: Payload, chunk_bytes: int) -> list[ProtoFrame]:
     """Frames of one data message: a header, then the tensors' bytes in chunks of at most `chunk_bytes`."""
-    check_payload(payload)
-    items = [("", payload)] if isinstance(payload, torch.Tensor) else list(payload.items())
-    headers, views = zip(*(_tensor_view(t, key) for key, t in items)) if items else ((), ())
-    header = ProtoDataHeader(tag=tag_to_proto(tag), state_dict=isinstance(payload, dict), tensors=headers)
-    return _chunked(message, ProtoFrame(message=message, data=header), list(views), chunk_bytes)
+    header, views = data_header(tag, payload)
+    return _chunked(message, ProtoFrame(message=message, data=header), views, chunk_bytes)
 
 
 def control_to_frames(message: int, body: dict, chunk_bytes: int,
@@ -229,17 +257,7 @@ class FrameAssembler:
         body = frame.WhichOneof("body")
         if body == "data":
             header = frame.data
-            if len(header.tensors) > self.max_tensors:
-                raise CodecError(f"{len(header.tensors)} tensors exceed the limit of {self.max_tensors} per message")
-            if header.ByteSize() > MAX_HEADER_BYTES:
-                raise CodecError(f"header of {header.ByteSize()} bytes exceeds the limit of {MAX_HEADER_BYTES}")
-            tag_from_proto(header.tag)
-            sizes = [tensor_nbytes(t) for t in header.tensors]
-            if not header.state_dict and len(sizes) != 1:
-                raise CodecError(f"a tensor message must carry one tensor, got {len(sizes)}")
-            keys = [t.key for t in header.tensors]
-            if header.state_dict and len(set(keys)) != len(keys):
-                raise CodecError("state-dict keys repeat")
+            sizes = data_sizes(header, self.max_tensors)
             limit, total = self.max_message_bytes, sum(sizes)
         elif body == "control":
             header, sizes, limit = frame.control, [frame.control.nbytes], self.max_control_bytes
@@ -280,6 +298,4 @@ class FrameAssembler:
         if isinstance(header, ProtoControlHeader):
             return Decoded(None, None, control_from_bytes(buffers[0], self.max_control_bytes))
         assert isinstance(header, ProtoDataHeader) and message is not None
-        tensors = [tensor_from_bytes(t, b) for t, b in zip(header.tensors, buffers)]
-        payload: Payload = dict(zip((t.key for t in header.tensors), tensors)) if header.state_dict else tensors[0]
-        return Decoded(tag_from_proto(header.tag), payload, None)
+        return Decoded(tag_from_proto(header.tag), payload_from_buffers(header, buffers), None)

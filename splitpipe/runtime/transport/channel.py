@@ -1,0 +1,135 @@
+"""One authenticated socket of the socket transport, and the sending side that writes messages to it in order."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from splitpipe.runtime.transport.base import TransportError
+from splitpipe.runtime.transport.wire import encode_bye
+
+__all__ = ["Connection", "Channel"]
+
+log = logging.getLogger("splitpipe.transport")
+
+Buffers = list[memoryview | bytes]
+
+
+@dataclass(eq=False)
+class Connection:
+    """An authenticated socket to `peer` carrying messages one way (`mode`, from the dialer's view)."""
+
+    sock: socket.socket
+    reader: BinaryIO
+    peer: str
+    mode: str
+    where: str                                   # the other end's address, for messages
+    on_release: Callable[[Connection], None] = field(default=lambda conn: None, repr=False)
+    _released: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def write(self, buffers: Buffers) -> None:
+        for buffer in buffers:
+            self.sock.sendall(buffer)
+
+    def release(self) -> None:
+        """Close the socket (unblocking a thread reading it) and give up its place; idempotent."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)   # the plain socket's: no TLS close_notify dance
+        except OSError:
+            pass
+        for closing in (self.reader, self.sock):
+            try:
+                closing.close()
+            except (OSError, ValueError):
+                pass
+        self.on_release(self)
+
+
+class Channel:
+    """Writes queued messages to one peer, in order, on a connection it obtains on first use.
+
+    The thread gets its connection from `open()` (dialling the peer, or waiting for the peer to
+    dial in) and writes from the queue until `close`. If that fails, `error` says why and the
+    messages still queued are dropped; the owner reports it on the next send and starts afresh.
+    """
+
+    def __init__(self, node: str, peer: str, open_connection: Callable[[], Connection]) -> None:
+        self.node, self.peer = node, peer
+        self._open = open_connection
+        self._queue: queue.Queue[Buffers | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closing = False
+        self.where = "?"
+        self.error: TransportError | None = None   # a failure to report on the next send
+        self.finished = False                      # the channel is over; a new send needs a new one
+        self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
+        self._thread.start()
+
+    def put(self, buffers: Buffers) -> None:
+        with self._lock:
+            if self.finished:
+                if self.error is None:
+                    self.error = TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
+                                                f"{self.where} had ended; a message was dropped")
+                    log.error("%s", self.error)
+                return
+            self._queue.put(buffers)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float) -> bool:
+        """Send what is queued, say bye and wait up to `timeout`; False if it did not finish."""
+        self._closing = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _end(self, error: TransportError, in_flight: int = 0) -> None:
+        """The channel is over: drop what is queued; keep `error` for the owner unless nothing was lost."""
+        with self._lock:
+            self.finished = True
+            dropped = in_flight
+            while True:
+                try:
+                    dropped += self._queue.get_nowait() is not None
+                except queue.Empty:
+                    break
+        if self._closing and not dropped:
+            log.debug("%s (while closing)", error)
+        else:
+            self.error = error
+            log.error("%s; %d queued message(s) dropped", error, dropped)
+
+    def _run(self) -> None:
+        try:
+            connection = self._open()
+        except TransportError as exc:
+            self._end(exc)
+            return
+        self.where = connection.where
+        buffers: Buffers | None = None
+        try:
+            while True:
+                buffers = self._queue.get()
+                if buffers is None:
+                    connection.write(encode_bye())
+                    break
+                connection.write(buffers)
+            with self._lock:
+                self.finished = True
+        except (OSError, ValueError) as exc:
+            self._end(TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
+                                     f"{connection.where} failed: {exc}"), in_flight=int(buffers is not None))
+        finally:
+            connection.release()
