@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from splitpipe.runtime.transport.base import TransportError
-from splitpipe.runtime.transport.wire import encode_bye
+from splitpipe.runtime.transport.wire import Pool, encode_bye
 
 __all__ = ["Connection", "Channel"]
 
@@ -56,18 +57,25 @@ class Connection:
 
 
 class Channel:
-    """Writes queued messages to one peer, in order, on a connection it obtains on first use.
+    """Writes messages to one peer, in order, on a connection it obtains on first use.
 
     The thread gets its connection from `open()` (dialling the peer, or waiting for the peer to
-    dial in) and writes from the queue until `close`. If that fails, `error` says why and the
-    messages still queued are dropped; the owner reports it on the next send and starts afresh.
+    dial in) and writes from the queue until `close`. A small message put while nothing is
+    queued and the socket has room is written at once by the caller: no hand-over to the
+    thread, which is most of a small message's latency. If writing fails, `error` says why and
+    the messages still queued are dropped; the owner reports it on the next send and starts afresh.
+    Buffers from `pool` go back to it once written.
     """
 
-    def __init__(self, node: str, peer: str, open_connection: Callable[[], Connection]) -> None:
+    def __init__(self, node: str, peer: str, open_connection: Callable[[], Connection],
+                 pool: Pool | None = None) -> None:
         self.node, self.peer = node, peer
-        self._open = open_connection
+        self._open, self._pool = open_connection, pool
         self._queue: queue.Queue[Buffers | None] = queue.Queue()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # guards the fields below
+        self._write_lock = threading.Lock()    # one writer on the socket at a time
+        self._connection: Connection | None = None
+        self._unwritten = 0                    # messages put and not yet written
         self._closing = False
         self.where = "?"
         self.error: TransportError | None = None   # a failure to report on the next send
@@ -75,7 +83,7 @@ class Channel:
         self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
         self._thread.start()
 
-    def put(self, buffers: Buffers) -> None:
+    def put(self, buffers: Buffers, small: bool = False) -> None:
         with self._lock:
             if self.finished:
                 if self.error is None:
@@ -83,21 +91,49 @@ class Channel:
                                                 f"{self.where} had ended; a message was dropped")
                     log.error("%s", self.error)
                 return
-            self._queue.put(buffers)
+            connection = self._connection
+            inline = (small and connection is not None and not self._unwritten and not self._closing
+                      and _has_room(connection.sock) and self._write_lock.acquire(blocking=False))
+            self._unwritten += 1
+            if not inline:
+                self._queue.put(buffers)
+                return
+        assert connection is not None
+        try:
+            self._write(connection, buffers)
+        except (OSError, ValueError) as exc:
+            self._fail(connection, exc, 1)
+            connection.release()
+        finally:
+            self._write_lock.release()
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._unwritten
 
     def close(self, timeout: float) -> bool:
         """Send what is queued, say bye and wait up to `timeout`; False if it did not finish."""
-        self._closing = True
+        with self._lock:
+            self._closing = True
         self._queue.put(None)
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _write(self, connection: Connection, buffers: Buffers) -> None:
+        connection.write(buffers)
+        with self._lock:
+            self._unwritten -= 1
+        if self._pool is not None:
+            self._pool.recycle(buffers)
+
+    def _fail(self, connection: Connection, exc: Exception, in_flight: int) -> None:
+        self._end(TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
+                                 f"{connection.where} failed: {exc}"), in_flight)
+
     def _end(self, error: TransportError, in_flight: int = 0) -> None:
         """The channel is over: drop what is queued; keep `error` for the owner unless nothing was lost."""
         with self._lock:
+            if self.finished:
+                return
             self.finished = True
             dropped = in_flight
             while True:
@@ -105,6 +141,7 @@ class Channel:
                     dropped += self._queue.get_nowait() is not None
                 except queue.Empty:
                     break
+            self._queue.put(None)   # lets the thread end
         if self._closing and not dropped:
             log.debug("%s (while closing)", error)
         else:
@@ -117,19 +154,31 @@ class Channel:
         except TransportError as exc:
             self._end(exc)
             return
-        self.where = connection.where
+        with self._lock:
+            self._connection, self.where = connection, connection.where
         buffers: Buffers | None = None
         try:
             while True:
                 buffers = self._queue.get()
-                if buffers is None:
-                    connection.write(encode_bye())
-                    break
-                connection.write(buffers)
+                with self._write_lock:
+                    if self.finished:
+                        break
+                    if buffers is None:
+                        connection.write(encode_bye())
+                        break
+                    self._write(connection, buffers)
+                buffers = None
             with self._lock:
                 self.finished = True
         except (OSError, ValueError) as exc:
-            self._end(TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
-                                     f"{connection.where} failed: {exc}"), in_flight=int(buffers is not None))
+            self._fail(connection, exc, int(buffers is not None))
         finally:
             connection.release()
+
+
+def _has_room(sock: socket.socket) -> bool:
+    """Whether the socket's send buffer has room, so a small write will not block."""
+    try:
+        return bool(select.select([], [sock], [], 0)[1])
+    except (OSError, ValueError):
+        return False

@@ -39,7 +39,15 @@ from splitpipe.runtime.transport.identity import Identity
 from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS, CodecError
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
 from splitpipe.runtime.transport.security import TlsConfig
-from splitpipe.runtime.transport.wire import Ended, encode_bye, encode_control, encode_data, read_message
+from splitpipe.runtime.transport.wire import (
+    JOIN_BELOW,
+    Ended,
+    Pool,
+    encode_bye,
+    encode_control,
+    encode_data,
+    read_message,
+)
 from splitpipe.schedules.ir import Tag
 
 __all__ = ["SocketTransport", "MAX_CONNECTIONS_PER_PEER", "MAX_HANDSHAKES", "MAX_CONNECTIONS"]
@@ -117,6 +125,7 @@ class SocketTransport(Transport):
         self._max_control_bytes = min(MAX_CONTROL_BYTES, max_message_bytes)
         self._connect_timeout = connect_timeout
         self._shaper: LinkShaper[str] = LinkShaper(links)
+        self._pool = Pool()
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._channels: dict[str, Channel] = {}
         self._offered: dict[str, list[Connection]] = {}   # pull connections peers opened, for channels to them
@@ -205,7 +214,7 @@ class SocketTransport(Transport):
                 if peer not in self._peers and peer not in self._known:
                     known = ", ".join(sorted({*self._peers, *self._known})) or "none"
                     raise TransportError(f"unknown peer '{peer}' for node '{self.name}'; known peers: {known}")
-                channel = Channel(self.name, peer, lambda: self._connect(peer))
+                channel = Channel(self.name, peer, lambda: self._connect(peer), self._pool)
                 self._channels[peer] = channel
             return channel
 
@@ -214,14 +223,14 @@ class SocketTransport(Transport):
             raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
         check_payload(payload)
         channel = self._channel(peer)
-        buffers, nbytes = encode_data(tag, payload)
+        buffers, nbytes = encode_data(tag, payload, self._pool)
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
-        self._shaper.submit(peer, nbytes, lambda: channel.put(buffers))
+        self._shaper.submit(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
         buffers = encode_control(body, self._max_control_bytes)
-        self._channel(peer).put(buffers)
+        self._channel(peer).put(buffers, small=len(buffers[0]) < JOIN_BELOW)
 
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:
