@@ -9,10 +9,9 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from splitpipe.runtime.transport.base import TransportError
-from splitpipe.runtime.transport.wire import Pool, encode_bye
+from splitpipe.runtime.transport.wire import Pool, Reader, encode_bye
 
 __all__ = ["Connection", "Channel"]
 
@@ -26,7 +25,7 @@ class Connection:
     """An authenticated socket to `peer` carrying messages one way (`mode`, from the dialer's view)."""
 
     sock: socket.socket
-    reader: BinaryIO
+    reader: Reader
     peer: str
     mode: str
     where: str                                   # the other end's address, for messages

@@ -24,7 +24,7 @@ from typing import Protocol
 from splitpipe.runtime.transport.codec import Decoded
 from splitpipe.runtime.transport.identity import Identity, new_challenge
 from splitpipe.runtime.transport.limits import CodecError
-from splitpipe.runtime.transport.wire import Reader, encode_control, read_message
+from splitpipe.runtime.transport.wire import Ended, Reader, encode_control, read_message
 
 __all__ = ["Prover", "SharedSecret", "HandshakeError", "dial_handshake", "accept_handshake", "MODES",
            "HANDSHAKE_BYTES"]
@@ -95,7 +95,10 @@ class HandshakeError(ConnectionError):
 
 
 def _next(reader: Reader, keys: set[str]) -> dict:
-    item = read_message(reader, 0, HANDSHAKE_BYTES, 0)
+    try:
+        item = read_message(reader, 0, HANDSHAKE_BYTES, 0)
+    except Ended:
+        raise HandshakeError("the connection closed during the handshake") from None
     if isinstance(item, CodecError) or not isinstance(item, Decoded) or item.control is None:
         raise HandshakeError(f"handshake message is malformed: {item}")
     body = item.control

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import cast
 
 from splitpipe.network import LinkSpec
 from splitpipe.runtime.shaping import LinkShaper
@@ -43,6 +44,7 @@ from splitpipe.runtime.transport.wire import (
     JOIN_BELOW,
     Ended,
     Pool,
+    Reader,
     encode_bye,
     encode_control,
     encode_data,
@@ -268,17 +270,17 @@ class SocketTransport(Transport):
                     raise TransportError(f"node '{self.name}' could not connect to peer '{peer}' at {address} "
                                          f"within {self._connect_timeout:g} s: {exc.strerror or exc}") from None
                 time.sleep(0.1)
+        connection = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(min(HANDSHAKE_S, self._connect_timeout))
             if self._tls is not None:
                 sock = self._tls[1].wrap_socket(sock, server_hostname=host)
-            reader = sock.makefile("rb", buffering=READ_BUFFER)
-            connection = Connection(sock, reader, peer, mode, address)
-            dial_handshake(reader, connection.write, self._prover, peer, mode)
+            connection = Connection(sock, _reader(sock), peer, mode, address)
+            dial_handshake(connection.reader, connection.write, self._prover, peer, mode)
             sock.settimeout(None)
         except (OSError, ValueError) as exc:
-            sock.close()
+            _discard(connection, sock)
             raise TransportError(f"node '{self.name}' could not connect to peer '{peer}' at {address}: {exc}") \
                 from None
         return connection
@@ -341,6 +343,7 @@ class SocketTransport(Transport):
     def _admit(self, sock: socket.socket, where: str) -> None:
         """Handshake with a new connection; then read it (push) or offer it to the channel to its node (pull)."""
         reserved: list[tuple[str, str]] = []
+        connection: Connection | None = None
 
         def admit(peer: str, mode: str) -> str | None:
             refused = self._reserve(peer, mode)
@@ -353,15 +356,14 @@ class SocketTransport(Transport):
             sock.settimeout(HANDSHAKE_S)
             if self._tls is not None:
                 sock = self._tls[0].wrap_socket(sock, server_side=True)
-            reader = sock.makefile("rb", buffering=READ_BUFFER)
-            connection = Connection(sock, reader, "?", "?", where)
-            peer, mode = accept_handshake(reader, connection.write, self._prover, admit)
+            connection = Connection(sock, _reader(sock), "?", "?", where)
+            peer, mode = accept_handshake(connection.reader, connection.write, self._prover, admit)
             sock.settimeout(None)
         except (HandshakeError, OSError, ValueError) as exc:
             claimed = exc.claimed if isinstance(exc, HandshakeError) else ""
             self._refusals.warning(where.rpartition(":")[0], "node '%s' refused a connection from %s%s: %s",
                                    self.name, where, f" claiming to be node '{claimed[:80]}'" if claimed else "", exc)
-            sock.close()
+            _discard(connection, sock)
             for key in reserved:
                 self._unreserve(*key)
             return
@@ -462,3 +464,15 @@ class SocketTransport(Transport):
                 pass
         for connection in {*offered, *rest}:
             connection.release()
+
+
+def _discard(connection: Connection | None, sock: socket.socket) -> None:
+    """Close a connection that never got going (its reader holds the socket open too)."""
+    if connection is not None:
+        connection.release()
+    else:
+        sock.close()
+
+
+def _reader(sock: socket.socket) -> Reader:
+    return cast(Reader, sock.makefile("rb", buffering=READ_BUFFER))

@@ -63,7 +63,11 @@ _SKIP = 1 << 20
 
 
 class Reader(Protocol):
-    def readinto(self, buffer: memoryview | bytearray | np.ndarray, /) -> int | None: ...
+    """A buffered binary stream over a socket (socket.makefile("rb"))."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 class Ended(Exception):
@@ -170,7 +174,7 @@ class Pool:
         if out is None:
             out = np.empty(view.nbytes, dtype=np.uint8)
         np.copyto(out, np.frombuffer(view, dtype=np.uint8))
-        return memoryview(out)
+        return out.data   # its .obj is `out`, for recycle
 
     def recycle(self, buffers: Sequence[memoryview | bytes]) -> None:
         """Take back the pool's buffers among `buffers` (written: nothing reads them any more)."""
@@ -194,7 +198,7 @@ def encode_bye() -> list[memoryview | bytes]:
 
 
 def _read_exact(reader: Reader, buffer: memoryview | np.ndarray, at_start: bool = False) -> None:
-    view = memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer
+    view = buffer.data if isinstance(buffer, np.ndarray) else buffer
     got = 0
     while got < len(view):
         n = reader.readinto(view[got:])
@@ -236,7 +240,7 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
             return _control(reader, body_len, max_control_bytes)
         if kind == DATA:
             return _data(reader, bytes(head), body_len, max_message_bytes, max_tensors)
-        raise CodecError(f"unknown message kind {kind} with a {head_len}-byte header")
+        raise _Rejected(f"unknown message kind {kind} with a {head_len}-byte header", body_len)
     except _Rejected as rejected:
         _skip(reader, rejected.left)
         return CodecError(f"{rejected.reason}; dropped")
