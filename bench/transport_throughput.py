@@ -10,7 +10,7 @@ and answers one byte when it has them all (over TLS: Python's ssl on both ends, 
 mutual-TLS contexts as the transport). Latency: round trips of a `--small-kib` tensor that the
 child's transport sends straight back, against a plain socket that echoes the same bytes.
 Every cell is measured `--repeats` times, transport and baseline taking turns, and the median
-shown. `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
+shown. Both processes keep freed memory for reuse, as node processes do (transport/memory.py). `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from splitpipe.runtime.transport import GrpcTransport, SocketTransport, TlsConfig, Transport
+from splitpipe.runtime.transport.memory import keep_freed_memory
 from splitpipe.runtime.transport.socket_transport import _contexts
 from splitpipe.schedules.ir import Tag
 
@@ -126,6 +127,7 @@ def _recv_exact(sock: socket.socket, view: memoryview) -> bool:
 
 
 def child(conn: Connection, tls: TlsConfig) -> None:
+    keep_freed_memory()   # as a node process does (runtime/entry.py)
     server_context = _contexts(tls)[0]
     while True:
         command = conn.recv()
@@ -307,6 +309,7 @@ def main() -> None:
     parser.add_argument("--grpc", action="store_true", help="also measure GrpcTransport (slow)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
+    keep_freed_memory()   # as a node process does (runtime/entry.py)
     with tempfile.TemporaryDirectory(prefix="splitpipe-bench-") as tmp:
         tls = make_tls(Path(tmp))
         context = multiprocessing.get_context("spawn")

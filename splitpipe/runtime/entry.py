@@ -38,10 +38,12 @@ def run_node(options: NodeOptions) -> int:
     from splitpipe.runtime.member import run_member
     from splitpipe.runtime.protocol import coordinator_of, node_name
     from splitpipe.runtime.transport import TransportError
+    from splitpipe.runtime.transport.memory import keep_freed_memory
     from splitpipe.setup import prepare
 
     if options.threads is not None:
         torch.set_num_threads(options.threads)
+    keep_freed_memory()   # received tensors reuse freed buffers instead of faulting in fresh pages
     setup = prepare(options.config)
     name = node_name(setup.topology, options.role, options.id)
     coordinator = coordinator_of(setup.plan)
