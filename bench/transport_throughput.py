@@ -1,134 +1,329 @@
-"""Benchmark (issue 4): GrpcTransport throughput on loopback, unshaped, beside a plain TCP socket.
+"""Benchmark (issue 13): the socket transport against plain sockets on loopback, with and without TLS.
 
-    python bench/transport_throughput.py [--sizes-mib 1 16] [--total-mib 256] [--repeats 3]
+    python bench/transport_throughput.py [--sizes-mib 1 16] [--total-mib 256] [--repeats 5] [--grpc] [--json]
 
-For each tensor size, sends enough float32 tensors to make `--total-mib` from this process to
-a receiving GrpcTransport in a child process, and times from the first send until the child's
-"done" control message is back. The TCP baseline sends the same bytes with socket.sendall to a
-thread that reads them with recv_into into one buffer: the ceiling for this host. Prints a
-markdown table of the median MB/s (10^6 B/s).
+A child process receives. Throughput: this process sends enough float32 tensors of each size
+to make `--total-mib` to a SocketTransport in the child and times from the first send until
+the child's "done" control message is back; the baseline sends the same bytes with
+socket.sendall to a plain socket in the child that reads them with recv_into into one buffer
+and answers one byte when it has them all (over TLS: Python's ssl on both ends, the same
+mutual-TLS contexts as the transport). Latency: round trips of a `--small-kib` tensor that the
+child's transport sends straight back, against a plain socket that echoes the same bytes.
+Every cell is measured `--repeats` times, transport and baseline taking turns, and the median
+shown. Both processes keep freed memory for reuse, as node processes do (transport/memory.py). `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import ipaddress
+import json
 import multiprocessing
 import os
 import platform
 import socket
+import ssl
 import statistics
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from splitpipe.runtime.transport import GrpcTransport
+from splitpipe.runtime.transport import GrpcTransport, SocketTransport, TlsConfig, Transport
+from splitpipe.runtime.transport.memory import keep_freed_memory
+from splitpipe.runtime.transport.socket_transport import _contexts
 from splitpipe.schedules.ir import Tag
 
 SECRET = b"bench-secret"
 
 
-def receiver(tx_address: str, conn: Connection) -> None:
-    """Child process: count data messages; after each control {"count": n}, answer "done" at n."""
-    with GrpcTransport("rx", "127.0.0.1:0", {"tx": tx_address}, SECRET) as rx:
+# -- certificates -------------------------------------------------------------------------------
+def make_tls(folder: Path) -> TlsConfig:
+    """A throwaway CA and one certificate for 127.0.0.1 that both ends use (mutual TLS)."""
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("bench-ca")).issuer_name(name("bench-ca"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("node")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "node.pem").write_bytes(cert.public_bytes(pem))
+    (folder / "node.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    return TlsConfig(folder / "node.pem", folder / "node.key", folder / "ca.pem")
+
+
+# -- the child: receivers and echoes --------------------------------------------------------------
+def _serve_transport(rx: Transport, conn: Connection) -> None:
+    """Count data messages and answer "done"; or echo them back; until {"stop"}."""
+    conn.send(rx.address)
+    expect, got, echo = None, 0, False
+    while True:
+        message = rx.receive(300.0)
+        if message is None or (message.control or {}).get("stop"):
+            return
+        if message.control is not None:
+            expect, echo, got = message.control.get("count"), bool(message.control.get("echo")), 0
+            if echo:
+                rx.send_control("tx", {"ready": True})
+            continue
+        if echo:
+            rx.send("tx", message.tag, message.payload)
+            continue
+        got += 1
+        if got == expect:
+            rx.send_control("tx", {"done": got})
+            expect, got = None, 0
+
+
+def _transport_service(kind: str, tls: TlsConfig | None, tx_address: str, conn: Connection) -> None:
+    rx: Transport = (SocketTransport("rx", "127.0.0.1:0", {"tx": tx_address}, SECRET, tls=tls) if kind == "socket"
+                     else GrpcTransport("rx", "127.0.0.1:0", {"tx": tx_address}, SECRET, tls=tls))
+    with rx:
         rx.start()
-        conn.send(rx.address)
-        expect, got = None, 0
-        while True:
-            message = rx.receive(120.0)
-            if message is None or (message.control or {}).get("stop"):
-                return
-            if message.control is not None:
-                expect = message.control["count"]
-            else:
-                got += 1
-            if got == expect:
-                rx.send_control("tx", {"done": got})
-                expect, got = None, 0
+        _serve_transport(rx, conn)
 
 
-def grpc_once(tx: GrpcTransport, tensor: torch.Tensor, count: int) -> float:
-    """Seconds to move `count` copies of `tensor` from tx to the child and hear back."""
-    tx.send_control("rx", {"count": count})
-    start = time.perf_counter()
-    for i in range(count):
-        tx.send("rx", Tag("act", mb=i), tensor)
-    reply = tx.receive(120.0)
-    if reply is None or reply.control != {"done": count}:
-        raise RuntimeError(f"gRPC benchmark: expected done={count}, got {reply}")
-    return time.perf_counter() - start
-
-
-def tcp_once(data: bytes, count: int) -> float:
-    """Seconds to move `count` copies of `data` over a loopback TCP connection."""
+def _plain_server(context: ssl.SSLContext | None, conn: Connection, serve: Callable[[socket.socket], None]) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
-        done = threading.Event()
+        conn.send(server.getsockname()[1])
+        sock, _ = server.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            sock = context.wrap_socket(sock, server_side=True)
+        with sock:
+            serve(sock)
 
-        def receive() -> None:
-            conn, _ = server.accept()
-            with conn:
-                buffer = memoryview(bytearray(len(data)))
+
+def _recv_exact(sock: socket.socket, view: memoryview) -> bool:
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
+def child(conn: Connection, tls: TlsConfig) -> None:
+    keep_freed_memory()   # as a node process does (runtime/entry.py)
+    server_context = _contexts(tls)[0]
+    while True:
+        command = conn.recv()
+        kind, secure = command[0], command[1]
+        context = server_context if secure else None
+        if kind == "stop":
+            return
+        if kind in ("socket", "grpc"):   # served by a thread, so that plain sockets can take turns with it
+            threading.Thread(target=_transport_service, args=(kind, tls if secure else None, command[2], conn),
+                             daemon=True).start()
+        elif kind == "sink":
+            size, count = command[2], command[3]
+
+            def sink(sock: socket.socket, size: int = size, count: int = count) -> None:
+                buffer = memoryview(bytearray(size))
                 for _ in range(count):
-                    got = 0
-                    while got < len(data):
-                        n = conn.recv_into(buffer[got:])
-                        if n == 0:
-                            raise RuntimeError("TCP benchmark: connection closed early")
-                        got += n
-            done.set()
+                    if not _recv_exact(sock, buffer):
+                        return
+                sock.sendall(b"!")
+            _plain_server(context, conn, sink)
+        elif kind == "echo":
+            size = command[2]
 
-        thread = threading.Thread(target=receive, daemon=True)
-        thread.start()
-        with socket.create_connection(server.getsockname()) as client:
+            def echo(sock: socket.socket, size: int = size) -> None:
+                buffer = memoryview(bytearray(size))
+                while _recv_exact(sock, buffer):
+                    sock.sendall(buffer)
+            _plain_server(context, conn, echo)
+
+
+# -- the measurements ---------------------------------------------------------------------------
+class Bench:
+    def __init__(self, conn: Connection, tls: TlsConfig) -> None:
+        self.conn, self.tls = conn, tls
+        self.client_context = _contexts(tls)[1]
+
+    def transport(self, kind: str, secure: bool) -> Transport:
+        tls = self.tls if secure else None
+        tx: Transport = (SocketTransport("tx", "127.0.0.1:0", {}, SECRET, tls=tls) if kind == "socket" else
+                         GrpcTransport("tx", "127.0.0.1:0", {}, SECRET, tls=tls))
+        tx.start()
+        self.conn.send((kind, secure, tx.address))
+        tx.add_peer("rx", self.conn.recv())
+        self.throughput(tx, torch.zeros(16), 4)   # open the connections before timing
+        return tx
+
+    @staticmethod
+    def throughput(tx: Transport, tensor: torch.Tensor, count: int) -> float:
+        tx.send_control("rx", {"count": count})
+        start = time.perf_counter()
+        for i in range(count):
+            tx.send("rx", Tag("act", mb=i), tensor)
+        reply = tx.receive(300.0)
+        if reply is None or reply.control != {"done": count}:
+            raise RuntimeError(f"benchmark: expected done={count}, got {reply}")
+        return time.perf_counter() - start
+
+    @staticmethod
+    def round_trips(tx: Transport, tensor: torch.Tensor, count: int) -> float:
+        """Median seconds of one round trip of `tensor` through the child's transport."""
+        tx.send_control("rx", {"echo": True})
+        ready = tx.receive(60.0)
+        if ready is None or ready.control != {"ready": True}:
+            raise RuntimeError(f"benchmark: expected the echo to be ready, got {ready}")
+        times = []
+        for i in range(count):
+            start = time.perf_counter()
+            tx.send("rx", Tag("act", mb=i), tensor)
+            reply = tx.receive(60.0)
+            times.append(time.perf_counter() - start)
+            if reply is None or reply.tag != Tag("act", mb=i):
+                raise RuntimeError(f"benchmark: expected the echo of message {i}, got {reply}")
+        tx.send_control("rx", {"count": None})
+        return statistics.median(times)
+
+    def stop(self, tx: Transport) -> None:
+        tx.send_control("rx", {"stop": True})
+        tx.close()
+
+    def plain(self, secure: bool, command: tuple) -> socket.socket:
+        self.conn.send((command[0], secure, *command[1:]))
+        sock = socket.create_connection(("127.0.0.1", self.conn.recv()))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self.client_context.wrap_socket(sock, server_hostname="127.0.0.1") if secure else sock
+
+    def socket_throughput(self, secure: bool, data: bytes, count: int) -> float:
+        with self.plain(secure, ("sink", len(data), count)) as sock:
             start = time.perf_counter()
             for _ in range(count):
-                client.sendall(data)
-            done.wait(60.0)
-            elapsed = time.perf_counter() - start
-        thread.join(5.0)
-    return elapsed
+                sock.sendall(data)
+            if sock.recv(1) != b"!":
+                raise RuntimeError("socket benchmark: the receiver did not confirm")
+            return time.perf_counter() - start
+
+    def socket_round_trips(self, secure: bool, data: bytes, count: int) -> float:
+        with self.plain(secure, ("echo", len(data))) as sock:
+            buffer, times = memoryview(bytearray(len(data))), []
+            for _ in range(count):
+                start = time.perf_counter()
+                sock.sendall(data)
+                _recv_exact(sock, buffer)
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+
+
+def measure(args: argparse.Namespace, bench: Bench) -> dict:
+    out: dict = {}
+    for secure in (False, True):
+        wire = "tls" if secure else "tcp"
+        tx = bench.transport("socket", secure)
+        try:
+            for mib in args.sizes_mib:
+                tensor = torch.randn((mib << 20) // 4)
+                data = tensor.numpy().tobytes()
+                count = max(4, args.total_mib // mib)
+                moved = count * len(data) / 1e6
+                ours, theirs = [], []
+                for _ in range(args.repeats):   # taking turns: both see the same load
+                    ours.append(moved / bench.throughput(tx, tensor, count))
+                    theirs.append(moved / bench.socket_throughput(secure, data, count))
+                out[f"{wire}_transport_MBps_{mib}MiB"] = statistics.median(ours)
+                out[f"{wire}_socket_MBps_{mib}MiB"] = statistics.median(theirs)
+                out[f"{wire}_ratio_{mib}MiB"] = statistics.median(ours) / statistics.median(theirs)
+            if not secure:
+                small = torch.randn(args.small_kib * 256)
+                data = small.numpy().tobytes()
+                ours, theirs = [], []
+                for _ in range(args.repeats):
+                    ours.append(bench.round_trips(tx, small, args.round_trips))
+                    theirs.append(bench.socket_round_trips(False, data, args.round_trips))
+                out["small_transport_rtt_us"] = statistics.median(ours) * 1e6
+                out["small_socket_rtt_us"] = statistics.median(theirs) * 1e6
+                out["small_latency_ratio"] = statistics.median(ours) / statistics.median(theirs)
+        finally:
+            bench.stop(tx)
+        if args.grpc:
+            tx = bench.transport("grpc", secure)
+            try:
+                for mib in args.sizes_mib:
+                    tensor = torch.randn((mib << 20) // 4)
+                    count = max(4, args.total_mib // mib)
+                    moved = count * tensor.numel() * 4 / 1e6
+                    out[f"{wire}_grpc_MBps_{mib}MiB"] = statistics.median(
+                        moved / bench.throughput(tx, tensor, count) for _ in range(args.repeats))
+            finally:
+                bench.stop(tx)
+    return out
+
+
+def table(args: argparse.Namespace, out: dict) -> str:
+    lines = [f"host: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+             f"{ssl.OPENSSL_VERSION}, grpcio {version('grpcio')}, torch {torch.__version__}",
+             f"medians of {args.repeats}; {args.total_mib} MiB per throughput measurement",
+             "",
+             "| wire | tensor | SocketTransport MB/s | plain socket MB/s | transport / socket |"
+             + (" GrpcTransport MB/s |" if args.grpc else ""),
+             "|---|---:|---:|---:|---:|" + ("---:|" if args.grpc else "")]
+    for wire in ("tcp", "tls"):
+        for mib in args.sizes_mib:
+            row = (f"| {wire.upper()} | {mib} MiB | {out[f'{wire}_transport_MBps_{mib}MiB']:,.0f} | "
+                   f"{out[f'{wire}_socket_MBps_{mib}MiB']:,.0f} | {out[f'{wire}_ratio_{mib}MiB']:.2f} |")
+            if args.grpc:
+                row += f" {out[f'{wire}_grpc_MBps_{mib}MiB']:,.0f} |"
+            lines.append(row)
+    lines += ["", "| small message | SocketTransport round trip | plain socket round trip | transport / socket |",
+              "|---|---:|---:|---:|",
+              f"| {args.small_kib} KiB over TCP | {out['small_transport_rtt_us']:.0f} us | "
+              f"{out['small_socket_rtt_us']:.0f} us | {out['small_latency_ratio']:.2f} |"]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mib", type=int, nargs="+", default=[1, 16], help="tensor sizes in MiB")
-    parser.add_argument("--total-mib", type=int, default=256, help="MiB moved per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per cell; the median is shown")
+    parser.add_argument("--total-mib", type=int, default=256, help="MiB moved per throughput measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="measurements per cell; the median is shown")
+    parser.add_argument("--small-kib", type=int, default=4, help="size of the small message (KiB)")
+    parser.add_argument("--round-trips", type=int, default=200, help="round trips per latency measurement")
+    parser.add_argument("--grpc", action="store_true", help="also measure GrpcTransport (slow)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
-
-    tx = GrpcTransport("tx", "127.0.0.1:0", {}, SECRET)
-    tx.start()
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=receiver, args=(tx.address, child), daemon=True)
-    process.start()
-    rows = []
-    try:
-        tx.add_peer("rx", parent.recv())
-        grpc_once(tx, torch.zeros(16), 4)   # open the streams before timing
-        for mib in args.sizes_mib:
-            tensor = torch.randn((mib << 20) // 4)
-            data = tensor.numpy().tobytes()
-            count = max(4, args.total_mib // mib)
-            moved = count * len(data) / 1e6
-            grpc_mbs = statistics.median(moved / grpc_once(tx, tensor, count) for _ in range(args.repeats))
-            tcp_mbs = statistics.median(moved / tcp_once(data, count) for _ in range(args.repeats))
-            rows.append((mib, count, grpc_mbs, tcp_mbs))
-        tx.send_control("rx", {"stop": True})
-        process.join(30.0)
-    finally:
-        tx.close()
-        if process.is_alive():
-            process.terminate()
-
-    print(f"host: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
-          f"grpcio {version('grpcio')}, torch {torch.__version__}")
-    print("| tensor | messages | GrpcTransport MB/s | TCP socket MB/s | gRPC / TCP |")
-    print("|---:|---:|---:|---:|---:|")
-    for mib, count, grpc_mbs, tcp_mbs in rows:
-        print(f"| {mib} MiB | {count} | {grpc_mbs:,.0f} | {tcp_mbs:,.0f} | {grpc_mbs / tcp_mbs:.2f} |")
+    keep_freed_memory()   # as a node process does (runtime/entry.py)
+    with tempfile.TemporaryDirectory(prefix="splitpipe-bench-") as tmp:
+        tls = make_tls(Path(tmp))
+        context = multiprocessing.get_context("spawn")
+        parent, child_end = context.Pipe()
+        process = context.Process(target=child, args=(child_end, tls), daemon=True)
+        process.start()
+        try:
+            out = measure(args, Bench(parent, tls))
+            parent.send(("stop", False))
+            process.join(30.0)
+        finally:
+            if process.is_alive():
+                process.terminate()
+    print(json.dumps(out, sort_keys=True) if args.json else table(args, out))
 
 
 if __name__ == "__main__":

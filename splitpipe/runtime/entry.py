@@ -2,7 +2,8 @@
 
 The CLI's `node` command and the launcher's children both come here; the launcher hands a
 child its options as JSON written by the same declaration that reads it (runtime/options.py),
-so no flag is ever spelled as a string. gRPC is imported only when a node really starts.
+so no flag is ever spelled as a string. The transport is imported only when a node really starts;
+devices and data owners dial out unless given --listen (runtime/dialout.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from splitpipe.runtime.options import NodeOptions
 if TYPE_CHECKING:
     from splitpipe.plan import Topology
     from splitpipe.runtime.node import Speed
-    from splitpipe.runtime.transport import GrpcTransport, Transport
+    from splitpipe.runtime.transport import SocketTransport, Transport
     from splitpipe.setup import Setup
 
 __all__ = ["run_node", "main"]
@@ -34,14 +35,17 @@ def run_node(options: NodeOptions) -> int:
     """
     import torch
 
+    from splitpipe.runtime.dialout import DEFAULT_LISTEN, dials_out
     from splitpipe.runtime.member import run_member
     from splitpipe.runtime.node import speed_over_time
     from splitpipe.runtime.protocol import coordinator_of, node_name
     from splitpipe.runtime.transport import TransportError
+    from splitpipe.runtime.transport.memory import keep_freed_memory
     from splitpipe.setup import prepare
 
     if options.threads is not None:
         torch.set_num_threads(options.threads)
+    keep_freed_memory()   # received tensors reuse freed buffers instead of faulting in fresh pages
     setup = prepare(options.config)
     name = node_name(setup.topology, options.role, options.id)
     coordinator = coordinator_of(setup.plan)
@@ -49,13 +53,17 @@ def run_node(options: NodeOptions) -> int:
     if not leads and not options.coordinator:
         raise ValueError(f"{name} needs --coordinator HOST:PORT (where {coordinator} listens)")
     peer = None if leads else (coordinator, str(options.coordinator))
-    transport = _transport(options, name, setup.topology, peer)
+    listen = options.listen or (None if dials_out(setup.plan, name) and not leads else DEFAULT_LISTEN)
+    transport = _transport(options, listen, name, setup.topology, peer)
     with transport:
         transport.start()
-        address = f"{_advertised_host(options)}:{transport.port}"
-        if options.port_file:
+        address = f"{_advertised_host(options, listen)}:{transport.port}" if listen else ""
+        if options.port_file and listen:
             Path(options.port_file).write_text(f"{transport.port}\n")
-        log.info("%s: listening on %s (reached at %s)", name, options.listen, address)
+        if listen:
+            log.info("%s: listening on %s (reached at %s)", name, listen, address)
+        else:
+            log.info("%s: dials out, listens nowhere (its peers reach it on the connections it opens)", name)
         speed = speed_over_time(setup.topology.node(name).speed if options.emulate_speed else 1.0,
                                 [(at, v) for node, at, v in setup.config.speed_changes() if node == name])
         try:
@@ -84,26 +92,27 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
     return 0
 
 
-def _transport(options: NodeOptions, name: str, topology: Topology,
-               coordinator: tuple[str, str] | None) -> GrpcTransport:
+def _transport(options: NodeOptions, listen: str | None, name: str, topology: Topology,
+               coordinator: tuple[str, str] | None) -> SocketTransport:
     from splitpipe.runtime.protocol import parse_address
-    from splitpipe.runtime.transport import GrpcTransport, TlsConfig, load_secret
+    from splitpipe.runtime.transport import SocketTransport, TlsConfig, load_secret
 
-    parse_address(options.listen, "--listen")
+    if listen is not None:
+        parse_address(listen, "--listen")
     peers = {}
     if coordinator is not None:
         parse_address(coordinator[1], "--coordinator")
         peers[coordinator[0]] = coordinator[1]
     files = (options.tls_cert, options.tls_key, options.tls_ca)
     tls = TlsConfig(*(Path(str(p)) for p in files)) if all(files) else None
-    return GrpcTransport(name, options.listen, peers, load_secret(options.secret_file), links=topology.links,
-                         tls=tls, radios=topology.radios)
+    return SocketTransport(name, listen, peers, load_secret(options.secret_file), links=topology.links, tls=tls,
+                           radios=topology.radios)
 
 
-def _advertised_host(options: NodeOptions) -> str:
+def _advertised_host(options: NodeOptions, listen: str) -> str:
     if options.advertise:
         return options.advertise
-    host = options.listen.rpartition(":")[0]
+    host = listen.rpartition(":")[0]
     return socket.getfqdn() if host in ("0.0.0.0", "[::]", "::") else host
 
 

@@ -1,5 +1,8 @@
 """A whole cluster of node processes on this machine: loopback, free ports, one secret, watched.
 
+Server-side nodes listen on free loopback ports; devices and data owners listen nowhere and dial
+their peers (runtime/dialout.py), as phones behind NAT would.
+
 The launcher writes a fresh secret and each node's options (NodeOptions as JSON, the run's
 config inside) to a private directory, starts the coordinator (which writes the report),
 then every other node as `python -m splitpipe.runtime.entry OPTIONS.json`, and polls them
@@ -27,6 +30,7 @@ from typing import Any, cast
 import splitpipe
 from splitpipe.config import RunConfig
 from splitpipe.plan import Topology
+from splitpipe.runtime.dialout import check_dial_out, dials_out
 from splitpipe.runtime.options import NodeOptions, Role
 from splitpipe.runtime.protocol import coordinator_of, node_id
 from splitpipe.runtime.recovery import can_drop
@@ -78,17 +82,19 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
     with tempfile.TemporaryDirectory(prefix="splitpipe-launch-") as tmp:
         work = Path(tmp)
         secret = _private(work / "secret", secrets.token_hex(32))
-        common = {"secret_file": str(secret), "timeout": timeout, "threads": threads,
-                  "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
+        common = {"secret_file": str(secret), "timeout": timeout, "threads": threads, "emulate_speed": emulate_speed}
+        dialling = {n for n in names[1:] if dials_out(setup.plan, n)}   # they listen nowhere
+        check_dial_out(setup.plan, dialling)
         expendable = {n for n in setup.topology.names if can_drop(setup.plan, n)}
         cluster = _Cluster(setup.topology, work, poll_s, expendable)
         restore = _exit_on_sigterm()
         try:
-            lead = cluster.start(coordinator, config, port_file=str(work / "port"), **common)
+            lead = cluster.start(coordinator, config, port_file=str(work / "port"), listen="127.0.0.1:0", **common)
             port = cluster.wait_for_port(lead, work / "port", timeout)
             quiet = config.with_(out=None, progress=False)
             for name in names[1:]:
-                cluster.start(name, quiet, coordinator=f"127.0.0.1:{port}", **common)
+                listen = None if name in dialling else "127.0.0.1:0"
+                cluster.start(name, quiet, coordinator=f"127.0.0.1:{port}", listen=listen, **common)
             cluster.watch(lead, config.fail_times())  # nodes checked by prepare, before any start
         finally:
             cluster.stop()

@@ -181,6 +181,5 @@ class Mailbox:
                                           "(its process or the network to it is down)")
 
     def add_peer(self, name: str, address: str) -> None:
-        """Tell the transport where `name` listens (gRPC needs it; in-process transports know every node)."""
-        if address:
-            self.transport.add_peer(name, address)
+        """Tell the transport where `name` listens ("": it listens nowhere and dials this node)."""
+        self.transport.add_peer(name, address)

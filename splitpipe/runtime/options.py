@@ -35,8 +35,9 @@ class NodeOptions(ClusterOptions):
     """what this node is in the plan"""
     id: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 0
     """which node of its role: 2 for device2"""
-    listen: str = "0.0.0.0:50051"
-    """HOST:PORT to listen on; port 0 picks a free one"""
+    listen: str | None = None
+    """HOST:PORT to listen on; port 0 picks a free one (default: devices and data owners listen nowhere and
+    dial their peers, every other node listens on 0.0.0.0:50051)"""
     advertise: str | None = None
     """HOST where the other nodes reach this one (default: the listen host, or this machine's name when
     listening on all interfaces)"""

@@ -32,16 +32,35 @@ def write_config(tmp_path: Path, tiny_npz: str, **changes: object) -> tuple[RunC
     return config, path
 
 
-def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz: str) -> None:
+def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz: str, monkeypatch, capfd) -> None:
+    listens = spy_on_listen(monkeypatch)
     config, path = write_config(tmp_path, tiny_npz)
     out = tmp_path / "out"
     assert main(["launch", str(path), "--out", str(out), "--no-progress", "--threads", "1", "--timeout", "60"]) == 0
+    assert listens == {"server": "127.0.0.1:0", "device0": None, "device1": None}   # devices dial out (issue 12)
+    log = capfd.readouterr().err
+    for device in ("device0", "device1"):
+        assert f"{device}: dials out, listens nowhere" in log and f"{device}: listening" not in log
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "distributed" and report["timing"] == "wall"
     assert (out / "metrics.csv").is_file() and (out / "timeline.png").is_file()
     emulated = cast(list[dict[str, Any]], emulate(prepare(config)).report["epochs"])
     assert [e["test_accuracy"] for e in report["epochs"]] == [e["test_accuracy"] for e in emulated]
     assert [e["train_loss"] for e in report["epochs"]] == pytest.approx([e["train_loss"] for e in emulated], rel=1e-5)
+
+
+def spy_on_listen(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Where the launcher tells each node to listen (None: nowhere, it dials out), filled as it starts them."""
+    from splitpipe.runtime import launcher
+    listens: dict[str, object] = {}
+    start = launcher._Cluster.start
+
+    def spy(self: launcher._Cluster, name: str, config: RunConfig, **node: object) -> launcher._Child:
+        listens[name] = node.get("listen")
+        return start(self, name, config, **node)
+
+    monkeypatch.setattr(launcher._Cluster, "start", spy)
+    return listens
 
 
 class Launch:

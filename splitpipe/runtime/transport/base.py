@@ -94,7 +94,7 @@ class Transport(ABC):
 
     @abstractmethod
     def add_peer(self, name: str, address: str) -> None:
-        """Make node `name` reachable at `address` (as its own `address` says)."""
+        """Make node `name` reachable at `address` (as its own `address` says; "" where it dials in)."""
 
     @abstractmethod
     def send(self, peer: str, tag: Tag, payload: Payload) -> None: ...

@@ -20,6 +20,7 @@ from splitpipe.runtime.transport.limits import (
     MAX_HEADER_BYTES,
     MAX_TENSORS,
     CodecError,
+    TensorHeader,
     json_object,
     tensor_nbytes,
 )
@@ -34,7 +35,8 @@ __all__ = [
     "CodecError", "Decoded", "DTYPES", "MAX_CONTROL_BYTES",
     "tag_to_proto", "tag_from_proto", "tensor_to_bytes", "tensor_from_bytes",
     "control_to_bytes", "control_from_bytes", "payload_to_frames", "control_to_frames",
-    "messages_from_frames", "payload_from_frames", "FrameAssembler",
+    "messages_from_frames", "payload_from_frames", "FrameAssembler", "data_sizes", "data_header", "tensor_view", "tensor_over",
+    "payload_from_buffers",
 ]
 
 _NAMES = {dtype: name for name, dtype in DTYPES.items()}
@@ -62,12 +64,23 @@ def tag_from_proto(proto: ProtoTag) -> Tag:
 
 def _tensor_view(tensor: torch.Tensor, key: str) -> tuple[ProtoTensorHeader, memoryview]:
     """Header and a byte view of the tensor's contiguous CPU data (may alias the tensor: copy before keeping)."""
+    name, view = tensor_view(tensor, key)
+    return ProtoTensorHeader(key=key, dtype=name, shape=list(tensor.shape), nbytes=view.nbytes), view
+
+
+def tensor_view(tensor: torch.Tensor, key: str = "") -> tuple[str, memoryview]:
+    """The dtype's wire name and a byte view of the tensor's contiguous CPU data (may alias the tensor)."""
     name = _NAMES.get(tensor.dtype)
     if name is None:
         raise TypeError(f"tensor {key or '(payload)'} has dtype {tensor.dtype}, not one of {sorted(DTYPES)}")
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    view = flat.view(torch.uint8).numpy().data if flat.numel() else memoryview(b"")
-    return ProtoTensorHeader(key=key, dtype=name, shape=list(tensor.shape), nbytes=view.nbytes), view
+    flat = tensor.detach()
+    if flat.device.type != "cpu":
+        flat = flat.cpu()
+    if not flat.is_contiguous():
+        flat = flat.contiguous()
+    # numpy's views cost a fraction of torch's: this runs for every message
+    array = (flat.view(torch.int16) if name == "bfloat16" else flat).numpy()
+    return name, (array.reshape(-1).view(np.uint8).data if array.size else memoryview(b""))
 
 
 def tensor_to_bytes(tensor: torch.Tensor, key: str = "") -> tuple[ProtoTensorHeader, bytes]:
@@ -81,12 +94,25 @@ def tensor_from_bytes(header: ProtoTensorHeader, data: bytearray | np.ndarray) -
     need = tensor_nbytes(header)
     if len(data) != need:
         raise CodecError(f"tensor '{header.key[:60]}' needs {need} bytes, got {len(data)}")
-    dtype = DTYPES[header.dtype]
-    if need == 0:
-        return torch.empty(tuple(header.shape), dtype=dtype)
-    if dtype is torch.bool and bool((np.frombuffer(data, dtype=np.uint8) > 1).any()):
-        raise CodecError(f"tensor '{header.key[:60]}' of dtype bool holds bytes other than 0 and 1")
-    return torch.frombuffer(data, dtype=dtype).reshape(tuple(header.shape))
+    return tensor_over(header, data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8))
+
+
+#: numpy's name of each dtype numpy has (bfloat16 travels as int16 and is viewed back).
+_NUMPY = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": np.int16,
+          "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
+          "bool": np.uint8}
+
+
+def tensor_over(header: TensorHeader, data: np.ndarray) -> torch.Tensor:
+    """A tensor over `data` (bytes of a header whose size was checked), without a copy."""
+    if data.size == 0:
+        return torch.empty(tuple(header.shape), dtype=DTYPES[header.dtype])
+    if header.dtype == "bool":
+        if bool((data > 1).any()):
+            raise CodecError(f"tensor '{header.key[:60]}' of dtype bool holds bytes other than 0 and 1")
+        return torch.from_numpy(data.reshape(tuple(header.shape))).view(torch.bool)
+    tensor = torch.from_numpy(data.view(_NUMPY[header.dtype]).reshape(tuple(header.shape)))
+    return tensor.view(torch.bfloat16) if header.dtype == "bfloat16" else tensor
 
 
 def control_to_bytes(body: dict, max_bytes: int = MAX_CONTROL_BYTES) -> bytes:
@@ -107,6 +133,36 @@ def control_from_bytes(data: bytes | bytearray | np.ndarray, max_bytes: int = MA
     if len(data) > max_bytes:
         raise CodecError(f"control body of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
     return json_object(bytes(data))
+
+
+def data_sizes(header: ProtoDataHeader, max_tensors: int = MAX_TENSORS) -> list[int]:
+    """Bytes of each tensor a data header announces, after every check that needs no allocation."""
+    if len(header.tensors) > max_tensors:
+        raise CodecError(f"{len(header.tensors)} tensors exceed the limit of {max_tensors} per message")
+    if header.ByteSize() > MAX_HEADER_BYTES:
+        raise CodecError(f"header of {header.ByteSize()} bytes exceeds the limit of {MAX_HEADER_BYTES}")
+    tag_from_proto(header.tag)
+    sizes = [tensor_nbytes(t) for t in header.tensors]
+    if not header.state_dict and len(sizes) != 1:
+        raise CodecError(f"a tensor message must carry one tensor, got {len(sizes)}")
+    keys = [t.key for t in header.tensors]
+    if header.state_dict and len(set(keys)) != len(keys):
+        raise CodecError("state-dict keys repeat")
+    return sizes
+
+
+def data_header(tag: Tag, payload: Payload) -> tuple[ProtoDataHeader, list[memoryview]]:
+    """The header of a data message and byte views of its tensors (they may alias the payload)."""
+    check_payload(payload)
+    items = [("", payload)] if isinstance(payload, torch.Tensor) else list(payload.items())
+    headers, views = zip(*(_tensor_view(t, key) for key, t in items)) if items else ((), ())
+    return ProtoDataHeader(tag=tag_to_proto(tag), state_dict=isinstance(payload, dict), tensors=headers), list(views)
+
+
+def payload_from_buffers(header: ProtoDataHeader, buffers: list[np.ndarray]) -> Payload:
+    """The payload of a checked data header over its filled buffers (one per tensor)."""
+    tensors = [tensor_over(t, b) for t, b in zip(header.tensors, buffers)]
+    return dict(zip((t.key for t in header.tensors), tensors)) if header.state_dict else tensors[0]
 
 
 def _chunked(message: int, first: ProtoFrame, views: list[memoryview], chunk_bytes: int) -> list[ProtoFrame]:
@@ -130,11 +186,8 @@ def _chunked(message: int, first: ProtoFrame, views: list[memoryview], chunk_byt
 
 def payload_to_frames(message: int, tag: Tag, payload: Payload, chunk_bytes: int) -> list[ProtoFrame]:
     """Frames of one data message: a header, then the tensors' bytes in chunks of at most `chunk_bytes`."""
-    check_payload(payload)
-    items = [("", payload)] if isinstance(payload, torch.Tensor) else list(payload.items())
-    headers, views = zip(*(_tensor_view(t, key) for key, t in items)) if items else ((), ())
-    header = ProtoDataHeader(tag=tag_to_proto(tag), state_dict=isinstance(payload, dict), tensors=headers)
-    return _chunked(message, ProtoFrame(message=message, data=header), list(views), chunk_bytes)
+    header, views = data_header(tag, payload)
+    return _chunked(message, ProtoFrame(message=message, data=header), views, chunk_bytes)
 
 
 def control_to_frames(message: int, body: dict, chunk_bytes: int,
@@ -229,17 +282,7 @@ class FrameAssembler:
         body = frame.WhichOneof("body")
         if body == "data":
             header = frame.data
-            if len(header.tensors) > self.max_tensors:
-                raise CodecError(f"{len(header.tensors)} tensors exceed the limit of {self.max_tensors} per message")
-            if header.ByteSize() > MAX_HEADER_BYTES:
-                raise CodecError(f"header of {header.ByteSize()} bytes exceeds the limit of {MAX_HEADER_BYTES}")
-            tag_from_proto(header.tag)
-            sizes = [tensor_nbytes(t) for t in header.tensors]
-            if not header.state_dict and len(sizes) != 1:
-                raise CodecError(f"a tensor message must carry one tensor, got {len(sizes)}")
-            keys = [t.key for t in header.tensors]
-            if header.state_dict and len(set(keys)) != len(keys):
-                raise CodecError("state-dict keys repeat")
+            sizes = data_sizes(header, self.max_tensors)
             limit, total = self.max_message_bytes, sum(sizes)
         elif body == "control":
             header, sizes, limit = frame.control, [frame.control.nbytes], self.max_control_bytes
@@ -280,6 +323,4 @@ class FrameAssembler:
         if isinstance(header, ProtoControlHeader):
             return Decoded(None, None, control_from_bytes(buffers[0], self.max_control_bytes))
         assert isinstance(header, ProtoDataHeader) and message is not None
-        tensors = [tensor_from_bytes(t, b) for t, b in zip(header.tensors, buffers)]
-        payload: Payload = dict(zip((t.key for t in header.tensors), tensors)) if header.state_dict else tensors[0]
-        return Decoded(tag_from_proto(header.tag), payload, None)
+        return Decoded(tag_from_proto(header.tag), payload_from_buffers(header, buffers), None)

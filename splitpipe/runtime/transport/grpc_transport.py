@@ -179,7 +179,12 @@ class GrpcTransport(Transport):
                                      f"with --listen") from None
 
     def add_peer(self, name: str, address: str) -> None:
-        """Make `name` reachable at `address` ("host:port"); a peer's address cannot change once streamed to."""
+        """Make `name` reachable at `address` ("host:port"); a peer's address cannot change once streamed to.
+
+        "" (a peer that dials in) is ignored: gRPC streams go one way, so such a peer cannot be reached.
+        """
+        if not address:
+            return
         self._split_address(address)
         with self._lock:
             sender = self._senders.get(name)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
-from splitpipe.runtime.transport.proto.splitpipe_pb2 import TensorHeader as ProtoTensorHeader
-
 __all__ = [
     "CodecError", "DTYPES", "ITEMSIZE", "MAX_CONTROL_BYTES", "MAX_TENSORS", "MAX_HEADER_BYTES", "MAX_DIMS",
-    "MAX_JSON_DEPTH", "tensor_nbytes", "json_object",
+    "MAX_JSON_DEPTH", "tensor_nbytes", "json_object", "TensorHeader",
 ]
 
 #: The only dtypes accepted off the wire, by their name in the header.
@@ -37,11 +37,24 @@ MAX_JSON_DEPTH = 64
 _MAX_ELEMENTS = 1 << 62
 
 
+class TensorHeader(Protocol):
+    """What a tensor's header says: protobuf's TensorHeader (gRPC) or wire.TensorSpec (sockets)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def shape(self) -> Sequence[int]: ...
+    @property
+    def nbytes(self) -> int: ...
+
+
 class CodecError(ValueError):
     """A received message is malformed; it is dropped, the stream goes on."""
 
 
-def tensor_nbytes(header: ProtoTensorHeader) -> int:
+def tensor_nbytes(header: TensorHeader) -> int:
     """Bytes the header's dtype and shape need, checked for overflow; CodecError if inconsistent.
 
     The product of the dimensions (zeros counted as ones, as torch does for strides) must fit

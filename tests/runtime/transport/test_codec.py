@@ -142,7 +142,7 @@ def test_large_control_bodies_json_cannot_parse_are_codec_errors(body: bytes, re
 def test_an_unforeseen_decoder_error_drops_one_message_unless_strict(monkeypatch) -> None:
     def boom(*_: object) -> None:
         raise RuntimeError("a gap in the checks")
-    monkeypatch.setattr("splitpipe.runtime.transport.codec.tensor_from_bytes", boom)
+    monkeypatch.setattr("splitpipe.runtime.transport.codec.tensor_over", boom)
     error, *_ = decode([*good(1), *good(2)])
     assert isinstance(error, CodecError) and "undecodable (RuntimeError: a gap in the checks)" in str(error)
     with pytest.raises(RuntimeError, match="a gap"):

@@ -1,4 +1,4 @@
-"""One contract for every transport: in-process, gRPC over loopback, and gRPC with mutual TLS."""
+"""One contract for every transport: in-process, sockets and gRPC over loopback, each also with mutual TLS."""
 
 from __future__ import annotations
 
@@ -183,6 +183,21 @@ class TestLocalTransport(TransportContract):
         return make_transports("local", names, links, radios=radios)
 
 
+class TestSocketTransport(TransportContract):
+    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+        return make_transports("socket", names, links, secret=SECRET)
+
+
+class TestSocketTransportTls(TransportContract):
+    @pytest.fixture(autouse=True)
+    def _tls(self, tls_for) -> None:
+        self.tls_for = tls_for
+
+    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+        tls = {name: self.tls_for(f"n{i}") for i, name in enumerate(names)}
+        return make_transports("socket", names, links, secret=SECRET, tls=tls)
+
+
 class TestGrpcTransport(TransportContract):
     def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
         return make_transports("grpc", names, links, radios=radios, secret=SECRET, chunk_bytes=1 << 20)   # 20 MiB: 20 chunks
@@ -199,9 +214,9 @@ class TestGrpcTransportTls(TransportContract):
 
 
 def test_unknown_kind_and_options_of_another_kind_are_named() -> None:
-    with pytest.raises(ValueError, match=r"unknown transport kind 'carrier-pigeon'; kinds are local, grpc"):
+    with pytest.raises(ValueError, match=r"unknown transport kind 'carrier-pigeon'; kinds are local, socket, grpc"):
         make_transports("carrier-pigeon", ["a"])
-    with pytest.raises(ValueError, match=r"in-process transports take no secret, chunk_bytes: those are gRPC"):
+    with pytest.raises(ValueError, match=r"in-process transports take no secret, chunk_bytes: those are socket and gRPC"):
         make_transports("local", ["a"], secret=SECRET, chunk_bytes=1)
     with pytest.raises(ValueError, match=r"link \('a', 'zed'\) names unknown node 'zed'"):
         make_transports("grpc", ["a"], {("a", "zed"): LinkSpec.mbit(8, 50)})
