@@ -184,8 +184,8 @@ class TestLocalTransport(TransportContract):
 
 
 class TestSocketTransport(TransportContract):
-    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        return make_transports("socket", names, links, secret=SECRET)
+    def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
+        return make_transports("socket", names, links, radios=radios, secret=SECRET)
 
 
 class TestSocketTransportTls(TransportContract):
@@ -193,9 +193,9 @@ class TestSocketTransportTls(TransportContract):
     def _tls(self, tls_for) -> None:
         self.tls_for = tls_for
 
-    def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
+    def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
         tls = {name: self.tls_for(f"n{i}") for i, name in enumerate(names)}
-        return make_transports("socket", names, links, secret=SECRET, tls=tls)
+        return make_transports("socket", names, links, radios=radios, secret=SECRET, tls=tls)
 
 
 class TestGrpcTransport(TransportContract):
