@@ -16,7 +16,17 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from splitpipe.engine.carry import carry_over
+from splitpipe.checkpoint import (
+    Checkpoint,
+    Checkpoints,
+    check_replicas,
+    check_resumable,
+    load_replicas,
+    restore_rng,
+    run_state,
+    write_states,
+)
+from splitpipe.engine.carry import carry_over, momentum_of
 from splitpipe.engine.events import NodeFailed
 from splitpipe.engine.mark import Mark
 from splitpipe.loop import run_loop
@@ -25,7 +35,14 @@ from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, node_executor
-from splitpipe.runtime.protocol import assignment, config_mismatch, gather_tag, spans_from_body
+from splitpipe.runtime.protocol import (
+    assignment,
+    config_mismatch,
+    gather_tag,
+    load_tags,
+    momentum_tag,
+    spans_from_body,
+)
 from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules import Segment, build_schedule
@@ -58,14 +75,19 @@ class Coordinator:
     `timeout` bounds every phase (a node joining, a report coming in, no progress within an
     epoch); a node that joined and then falls silent for `silence_s` seconds fails the run
     sooner. `address` is where the others reach this node, passed on to them as a peer.
+    `checkpoints`: gather every replica's weights and momentum after the epochs it names and
+    write them (checkpoint.py); `resume`: go on from that checkpoint, sending each node its state.
     """
 
     def __init__(self, setup: Setup, name: str, transport: Transport, *, address: str = "",
                  timeout: float = 600.0, silence_s: float = SILENCE_S, pings: int = 8, speed: float = 1.0,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, checkpoints: Checkpoints | None = None,
+                 resume: Checkpoint | None = None) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.address, self.timeout, self.pings, self.speed = address, timeout, pings, speed
-        self.progress = progress
+        self.progress, self.checkpoints, self.resume = progress, checkpoints, resume
+        self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
+        self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
         self.mailbox = Mailbox(transport, silence_s)
         self.members = [n for n in setup.topology.names if n != name]
         self.addresses: dict[str, str] = {}
@@ -86,7 +108,9 @@ class Coordinator:
             self._join()
             self._assign()
             self._sync_clocks()
-            result = run_loop(self.setup.plan, self, range(self.setup.config.epochs), progress=self.progress)
+            first = self._load(self.resume) if self.resume is not None else 0
+            result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
+                              progress=self._after_epoch)
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -96,7 +120,7 @@ class Coordinator:
             raise
         finally:
             self.heartbeat.close()
-        rows, spans, states = result.rows, result.spans, self.states
+        rows, spans, states = self.rows, result.spans, self.states
         nodes = {n: {"offset_s": o.offset_s, "rtt_s": o.rtt_s} for n, o in sorted(self.offsets.items())}
         report = report_header(self.setup, "wall", engine="distributed") | {"epochs": rows, "nodes": nodes}
         if result.events:
@@ -153,6 +177,44 @@ class Coordinator:
         for member, taken in samples.items():
             self.offsets[member] = estimate_offset(taken)
 
+    # -- checkpoints and resume (protocol.py (9)) ------------------------------------------
+    def _load(self, checkpoint: Checkpoint) -> int:
+        """Own replicas from `checkpoint`, every other node's sent to it; the first epoch to run."""
+        check_resumable(checkpoint, self.setup)
+        if checkpoint.state.get("dead"):
+            raise ValueError(f"{checkpoint.path / 'state.json'} was written after {', '.join(checkpoint.state['dead'])} "
+                             "died: real runs resume from checkpoints with every node")
+        first = checkpoint.epoch + 1
+        schedule = build_schedule(self.setup.plan, first)
+        check_replicas(checkpoint, schedule.replicas)
+        self.executor.begin_segment(schedule)
+        load_replicas(checkpoint, self.executor.replicas)
+        restore_rng(checkpoint)
+        for member in self.members:
+            mine = [r for r in schedule.replicas if r.node == member]
+            self.transport.send_control(member, {"type": "load", "epoch": first,
+                                                 "replicas": [[r.part, r.replica] for r in mine]})
+            for replica in mine:
+                weights, momentum = load_tags(replica, first)
+                self.transport.send(member, weights, checkpoint.replicas[replica])
+                self.transport.send(member, momentum, checkpoint.momentum.get(replica, {}))
+        self.rows = list(checkpoint.state["rows"])
+        log.info("%s: resumed from %s", self.name, checkpoint.path)
+        return first
+
+    def _after_epoch(self, epoch: int, row: dict[str, object]) -> None:
+        self.rows.append(row)
+        if self._saves(epoch):
+            assert self.checkpoints is not None
+            state = run_state(self.setup, self.rows) | {"dead": list(self.dropped)}
+            path = write_states(self.checkpoints.out, epoch, self.states, self.momenta, state, self.checkpoints.keep)
+            log.info("%s: checkpoint %s", self.name, path)
+        if self.progress is not None:
+            self.progress(epoch, row)
+
+    def _saves(self, epoch: int) -> bool:
+        return self.checkpoints is not None and self.checkpoints.due(epoch, self.setup.config.epochs)
+
     # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
@@ -175,8 +237,9 @@ class Coordinator:
     def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
         topology = plan.topology
         self.schedule, self._epoch = schedule, epoch
+        save = self._saves(epoch)
         for member in self.members:
-            self.transport.send_control(member, {"type": "prepare", "epoch": epoch})
+            self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save})
         self.executor.begin_epoch(epoch, schedule)
         self.saved = Mark.take(self.executor)
         for _ in self.members:
@@ -194,7 +257,7 @@ class Coordinator:
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
         self.executor.end_epoch()
         self.loss = (self.executor.loss_sum, self.executor.loss_count)
-        self.states = {}
+        self.states, self.momenta = {}, {}
         for _ in self.members:
             message = self.mailbox.control(self.timeout, f"the reports of epoch {epoch}")
             body = self._expect(message, "done")
@@ -205,12 +268,15 @@ class Coordinator:
                 replica = Replica(src, int(part), int(index))
                 data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
                 self.states[replica] = data.payload  # type: ignore[assignment]
+            for part, index in body.get("moments", []):
+                replica = Replica(src, int(part), int(index))
+                data = self.mailbox.take_data(momentum_tag(replica, epoch), self.timeout, f"the momentum of {replica}")
+                self.momenta[replica] = data.payload  # type: ignore[assignment]
         self.wall_s = time.perf_counter() - wall
-        if epoch == self.setup.config.epochs - 1:
-            for replica in schedule.replicas:
-                if replica.node == self.name:
-                    self.states[replica] = {k: v.detach().cpu().clone()
-                                            for k, v in self.executor.module(replica).state_dict().items()}
+        if save or epoch == self.setup.config.epochs - 1:
+            for replica, (module, optimizer) in self.executor.replicas.items():
+                self.states[replica] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+                self.momenta[replica] = {k: v.detach().cpu().clone() for k, v in momentum_of(module, optimizer).items()}
         return spans
 
     def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:

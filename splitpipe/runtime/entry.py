@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from splitpipe.runtime.options import NodeOptions
 
 if TYPE_CHECKING:
+    from splitpipe.checkpoint import Checkpoint
     from splitpipe.network import LinkSpec
     from splitpipe.runtime.transport import GrpcTransport, Transport
     from splitpipe.setup import Setup
@@ -46,6 +47,9 @@ def run_node(options: NodeOptions) -> int:
     leads = name == coordinator
     if not leads and not options.coordinator:
         raise ValueError(f"{name} needs --coordinator HOST:PORT (where {coordinator} listens)")
+    if options.resume and not leads:
+        raise ValueError(f"--resume is for the coordinator ({coordinator}); {name} gets its state from it")
+    resume = _checkpoint(options.resume, setup) if options.resume else None
     peer = None if leads else (coordinator, str(options.coordinator))
     transport = _transport(options, name, setup.topology.links, peer)
     with transport:
@@ -57,7 +61,7 @@ def run_node(options: NodeOptions) -> int:
         speed = setup.topology.node(name).speed if options.emulate_speed else 1.0
         try:
             if leads:
-                return _coordinate(setup, name, transport, address, options.timeout, speed)
+                return _coordinate(setup, name, transport, address, options.timeout, speed, resume)
             run_member(setup, name, transport, coordinator, address, timeout=options.timeout, speed=speed)
         except (RuntimeError, TransportError) as exc:
             print(f"splitpipe node {name}: error: {_first_line(exc)}", file=sys.stderr)
@@ -65,14 +69,27 @@ def run_node(options: NodeOptions) -> int:
     return 0
 
 
-def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float) -> int:
+def _checkpoint(out: str, setup: Setup) -> Checkpoint:
+    """The last complete checkpoint under `out`, checked against this run (ValueError: one line)."""
+    from splitpipe.checkpoint import check_resumable, latest_checkpoint, read_checkpoint
+
+    checkpoint = read_checkpoint(latest_checkpoint(out))
+    check_resumable(checkpoint, setup)
+    return checkpoint
+
+
+def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float,
+                resume: Checkpoint | None) -> int:
+    from splitpipe.checkpoint import Checkpoints
     from splitpipe.report.console import epoch_progress, show_run
     from splitpipe.runtime.coordinator import Coordinator
 
     config = setup.config
+    every = 1 if config.checkpoint_every is None else config.checkpoint_every
+    checkpoints = Checkpoints(config.out, every, config.keep_checkpoints) if config.out and every else None
     with epoch_progress(config, f"{config.technique} (distributed)") as progress:
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
-                             progress=progress).run()
+                             progress=progress, checkpoints=checkpoints, resume=resume).run()
     show_run(result.report, result.spans, config.out, "distributed, wall clock")
     if config.out and result.model is not None:
         from splitpipe.checkpoint import save_run_model

@@ -59,8 +59,10 @@ class _Child:
 
 
 def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = False,
-           threads: int | None = None, poll_s: float = 0.1) -> None:
+           threads: int | None = None, poll_s: float = 0.1, resume: str | None = None) -> None:
     """Run `config` with one process per node on loopback; the coordinator writes config.out.
+
+    `resume`: an out folder; the coordinator goes on from its last complete checkpoint.
 
     Raises ClusterFailed naming the node when one dies that the run cannot go on without;
     every other node is stopped first.
@@ -84,7 +86,7 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         cluster = _Cluster(setup.topology, work, poll_s, expendable)
         restore = _exit_on_sigterm()
         try:
-            lead = cluster.start(coordinator, config, port_file=str(work / "port"), **common)
+            lead = cluster.start(coordinator, config, port_file=str(work / "port"), resume=resume, **common)
             port = cluster.wait_for_port(lead, work / "port", timeout)
             quiet = config.with_(out=None, progress=False)
             for name in names[1:]:
