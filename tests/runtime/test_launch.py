@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import torch
 
+from splitpipe.checkpoint import latest_checkpoint, load_model, read_checkpoint
 from splitpipe.cli import main
 from splitpipe.config import RunConfig
 from splitpipe.experiment import emulate, prepare
@@ -125,6 +127,27 @@ def test_a_killed_coordinator_ends_every_node_within_seconds(tmp_path: Path, tin
     text = launch.text()
     assert code == 1, text
     assert f"splitpipe launch: error: node server (pid {launch.pids['server']}) was killed by SIGKILL" in text
+
+
+def test_a_launch_killed_between_epochs_resumes_to_an_uninterrupted_runs_weights(tmp_path: Path,
+                                                                                  tiny_npz: str) -> None:
+    config, path = write_config(tmp_path, tiny_npz, epochs=3)
+    out = tmp_path / "out"
+    launch = Launch(path, "--out", str(out), "--timeout", "60")
+    try:
+        launch.wait_for("device1: epoch 1 started")  # the checkpoint after epoch 0 is written by then
+        os.kill(launch.pids["server"], signal.SIGKILL)
+        assert launch.process.wait(timeout=FAIL_FAST_S) == 1, launch.text()
+    finally:
+        launch.close()
+    assert read_checkpoint(latest_checkpoint(out)).epoch < 2 and not (out / "model.safetensors").exists()
+    assert main(["launch", "--resume", str(out), "--no-progress", "--threads", "1", "--timeout", "60"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [e["epoch"] for e in report["epochs"]] == [0, 1, 2]
+    resumed, whole = load_model(out / "model.safetensors").state_dict(), emulate(prepare(config)).model
+    assert whole is not None
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def _alive(pid: int) -> bool:
