@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -27,9 +27,10 @@ from splitpipe.checkpoint import (
     write_states,
 )
 from splitpipe.engine.carry import carry_over, momentum_of
+from splitpipe.engine.emulate import average_states
 from splitpipe.engine.events import NodeFailed
 from splitpipe.engine.mark import Mark
-from splitpipe.loop import run_loop
+from splitpipe.loop import Faults, run_loop
 from splitpipe.plan import Plan
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
@@ -104,13 +105,14 @@ class Coordinator:
 
     def run(self) -> ClusterResult:
         self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
+        self.mailbox.on_return = self._returning
         try:
             self._join()
             self._assign()
             self._sync_clocks()
             first = self._load(self.resume) if self.resume is not None else 0
             result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
-                              progress=self._after_epoch)
+                              progress=self._after_epoch, faults=Faults(joined=self._rejoined))
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -143,31 +145,35 @@ class Coordinator:
                 raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
             self.addresses[name] = str(body["address"])
             self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
-            role = self.setup.topology.node(name).role
-            if body["role"] != role:
-                raise ValueError(f"node {name} joined as role {body['role']}, the plan makes it a {role}")
-            diffs = config_mismatch(self.setup.config, body["config"])  # type: ignore[arg-type]
-            if diffs:
-                raise ValueError(f"node {name} has a different config: {'; '.join(diffs)}")
+            self._check_hello(name, body)
             self.mailbox.watch(name)
             self.heartbeat.add(name)
             log.info("%s: %s joined from %s", self.name, name, self.addresses[name] or "in-process")
 
-    def _assign(self) -> None:
+    def _check_hello(self, name: str, body: dict) -> None:
+        role = self.setup.topology.node(name).role
+        if body["role"] != role:
+            raise ValueError(f"node {name} joined as role {body['role']}, the plan makes it a {role}")
+        diffs = config_mismatch(self.setup.config, body["config"])
+        if diffs:
+            raise ValueError(f"node {name} has a different config: {'; '.join(diffs)}")
+
+    def _assign(self, members: list[str] | None = None) -> None:
         schedule = build_schedule(self.setup.plan, 0)
-        peers = {**self.addresses, self.name: self.address}
-        for member in self.members:
+        peers = {n: a for n, a in {**self.addresses, self.name: self.address}.items() if n not in self.dropped}
+        for member in self.members if members is None else members:
             self.transport.send_control(member, assignment(schedule, member, peers, self.setup.config.seed,
                                                            self.setup.config.epochs))
 
-    def _sync_clocks(self) -> None:
-        samples: dict[str, list[ClockSample]] = {m: [] for m in self.members}
+    def _sync_clocks(self, members: list[str] | None = None) -> None:
+        members = self.members if members is None else members
+        samples: dict[str, list[ClockSample]] = {m: [] for m in members}
         for seq in range(self.pings):
             sent = {}
-            for member in self.members:
+            for member in members:
                 sent[member] = time.time()
                 self.transport.send_control(member, {"type": "ping", "seq": seq, "t0": sent[member]})
-            for _ in self.members:
+            for _ in members:
                 message = self.mailbox.control(self.timeout, "clock pongs")
                 body = self._expect(message, "pong")
                 if body["seq"] != seq:
@@ -176,6 +182,50 @@ class Coordinator:
                                                         message.received_at))
         for member, taken in samples.items():
             self.offsets[member] = estimate_offset(taken)
+
+    # -- a dead node restarted: back at the next epoch boundary ----------------------------
+    def _returning(self, node: str, address: str) -> None:
+        """A dropped node said hello again: keep it alive with heartbeats until the epoch boundary."""
+        if node in self.dropped:
+            self.mailbox.add_peer(node, address, moved=True)
+            self.heartbeat.add(node)
+
+    def _rejoined(self, dead: list[str]) -> list[str]:
+        """The run loop's question at an epoch boundary: the dead nodes that said hello again, admitted."""
+        self.mailbox.drain()
+        back = []
+        for name in dead:
+            message = self.mailbox.returning.pop(name, None)
+            if message is None or name not in self.dropped:
+                continue
+            body = message.control or {}
+            try:
+                self._check_hello(name, body)
+            except ValueError as exc:
+                log.warning("%s: %s may not rejoin: %s", self.name, name, exc)
+                self.heartbeat.remove(name)
+                continue
+            self.addresses[name] = str(body["address"])
+            self.mailbox.rejoin(name, self.addresses[name])
+            self.mailbox.watch(name)
+            self.heartbeat.add(name)
+            self.dropped.remove(name)
+            self.members.append(name)
+            self._assign([name])
+            self._sync_clocks([name])
+            log.info("%s: %s rejoined from %s", self.name, name, self.addresses[name] or "in-process")
+            back.append(name)
+        return back
+
+    def _send_state(self, node: str, replicas: list[Replica], epoch: int,
+                    weights: Mapping[Replica, State], momentum: Mapping[Replica, State]) -> None:
+        """protocol.py (9): `node` loads these replicas' weights and momentum before `epoch`."""
+        self.transport.send_control(node, {"type": "load", "epoch": epoch,
+                                           "replicas": [[r.part, r.replica] for r in replicas]})
+        for replica in replicas:
+            tags = load_tags(replica, epoch)
+            self.transport.send(node, tags[0], dict(weights[replica]))
+            self.transport.send(node, tags[1], dict(momentum.get(replica, {})))
 
     # -- checkpoints and resume (protocol.py (9)) ------------------------------------------
     def _load(self, checkpoint: Checkpoint) -> int:
@@ -191,13 +241,8 @@ class Coordinator:
         load_replicas(checkpoint, self.executor.replicas)
         restore_rng(checkpoint)
         for member in self.members:
-            mine = [r for r in schedule.replicas if r.node == member]
-            self.transport.send_control(member, {"type": "load", "epoch": first,
-                                                 "replicas": [[r.part, r.replica] for r in mine]})
-            for replica in mine:
-                weights, momentum = load_tags(replica, first)
-                self.transport.send(member, weights, checkpoint.replicas[replica])
-                self.transport.send(member, momentum, checkpoint.momentum.get(replica, {}))
+            self._send_state(member, [r for r in schedule.replicas if r.node == member], first,
+                             checkpoint.replicas, checkpoint.momentum)
         self.rows = list(checkpoint.state["rows"])
         log.info("%s: resumed from %s", self.name, checkpoint.path)
         return first
@@ -285,10 +330,24 @@ class Coordinator:
                 "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
 
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
-        """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list."""
-        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, [self.shards[n] for n in new.owners])
+        """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list.
+
+        A node that rejoined gets the state of its replicas: each key the average of every copy
+        (as carry.py gives a new owner), without momentum.
+        """
+        own = {r: m.state_dict() for r, (m, _) in self.executor.replicas.items()}
+        copies = list({**own, **self.states}.values())
+        replicas = build_schedule(new, 0).replicas
+        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners])
+        back = [n for n in new.topology.names if n in self.members and n not in old.topology.names]
+        peers = {n: self.addresses[n] for n in back}
         for member in self.members:
-            self.transport.send_control(member, {"type": "adopt", "dead": self.dropped, "owners": list(new.owners)})
+            self.transport.send_control(member, {"type": "adopt", "dead": self.dropped, "owners": list(new.owners),
+                                                 "peers": peers})
+        for node in back:
+            mine = [r for r in replicas if r.node == node]
+            weights = {r: _averaged(self.executor.template[r.part].state_dict(), copies) for r in mine}
+            self._send_state(node, mine, self._epoch + 1, weights, {})
 
     def mark(self) -> None:
         """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""
@@ -334,3 +393,14 @@ class Coordinator:
                     self.transport.send_control(member, body)
                 except Exception as exc:  # noqa: BLE001 - keep telling the others
                     log.debug("%s: could not send %s to %s: %s", self.name, body["type"], member, exc)
+
+
+def _averaged(keys: Mapping[str, torch.Tensor], copies: Sequence[Mapping[str, torch.Tensor]]) -> State:
+    """Each key of `keys` as the plain average of the `copies` that hold it."""
+    out = {}
+    for key in keys:
+        held = [{key: c[key]} for c in copies if key in c]
+        if not held:
+            raise RuntimeError(f"no copy of '{key}' survives to give a rejoining node")
+        out[key] = average_states(held, [1 / len(held)] * len(held))[key]
+    return out

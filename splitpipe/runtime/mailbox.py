@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 from splitpipe.runtime.liveness import HEARTBEAT_S, SILENCE_S
 from splitpipe.runtime.protocol import check_body
@@ -52,7 +53,8 @@ class Mailbox:
     `unreachable` names (the heartbeat could not reach it), raises RemoteFailure.
 
     After a failure: `rewind` raises EpochAborted; a `fence` from a node says it sent nothing
-    more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node.
+    more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node,
+    but for its `hello` if it is restarted (kept in `returning` until `rejoin` hears it again).
     """
 
     def __init__(self, transport: Transport, silence_s: float = SILENCE_S) -> None:
@@ -66,6 +68,8 @@ class Mailbox:
         self.unreachable: dict[str, str] = {}  # written by the heartbeat's thread
         self.fenced: set[str] = set()
         self.gone: set[str] = set()
+        self.returning: dict[str, Message] = {}  # the hello of a forgotten node, restarted
+        self.on_return: Callable[[str, str], None] | None = None  # (node, address), as its hello is filed
 
     def watch(self, node: str) -> None:
         """From now on, fail if `node` falls silent (its process died, or the network between us)."""
@@ -94,6 +98,11 @@ class Mailbox:
 
     def file(self, message: Message) -> None:
         if message.src in self.gone:
+            body = message.control or {}
+            if body.get("type") == "hello" and check_body(body, message.src) and body["name"] == message.src:
+                self.returning[message.src] = message
+                if self.on_return is not None:
+                    self.on_return(message.src, str(body["address"]))
             return
         if message.src in self.last_heard:
             self.last_heard[message.src] = max(self.last_heard[message.src], message.received_at)
@@ -108,6 +117,9 @@ class Mailbox:
                 raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)")
             if kind == "broken":
                 return
+            if kind == "hello" and message.src in self.last_heard:  # it restarted before its death was noticed
+                self.returning[message.src] = message
+                raise RemoteFailure(message.src, "it restarted")
             if kind == "rewind":
                 raise EpochAborted(int(body["epoch"]), [str(n) for n in body["dead"]])
             if kind == "fence":
@@ -180,7 +192,14 @@ class Mailbox:
                 raise RemoteFailure(node, f"nothing heard from it for {now - heard:.0f} s "
                                           "(its process or the network to it is down)")
 
-    def add_peer(self, name: str, address: str) -> None:
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
         """Tell the transport where `name` listens (gRPC needs it; in-process transports know every node)."""
         if address:
-            self.transport.add_peer(name, address)
+            self.transport.add_peer(name, address, moved=moved)
+
+    def rejoin(self, node: str, address: str) -> None:
+        """A forgotten node is back (restarted, listening at `address`): hear it again."""
+        self.gone.discard(node)
+        self.unreachable.pop(node, None)
+        self.returning.pop(node, None)
+        self.add_peer(node, address, moved=True)

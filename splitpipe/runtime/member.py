@@ -118,7 +118,7 @@ class _Member:
         elif kind == "start":
             self.run_epoch(int(body["epoch"]), float(body["at"]))
         elif kind == "adopt":
-            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]])
+            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]], body.get("peers", {}))
         elif kind == "load":
             self.load(int(body["epoch"]), body["replicas"])
         elif kind == "stop":
@@ -173,13 +173,21 @@ class _Member:
         self.prepared = -1
         self.transport.send_control(self.coordinator, {"type": "rewound", "epoch": epoch})
 
-    def adopt(self, dead: list[str], owners: list[str]) -> None:
-        """recovery.py (5): the coordinator's re-plan, made here from the config; own replicas carried over."""
+    def adopt(self, dead: list[str], owners: list[str], peers: dict[str, str]) -> None:
+        """recovery.py (5): the coordinator's re-plan, made here from the config; own replicas carried over.
+
+        `peers`: nodes back after a restart, and where they listen now. A node that is itself
+        back holds no replicas yet: the coordinator sends their state next (protocol.py (9)).
+        """
+        for node, address in peers.items():
+            if node != self.name:
+                self.mailbox.rejoin(str(node), str(address))
         plan, moved = replanned(self.setup.plan, self.plan, dead)
         if list(plan.owners) != owners:
             raise RuntimeError(f"{self.name}'s re-plan without {', '.join(dead)} has owners {list(plan.owners)}, "
                                f"the coordinator's has {owners}")
-        carry_over(self.executor, plan, moved, build_schedule(plan, 0).replicas, [self.shards[n] for n in plan.owners])
+        replicas = build_schedule(plan, 0).replicas if self.executor.replicas else ()
+        carry_over(self.executor, plan, moved, replicas, [self.shards[n] for n in plan.owners])
         self.plan, self.schedule = plan, None
 
     def _send_weights(self, schedule: Schedule, everything: bool, epoch: int) -> list[Replica]:
