@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+import torch
+
 from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
 from splitpipe.engine.mark import Mark
 from splitpipe.plan import Plan
 from splitpipe.schedules import Segment, build_schedule
-from splitpipe.schedules.ir import Schedule
+from splitpipe.schedules.ir import AGGREGATE, Schedule
 from splitpipe.span import Span
 
 __all__ = ["EmulatorEngine"]
@@ -32,6 +34,7 @@ class EmulatorEngine:
         self.wall_s = 0.0
         self.shards = dict(zip(executor.plan.owners, executor.shards))  # every owner's, by name
         self.saved: Mark | None = None
+        self.aggregated: dict[str, torch.Tensor] = {}  # the global model of the last aggregation
 
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
@@ -51,6 +54,8 @@ class EmulatorEngine:
         row: dict[str, object] = {"train_loss": executor.end_epoch()}
         if self.evaluate:
             row["test_accuracy"] = executor.evaluate(schedule)
+        if any(a.op == AGGREGATE for _, _, a in schedule.actions()):  # where lost layers come back from
+            self.aggregated = executor.global_model(schedule).state_dict()
         row["wall_s"] = self.wall_s
         row["compute_wall_s"] = executor.compute_wall_s
         if self.predict is not None:
@@ -63,7 +68,7 @@ class EmulatorEngine:
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
         shards = [self.shards[name] for name in new.owners]
         lost = set(old.topology.names) - set(new.topology.names)  # a dropped node's state is gone with it
-        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost)
+        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost, self.aggregated)
 
     def mark(self) -> None:
         self.saved = Mark.take(self.executor)
