@@ -269,6 +269,9 @@ class Coordinator:
         if segment.start != 0 or not segment.ends_epoch:
             raise RuntimeError("real runs change plans only between epochs")
         self.at: float | None = None
+        gone = [n for n in plan.topology.names if n in self.dropped]
+        if gone:  # it died while the others rewound: the loop re-plans without it too
+            raise NodeFailed(gone[0], 0.0, [])
         try:
             return self._run_epoch(plan, schedule, segment.epoch)
         except (RemoteFailure, PeerLost) as exc:
@@ -341,8 +344,9 @@ class Coordinator:
         carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners])
         back = [n for n in new.topology.names if n in self.members and n not in old.topology.names]
         peers = {n: self.addresses[n] for n in back}
+        dead = [n for n in self.dropped if n not in new.topology.names]  # one that died since: next time
         for member in self.members:
-            self.transport.send_control(member, {"type": "adopt", "dead": self.dropped, "owners": list(new.owners),
+            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
                                                  "peers": peers})
         for node in back:
             mine = [r for r in replicas if r.node == node]
@@ -360,11 +364,19 @@ class Coordinator:
         send_fences(self.transport, sends & set(self.members), self.dropped)
         waiting = set(self.members)
         while waiting:
-            message = self.mailbox.control(self.timeout, f"{', '.join(sorted(waiting))} to rewind")
+            try:
+                message = self.mailbox.control(self.timeout, f"{', '.join(sorted(waiting))} to rewind")
+            except (RemoteFailure, PeerLost) as exc:  # a second death: dropped now, re-planned by the next epoch
+                if exc.node not in waiting or not can_drop(self.setup.plan, exc.node):
+                    raise
+                log.warning("%s: %s while the others rewind", self.name, exc)
+                self._drop(exc.node)
+                waiting.discard(exc.node)
+                continue
             if (message.control or {}).get("type") == "rewound":  # else: a report of the aborted attempt
                 waiting.discard(message.src)
         self.mailbox.clear_data()
-        if self.saved is not None:
+        if self.saved is not None and self.saved.plan is self.executor.plan:
             self.saved.restore(self.executor)
 
     def _drop(self, node: str) -> None:

@@ -67,6 +67,7 @@ class Mailbox:
         self.last_heard: dict[str, float] = {}
         self.unreachable: dict[str, str] = {}  # written by the heartbeat's thread
         self.fenced: set[str] = set()
+        self.broken: set[str] = set()  # peers whose stream to this node broke (dead, or cut off)
         self.gone: set[str] = set()
         self.returning: dict[str, Message] = {}  # the hello of a forgotten node, restarted
         self.on_return: Callable[[str, str], None] | None = None  # (node, address), as its hello is filed
@@ -104,6 +105,8 @@ class Mailbox:
                 if self.on_return is not None:
                     self.on_return(message.src, str(body["address"]))
             return
+        if message.control is None or message.control.get("type") != "broken":
+            self.broken.discard(message.src)  # it streams again
         if message.src in self.last_heard:
             self.last_heard[message.src] = max(self.last_heard[message.src], message.received_at)
         if message.control is not None:
@@ -115,7 +118,8 @@ class Mailbox:
                 raise RemoteFailure(str(body["node"]), str(body["message"]))
             if kind == "broken" and message.src in self.last_heard:
                 raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)")
-            if kind == "broken":
+            if kind == "broken":  # a peer's stream ended: nothing more of it follows, as after a fence
+                self.broken.add(message.src)
                 return
             if kind == "hello" and message.src in self.last_heard:  # it restarted before its death was noticed
                 self.returning[message.src] = message
@@ -165,10 +169,10 @@ class Mailbox:
     def await_fences(self, nodes: set[str], timeout: float) -> None:
         """Wait until each of `nodes` sent its fence; then nothing of the aborted attempt is left to come."""
         deadline = time.monotonic() + timeout
-        while not nodes <= self.fenced:
+        while not nodes <= self.fenced | self.broken:
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = ", ".join(sorted(nodes - self.fenced))
+                missing = ", ".join(sorted(nodes - self.fenced - self.broken))
                 raise PhaseTimeout(f"{self.name} waited {timeout:g} s for the fences of {missing}")
             self.poll(left)
         self.fenced -= nodes
@@ -200,6 +204,7 @@ class Mailbox:
     def rejoin(self, node: str, address: str) -> None:
         """A forgotten node is back (restarted, listening at `address`): hear it again."""
         self.gone.discard(node)
+        self.broken.discard(node)
         self.unreachable.pop(node, None)
         self.returning.pop(node, None)
         self.add_peer(node, address, moved=True)
