@@ -47,7 +47,7 @@ from splitpipe.runtime.protocol import (
 from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules import Segment, build_schedule
-from splitpipe.schedules.ir import Replica, Schedule
+from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
 from splitpipe.setup import Setup, report_header
 from splitpipe.span import Span
 
@@ -89,6 +89,7 @@ class Coordinator:
         self.progress, self.checkpoints, self.resume = progress, checkpoints, resume
         self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
         self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
+        self.aggregated: State = {}  # the global model of the last aggregation
         self.mailbox = Mailbox(transport, silence_s)
         self.members = [n for n in setup.topology.names if n != name]
         self.addresses: dict[str, str] = {}
@@ -328,6 +329,8 @@ class Coordinator:
         return spans
 
     def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
+        if any(a.op == AGGREGATE for _, _, a in schedule.actions()):  # the aggregator's copy (carry.py)
+            self.aggregated = self.executor.global_model(schedule, states=self.states).state_dict()
         loss_sum, loss_count = self.loss
         return {"train_loss": loss_sum / max(1, loss_count),
                 "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
@@ -336,12 +339,15 @@ class Coordinator:
         """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list.
 
         A node that rejoined gets the state of its replicas: each key the average of every copy
-        (as carry.py gives a new owner), without momentum.
+        (as carry.py gives a new owner), without momentum. A node that takes over layers only
+        dead nodes held (an MP-SL compute node's) gets them from the last aggregation's model.
         """
         own = {r: m.state_dict() for r, (m, _) in self.executor.replicas.items()}
         copies = list({**own, **self.states}.values())
         replicas = build_schedule(new, 0).replicas
-        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners])
+        lost = set(old.topology.names) - set(new.topology.names)
+        orphans = _orphans(old, lost, self.aggregated)
+        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost, self.aggregated)
         back = [n for n in new.topology.names if n in self.members and n not in old.topology.names]
         peers = {n: self.addresses[n] for n in back}
         dead = [n for n in self.dropped if n not in new.topology.names]  # one that died since: next time
@@ -352,6 +358,12 @@ class Coordinator:
             mine = [r for r in replicas if r.node == node]
             weights = {r: _averaged(self.executor.template[r.part].state_dict(), copies) for r in mine}
             self._send_state(node, mine, self._epoch + 1, weights, {})
+        for node in self.members if orphans else ():
+            keys = {r: sorted(orphans & set(self.executor.template[r.part].state_dict())) for r in replicas
+                    if r.node == node}
+            mine = [r for r, held in keys.items() if held]
+            if mine:
+                self._send_state(node, mine, self._epoch, {r: {k: self.aggregated[k] for k in keys[r]} for r in mine}, {})
 
     def mark(self) -> None:
         """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""
@@ -416,3 +428,18 @@ def _averaged(keys: Mapping[str, torch.Tensor], copies: Sequence[Mapping[str, to
             raise RuntimeError(f"no copy of '{key}' survives to give a rejoining node")
         out[key] = average_states(held, [1 / len(held)] * len(held))[key]
     return out
+
+
+def _orphans(old: Plan, lost: set[str], aggregated: Mapping[str, torch.Tensor]) -> set[str]:
+    """Keys of the units only `lost` nodes held in `old`; RuntimeError if the last aggregation lacks one."""
+    if not lost:
+        return set()
+    units = old.part_units()
+    kept = {u for r in build_schedule(old, 0).replicas if r.node not in lost for u in units[r.part]}
+    orphans = {u for u in range(old.num_units) if u not in kept}
+    keys = {k for k in aggregated if int(k.split(".", 1)[0]) in orphans}
+    missing = sorted(orphans - {int(k.split(".", 1)[0]) for k in keys})
+    if missing:
+        raise RuntimeError(f"no copy of unit(s) {', '.join(map(str, missing))} survives {', '.join(sorted(lost))}: "
+                           "restart with --resume from the last checkpoint")
+    return keys

@@ -187,7 +187,8 @@ class _Member:
             raise RuntimeError(f"{self.name}'s re-plan without {', '.join(dead)} has owners {list(plan.owners)}, "
                                f"the coordinator's has {owners}")
         replicas = build_schedule(plan, 0).replicas if self.executor.replicas else ()
-        carry_over(self.executor, plan, moved, replicas, [self.shards[n] for n in plan.owners])
+        lost = set(self.plan.topology.names) - set(plan.topology.names)  # layers only they held: sent next
+        carry_over(self.executor, plan, moved, replicas, [self.shards[n] for n in plan.owners], lost)
         self.plan, self.schedule = plan, None
 
     def _send_weights(self, schedule: Schedule, everything: bool, epoch: int) -> list[Replica]:
@@ -208,7 +209,8 @@ class _Member:
         return replicas
 
     def load(self, epoch: int, replicas: object) -> None:
-        """protocol.py (9): this node's replicas for `epoch` from the state the coordinator sends (a resume)."""
+        """protocol.py (9): this node's replicas for `epoch` from the state the coordinator sends (a resume,
+        a rejoin; only some keys when it takes over a dead node's layers)."""
         schedule = build_schedule(self.plan, epoch)
         self.executor.begin_segment(schedule)
         for part, index in replicas:  # type: ignore[attr-defined]
@@ -218,7 +220,7 @@ class _Member:
             module, optimizer = self.executor.replicas[replica]
             weights, momentum = (self.mailbox.take_data(tag, self.timeout, f"the state of {replica}").payload
                                  for tag in load_tags(replica, epoch))
-            module.load_state_dict(weights)  # type: ignore[arg-type]
+            module.load_state_dict({**module.state_dict(), **weights})  # type: ignore[dict-item]
             set_momentum(module, optimizer, momentum)  # type: ignore[arg-type]
         log.info("%s: replicas loaded for epoch %d", self.name, epoch)
 

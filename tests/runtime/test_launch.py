@@ -115,7 +115,7 @@ def test_a_device_killed_mid_run_is_dropped_and_the_run_goes_on(tmp_path: Path, 
 def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: Path, tiny_npz: str) -> None:
     _, path = write_config(tmp_path, tiny_npz, technique=technique, devices=3, epochs=3)
     out = tmp_path / "out"
-    launch = Launch(path, "--out", str(out), "--timeout", "120"  # nodes start slowly on a loaded host)
+    launch = Launch(path, "--out", str(out), "--timeout", "120")  # nodes start slowly on a loaded host
     try:
         launch.wait_for("device1: epoch 1 started")
         os.kill(launch.pids["device1"], signal.SIGKILL)
