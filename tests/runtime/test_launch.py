@@ -129,6 +129,21 @@ def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: P
         ["device0", "device2"]] * 2
 
 
+def test_a_killed_device_restarted_by_rejoin_trains_again(tmp_path: Path, tiny_npz: str) -> None:
+    _, path = write_config(tmp_path, tiny_npz, epochs=500, rejoin=("device1@0",))  # minutes: stopped below
+    launch = Launch(path, "--timeout", "120")
+    try:
+        launch.wait_for("device1: epoch 1 started")
+        first = launch.pids["device1"]
+        os.kill(first, signal.SIGKILL)
+        launch.wait_for("restarted device1")  # (1) the launcher starts it again once it is dead
+        assert launch.pids["device1"] != first
+        launch.wait_for("server: device1 rejoined")  # (2) let in at an epoch boundary
+        launch.wait_for("device1: epoch")  # (3) and training again
+    finally:
+        launch.close()
+
+
 def test_a_killed_coordinator_ends_every_node_within_seconds(tmp_path: Path, tiny_npz: str) -> None:
     _, path = write_config(tmp_path, tiny_npz, epochs=100)  # minutes of training
     launch = Launch(path, "--timeout", "60")
