@@ -24,6 +24,8 @@ from splitpipe.experiment import emulate, prepare
 
 #: Seconds within which a launch must fail once a node is killed.
 FAIL_FAST_S = 60
+#: Seconds a short launch may take to finish its epochs on a loaded 2-core host (a deadline, not a speed goal).
+FINISH_S = 300
 
 
 def write_config(tmp_path: Path, tiny_npz: str, **changes: object) -> tuple[RunConfig, Path]:
@@ -119,7 +121,7 @@ def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: P
     try:
         launch.wait_for("device1: epoch 1 started")
         os.kill(launch.pids["device1"], signal.SIGKILL)
-        code = launch.process.wait(timeout=FAIL_FAST_S)
+        code = launch.process.wait(timeout=FINISH_S)
     finally:
         launch.close()
     assert code == 0, launch.text()
