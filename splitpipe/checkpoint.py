@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,13 +35,32 @@ from splitpipe.schedules.ir import Replica
 if TYPE_CHECKING:
     from splitpipe.setup import Setup
 
-__all__ = ["save_model", "load_model", "Checkpoint", "write_checkpoint", "read_checkpoint", "latest_checkpoint",
-           "restore", "data_order", "save_run_model", "MODEL_FILE"]
+__all__ = ["save_model", "load_model", "Checkpoint", "Checkpoints", "write_checkpoint", "write_states",
+           "read_checkpoint", "latest_checkpoint", "restore", "load_replicas", "restore_rng", "data_order",
+           "run_state", "check_resumable", "save_run_model", "MODEL_FILE"]
 
 MODEL_FILE = "model.safetensors"
 MODEL_FORMAT = "splitpipe-model/1"
 CHECKPOINT_FORMAT = "splitpipe-checkpoint/1"
 State = dict[str, torch.Tensor]
+Replicas = Mapping[Replica, tuple[nn.Module, torch.optim.Optimizer]]
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Write a checkpoint under `out` every `every` epochs (and after the last), keep the newest `keep`."""
+
+    out: str | Path
+    every: int = 1
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.keep < 1:
+            raise ValueError(f"checkpoint-every and keep-checkpoints must be >= 1, got {self.every} and {self.keep}")
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """Whether a checkpoint follows `epoch` of a run of `epochs`."""
+        return (epoch + 1) % self.every == 0 or epoch == epochs - 1
 
 
 def _tensors(state: Mapping[str, torch.Tensor]) -> State:
@@ -124,24 +143,26 @@ def data_order(shards: Sequence[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def write_checkpoint(
-    out: str | Path, epoch: int, replicas: Mapping[Replica, tuple[nn.Module, torch.optim.Optimizer]],
-    state: Mapping[str, Any], keep: int = 2,
-) -> Path:
+def write_checkpoint(out: str | Path, epoch: int, replicas: Replicas, state: Mapping[str, Any], keep: int = 2) -> Path:
     """Write the checkpoint after `epoch` under OUT/checkpoints, keep the newest `keep`; returns its folder."""
+    weights = {r: module.state_dict() for r, (module, _) in replicas.items()}
+    momentum = {r: momentum_of(module, optimizer) for r, (module, optimizer) in replicas.items()}
+    return write_states(out, epoch, weights, momentum, state, keep)
+
+
+def write_states(out: str | Path, epoch: int, weights: Mapping[Replica, Mapping[str, torch.Tensor]],
+                 momentum: Mapping[Replica, Mapping[str, torch.Tensor]], state: Mapping[str, Any],
+                 keep: int = 2) -> Path:
+    """write_checkpoint from every replica's weights and SGD momentum (a real run gathers them from its nodes)."""
     root = Path(out) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"epoch-{epoch:04d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-epoch-{epoch:04d}-", dir=root))
     try:
-        weights, momentum = {}, {}
-        for replica, (module, optimizer) in replicas.items():
-            for name, value in module.state_dict().items():
-                weights[_key(replica, name)] = value
-            for name, buffer in momentum_of(module, optimizer).items():
-                momentum[_key(replica, name)] = buffer
-        save_file(_tensors(weights), str(tmp / "replicas.safetensors"))
-        save_file(_tensors(momentum), str(tmp / "optimizer.safetensors"))
+        flat = {_key(r, name): v for r, held in weights.items() for name, v in held.items()}
+        moments = {_key(r, name): v for r, held in momentum.items() for name, v in held.items()}
+        save_file(_tensors(flat), str(tmp / "replicas.safetensors"))
+        save_file(_tensors(moments), str(tmp / "optimizer.safetensors"))
         rng = {"torch": torch.get_rng_state().tolist(), "numpy": _numpy_state(), "python": _python_state()}
         body = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "rng": rng, **state}
         (tmp / "state.json").write_text(json.dumps(body, default=_plain) + "\n")
@@ -180,18 +201,36 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path, state["epoch"], replicas, momentum, state)
 
 
-def restore(checkpoint: Checkpoint, replicas: Mapping[Replica, tuple[nn.Module, torch.optim.Optimizer]]) -> None:
+def restore(checkpoint: Checkpoint, replicas: Replicas) -> None:
     """Load weights, momentum and RNG states into a run's replicas, which must be the checkpoint's."""
-    where = checkpoint.path / "replicas.safetensors"
+    check_replicas(checkpoint, replicas)
+    load_replicas(checkpoint, replicas)
+    restore_rng(checkpoint)
+
+
+def check_replicas(checkpoint: Checkpoint, replicas: Collection[Replica]) -> None:
+    """ValueError naming the file unless the checkpoint holds exactly `replicas` (a run's plan's)."""
     if set(replicas) != set(checkpoint.replicas):
         missing = sorted(map(str, set(replicas) ^ set(checkpoint.replicas)))[:3]
+        where = checkpoint.path / "replicas.safetensors"
         raise ValueError(f"{where} holds other replicas than this run's plan (e.g. {', '.join(missing)})")
+
+
+def load_replicas(checkpoint: Checkpoint, replicas: Replicas) -> None:
+    """Load the checkpoint's weights and momentum into `replicas` (some of the checkpoint's: one node's)."""
+    where = checkpoint.path / "replicas.safetensors"
     for replica, (module, optimizer) in replicas.items():
+        if replica not in checkpoint.replicas:
+            raise ValueError(f"{where} lacks {replica}")
         try:
             module.load_state_dict(checkpoint.replicas[replica])
         except RuntimeError as exc:
             raise ValueError(f"{where}: {replica} does not fit: {str(exc).splitlines()[0]}") from None
         set_momentum(module, optimizer, checkpoint.momentum.get(replica, {}))
+
+
+def restore_rng(checkpoint: Checkpoint) -> None:
+    """This process's torch, numpy and Python random states as the checkpoint saved them."""
     rng = checkpoint.state["rng"]
     torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
     kind, keys, pos, has_gauss, gauss = rng["numpy"]
@@ -231,3 +270,25 @@ def save_run_model(out: str | Path, setup: Setup, model: nn.Module) -> Path:
     return save_model(Path(out) / MODEL_FILE, model, model=setup.config.model,
                       technique=setup.config.technique, in_channels=dataset.in_channels,
                       image_size=dataset.image_size, num_classes=dataset.num_classes, cuts=list(setup.plan.cuts))
+
+
+def run_state(setup: Setup, rows: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    """What state.json says of the run besides the weights: its config, plan, data split and report rows."""
+    from splitpipe.setup import report_header
+
+    config = setup.config
+    return {"config": config.to_json(), "technique": config.technique, "model": config.model,
+            "dataset": config.dataset, "seed": config.seed, "epochs": config.epochs,
+            "plan": report_header(setup, config.timing)["plan"], "data_order": data_order(setup.shards),
+            "rows": list(rows)}
+
+
+def check_resumable(checkpoint: Checkpoint, setup: Setup) -> None:
+    """One line naming the checkpoint and the first thing that differs from this run."""
+    want = run_state(setup, [])
+    where = checkpoint.path / "state.json"
+    for key in ("technique", "model", "dataset", "seed", "data_order"):
+        if checkpoint.state.get(key) != want[key]:
+            raise ValueError(f"{where} is of another run: {key} {checkpoint.state.get(key)!r}, this run's {want[key]!r}")
+    if checkpoint.epoch + 1 >= setup.config.epochs:
+        raise ValueError(f"{where} is after epoch {checkpoint.epoch}: nothing left of {setup.config.epochs} epochs")

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from splitpipe.checkpoint import Checkpoint, data_order, restore, write_checkpoint
+from splitpipe.checkpoint import (
+    Checkpoint,
+    Checkpoints,
+    check_resumable,
+    restore,
+    run_state,
+    write_checkpoint,
+)
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
@@ -32,19 +38,6 @@ class RunResult:
     spans: list[Span]
     model: nn.Sequential | None = None
     """The global model at the end (each part averaged as for evaluation)."""
-
-
-@dataclass(frozen=True)
-class Checkpoints:
-    """Write a checkpoint under `out` every `every` epochs (and after the last), keep the newest `keep`."""
-
-    out: str | Path
-    every: int = 1
-    keep: int = 2
-
-    def __post_init__(self) -> None:
-        if self.every < 1 or self.keep < 1:
-            raise ValueError(f"checkpoint-every and keep-checkpoints must be >= 1, got {self.every} and {self.keep}")
 
 
 def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: int | None = None,
@@ -83,8 +76,8 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
 
     def after_epoch(epoch: int, row: dict[str, object]) -> None:
         rows.append(row)
-        if checkpoints is not None and ((epoch + 1) % checkpoints.every == 0 or epoch == config.epochs - 1):
-            write_checkpoint(checkpoints.out, epoch, executor.replicas, _checkpoint_state(setup, rows),
+        if checkpoints is not None and checkpoints.due(epoch, config.epochs):
+            write_checkpoint(checkpoints.out, epoch, executor.replicas, run_state(setup, rows),
                              checkpoints.keep)
         if progress is not None:
             progress(epoch, row)
@@ -116,20 +109,3 @@ def _first_change(controllers: list[Controller]) -> Controller:
         return next((c for c in changes if c is not None), None)
     return ask
 
-
-def _checkpoint_state(setup: Setup, rows: list[dict[str, object]]) -> dict[str, object]:
-    config = setup.config
-    return {"config": config.to_json(), "technique": config.technique, "model": config.model, "dataset": config.dataset, "seed": config.seed,
-            "epochs": config.epochs, "plan": report_header(setup, config.timing)["plan"],
-            "data_order": data_order(setup.shards), "rows": rows}
-
-
-def check_resumable(checkpoint: Checkpoint, setup: Setup) -> None:
-    """One line naming the checkpoint and the first thing that differs from this run."""
-    want = _checkpoint_state(setup, [])
-    where = checkpoint.path / "state.json"
-    for key in ("technique", "model", "dataset", "seed", "data_order"):
-        if checkpoint.state.get(key) != want[key]:
-            raise ValueError(f"{where} is of another run: {key} {checkpoint.state.get(key)!r}, this run's {want[key]!r}")
-    if checkpoint.epoch + 1 >= setup.config.epochs:
-        raise ValueError(f"{where} is after epoch {checkpoint.epoch}: nothing left of {setup.config.epochs} epochs")

@@ -94,13 +94,18 @@ Controller = Callable[[Plan, Segment, Boundary], PlanChange | None]
 @dataclass(frozen=True)
 class Faults:
     """Scripted faults on the run's clock (seconds since the run began, epochs end to end):
-    `fail` kills a node then; `rejoin` brings a dead one back at the next epoch boundary after;
+    `fail` kills a node then; `rejoin` brings a dead one back at the next epoch boundary after
+    (`joined` asks a real run's coordinator which came back);
     an owner whose round's training ends `deadline` seconds or more after the round's epoch began
     is left out of that round's average (and takes part again in the next)."""
 
     fail: Mapping[str, float] = field(default_factory=dict)
     rejoin: Mapping[str, float] = field(default_factory=dict)
     deadline: float | None = None
+    joined: Callable[[list[str]], list[str]] | None = None
+    """Real runs: which of the dead nodes (given) have come back, asked at each epoch boundary."""
+
+
 Progress = Callable[[int, dict[str, object]], None]
 
 
@@ -134,6 +139,8 @@ def run_loop(
     result, clock = LoopResult([], [], plan), 0.0
     for epoch in epochs:
         back = sorted(n for n in dead if faults.rejoin.get(n, float("inf")) <= clock)
+        if faults.joined is not None and dead:
+            back = sorted({*back, *faults.joined(sorted(dead))})
         epoch_spans: list[Span] = []
         offset, start = 0.0, 0
         if back:  # (0)

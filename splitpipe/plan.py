@@ -102,6 +102,10 @@ def _per_device(what: str, values: Sequence, devices: int, each: str = "device")
     return list(values)
 
 
+#: Plan.extra keys that hold one entry per data owner (they follow the owners when some are dropped).
+PER_OWNER = ("device_cuts", "device_micro_batches")
+
+
 def chain_topology(
     owners: int,
     networks: Sequence[NetworkProfile],
@@ -288,7 +292,8 @@ class Plan:
             {ends: spec for ends, spec in self.topology.links.items() if not set(ends) & set(gone)},
             self.topology.radios - set(gone),
         )
-        extra = {key: tuple(value[i] for i in keep) for key, value in self.extra.items()}  # type: ignore[attr-defined,index]
+        extra = {key: tuple(value[i] for i in keep) if key in PER_OWNER else value  # type: ignore[attr-defined,index]
+                 for key, value in self.extra.items()}
         plan = replace(self, topology=topology, owners=tuple(self.owners[i] for i in keep),
                        shard_sizes=tuple(self.shard_sizes[i] for i in keep), extra=extra)
         return plan, {old: new for new, old in enumerate(keep)}

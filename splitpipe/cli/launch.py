@@ -22,12 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from splitpipe.cli.run import resumed_config, writable_folder
     from splitpipe.runtime.launcher import ClusterFailed, launch
 
-    config = config_from_args(args)
     cluster: ClusterOptions = parse_options(ClusterOptions, given(args, ClusterOptions))
+    config = resumed_config(cluster.resume, args) if cluster.resume else config_from_args(args)
+    if config.out:
+        writable_folder(config.out)
     try:
-        launch(config, timeout=cluster.timeout, emulate_speed=cluster.emulate_speed, threads=cluster.threads)
+        launch(config, timeout=cluster.timeout, emulate_speed=cluster.emulate_speed, threads=cluster.threads,
+               resume=cluster.resume)
     except ClusterFailed as exc:
         print(f"splitpipe launch: error: {exc}", file=sys.stderr)
         return 1

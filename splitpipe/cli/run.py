@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from splitpipe.cli.flags import add_flags, given, parse_options
 from splitpipe.cli.options import add_experiment_flags, config_from_args
 from splitpipe.config import RunConfig
 from splitpipe.options import Options
+
+if TYPE_CHECKING:
+    from splitpipe.checkpoint import Checkpoint
 
 __all__ = ["add_arguments", "execute", "RunOptions"]
 
@@ -34,9 +38,7 @@ def execute(args: argparse.Namespace) -> int:
     checkpoint = None
     if options.resume:
         checkpoint = read_checkpoint(latest_checkpoint(options.resume))
-        config = RunConfig.from_json(json.dumps(checkpoint.state["config"]))
-        config = config.with_(out=options.resume, **{k: v for k, v in given(args, RunConfig).items()
-                                                       if k in ("epochs", "progress")})
+        config = resumed_config(options.resume, args, checkpoint)
     else:
         config = config_from_args(args)
     if config.out:
@@ -50,6 +52,16 @@ def execute(args: argparse.Namespace) -> int:
     if config.out and result.model is not None:
         print(f"wrote {save_run_model(config.out, setup, result.model)}")
     return 0
+
+
+def resumed_config(out: str, args: argparse.Namespace, checkpoint: Checkpoint | None = None) -> RunConfig:
+    """The config of the run whose out folder is `out` (its last checkpoint's), with --epochs and
+    --progress as given now."""
+    from splitpipe.checkpoint import latest_checkpoint, read_checkpoint
+
+    checkpoint = checkpoint or read_checkpoint(latest_checkpoint(out))
+    config = RunConfig.from_json(json.dumps(checkpoint.state["config"]))
+    return config.with_(out=out, **{k: v for k, v in given(args, RunConfig).items() if k in ("epochs", "progress")})
 
 
 def writable_folder(out: str) -> None:

@@ -8,8 +8,9 @@ average of every old copy of it.
 
 A node in `lost` (dead) takes its replicas with it. A key only it held comes back from the
 freshest recovery copy a surviving node received (FTPipeHD's replication: the next stage's,
-else the central node's), without momentum; with no copy at all, from the initial model the
-coordinator handed out at the start.
+else the central node's), without momentum; else from the last aggregation's global model
+(`aggregated`: the aggregator's copy, as when an MP-SL compute node dies); with no copy at all,
+from the initial model the coordinator handed out at the start.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def set_momentum(module: torch.nn.Module, optimizer: torch.optim.Optimizer, mome
 
 
 def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], replicas: Sequence[Replica],
-               shards: Sequence[object], lost: Collection[str] = ()) -> None:
+               shards: Sequence[object], lost: Collection[str] = (), aggregated: State | None = None) -> None:
     """Rebuild `executor`'s replicas as `replicas` of `plan`; `owners` maps old owner -> new owner,
     `shards` are the new plan's owners' training shards, `lost` the nodes whose state died with
     them. A new owner (one rejoining) starts from the average of every copy."""
@@ -68,7 +69,7 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
         module = executor.template[replica.part]
         source = old_of.get(replica.replica, -1)  # -1: no old copy of its own, the average
         initial = module.state_dict()
-        state = {key: _nearest(key, source, weights, backups, initial, lost) for key in initial}
+        state = {key: _nearest(key, source, weights, backups, initial, lost, aggregated or {}) for key in initial}
         fresh = copy.deepcopy(module).to(executor.device(replica.node))
         fresh.load_state_dict(state)
         optimizer = executor.optimizer(fresh.parameters())
@@ -89,13 +90,15 @@ def _backups(executor: TensorExecutor, lost: Collection[str]) -> State:
 
 
 def _nearest(key: str, source: int, weights: Mapping[int, State], backups: State, initial: State,
-             lost: Collection[str]) -> torch.Tensor:
+             lost: Collection[str], aggregated: State) -> torch.Tensor:
     own = weights.get(source, {})
     if key in own:
         return own[key]
     if key in backups:
         return backups[key]
     copies = [state for state in weights.values() if key in state]
+    if not copies and key in aggregated:
+        return aggregated[key]
     if not copies and lost:  # no copy survives the death: the model handed out at the start
         return initial[key]
     if not copies:

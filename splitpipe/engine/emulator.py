@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+import torch
+
 from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import run_schedule
@@ -13,7 +15,7 @@ from splitpipe.engine.move import run_moves
 from splitpipe.engine.timing import ProfileTiming
 from splitpipe.plan import Plan
 from splitpipe.schedules import Segment, build_schedule, technique
-from splitpipe.schedules.ir import Schedule
+from splitpipe.schedules.ir import AGGREGATE, Schedule
 from splitpipe.span import Span
 
 __all__ = ["EmulatorEngine"]
@@ -34,6 +36,7 @@ class EmulatorEngine:
         self.wall_s = 0.0
         self.shards = dict(zip(executor.plan.owners, executor.shards))  # every owner's, by name
         self.saved: Mark | None = None
+        self.aggregated: dict[str, torch.Tensor] = {}  # the global model of the last aggregation
 
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
@@ -53,6 +56,8 @@ class EmulatorEngine:
         row: dict[str, object] = {"train_loss": executor.end_epoch()}
         if self.evaluate:
             row["test_accuracy"] = executor.evaluate(schedule)
+        if any(a.op == AGGREGATE for _, _, a in schedule.actions()):  # where lost layers come back from
+            self.aggregated = executor.global_model(schedule).state_dict()
         row["wall_s"] = self.wall_s
         row["compute_wall_s"] = executor.compute_wall_s
         if self.predict is not None:
@@ -71,7 +76,7 @@ class EmulatorEngine:
         spans: list[Span] = []
         if record.moves is not None:
             spans, _ = run_moves(record.moves(old, new, lost), new.topology, self.executor)
-        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost)
+        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, shards, lost, self.aggregated)
         if isinstance(self.executor.timing, ProfileTiming):  # a part's units are the new plan's
             self.executor.timing.parts = new.part_units()
         return spans

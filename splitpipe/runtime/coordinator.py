@@ -2,34 +2,55 @@
 and besides gathers the others, estimates their clocks, starts each epoch and merges the traces.
 
 Every phase has a timeout, and a node that fails or falls silent stops the run with its name,
-unless it is a data owner the technique can go on without: then the epoch is called off and
-redone without it (runtime/recovery.py), as the emulator does at a scripted failure.
+unless it is a node the technique can go on without (a data owner, an MP-SL compute node):
+then the epoch is called off and redone without it (runtime/recovery.py), as the emulator does
+at a scripted failure. A dead node that says hello again rejoins at the next epoch boundary.
+After a checkpoint's epoch it gathers every replica's weights and momentum and writes them;
+a resumed run starts by sending each node its replicas' state (protocol.py (9)).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from splitpipe.engine.carry import carry_over
+from splitpipe.checkpoint import (
+    Checkpoint,
+    Checkpoints,
+    check_replicas,
+    check_resumable,
+    load_replicas,
+    restore_rng,
+    run_state,
+    write_states,
+)
+from splitpipe.engine.carry import carry_over, momentum_of
+from splitpipe.engine.emulate import average_states
 from splitpipe.engine.events import NodeFailed
 from splitpipe.engine.mark import Mark
-from splitpipe.loop import run_loop
+from splitpipe.loop import Faults, run_loop
 from splitpipe.plan import Plan
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, Speed, node_executor
-from splitpipe.runtime.protocol import assignment, config_mismatch, gather_tag, spans_from_body
+from splitpipe.runtime.protocol import (
+    assignment,
+    config_mismatch,
+    gather_tag,
+    load_tags,
+    momentum_tag,
+    spans_from_body,
+)
 from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules import Segment, build_schedule
-from splitpipe.schedules.ir import Replica, Schedule
+from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
 from splitpipe.setup import Setup, report_header
 from splitpipe.span import Span
 
@@ -58,14 +79,20 @@ class Coordinator:
     `timeout` bounds every phase (a node joining, a report coming in, no progress within an
     epoch); a node that joined and then falls silent for `silence_s` seconds fails the run
     sooner. `address` is where the others reach this node, passed on to them as a peer.
+    `checkpoints`: gather every replica's weights and momentum after the epochs it names and
+    write them (checkpoint.py); `resume`: go on from that checkpoint, sending each node its state.
     """
 
     def __init__(self, setup: Setup, name: str, transport: Transport, *, address: str = "",
                  timeout: float = 600.0, silence_s: float = SILENCE_S, pings: int = 8, speed: Speed = 1.0,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, checkpoints: Checkpoints | None = None,
+                 resume: Checkpoint | None = None) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.address, self.timeout, self.pings, self.speed = address, timeout, pings, speed
-        self.progress = progress
+        self.progress, self.checkpoints, self.resume = progress, checkpoints, resume
+        self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
+        self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
+        self.aggregated: State = {}  # the global model of the last aggregation
         self.mailbox = Mailbox(transport, silence_s)
         self.members = [n for n in setup.topology.names if n != name]
         self.addresses: dict[str, str] = {}
@@ -82,11 +109,14 @@ class Coordinator:
 
     def run(self) -> ClusterResult:
         self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
+        self.mailbox.on_return = self._returning
         try:
             self._join()
             self._assign()
             self._sync_clocks()
-            result = run_loop(self.setup.plan, self, range(self.setup.config.epochs), progress=self.progress)
+            first = self._load(self.resume) if self.resume is not None else 0
+            result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
+                              progress=self._after_epoch, faults=Faults(joined=self._rejoined))
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -96,7 +126,7 @@ class Coordinator:
             raise
         finally:
             self.heartbeat.close()
-        rows, spans, states = result.rows, result.spans, self.states
+        rows, spans, states = self.rows, result.spans, self.states
         nodes = {n: {"offset_s": o.offset_s, "rtt_s": o.rtt_s} for n, o in sorted(self.offsets.items())}
         report = report_header(self.setup, "wall", engine="distributed") | {"epochs": rows, "nodes": nodes}
         if result.events:
@@ -119,31 +149,35 @@ class Coordinator:
                 raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
             self.addresses[name] = str(body["address"])
             self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
-            role = self.setup.topology.node(name).role
-            if body["role"] != role:
-                raise ValueError(f"node {name} joined as role {body['role']}, the plan makes it a {role}")
-            diffs = config_mismatch(self.setup.config, body["config"])  # type: ignore[arg-type]
-            if diffs:
-                raise ValueError(f"node {name} has a different config: {'; '.join(diffs)}")
+            self._check_hello(name, body)
             self.mailbox.watch(name)
             self.heartbeat.add(name)
             log.info("%s: %s joined from %s", self.name, name, self.addresses[name] or "in-process")
 
-    def _assign(self) -> None:
+    def _check_hello(self, name: str, body: dict) -> None:
+        role = self.setup.topology.node(name).role
+        if body["role"] != role:
+            raise ValueError(f"node {name} joined as role {body['role']}, the plan makes it a {role}")
+        diffs = config_mismatch(self.setup.config, body["config"])
+        if diffs:
+            raise ValueError(f"node {name} has a different config: {'; '.join(diffs)}")
+
+    def _assign(self, members: list[str] | None = None) -> None:
         schedule = build_schedule(self.setup.plan, 0)
-        peers = {**self.addresses, self.name: self.address}
-        for member in self.members:
+        peers = {n: a for n, a in {**self.addresses, self.name: self.address}.items() if n not in self.dropped}
+        for member in self.members if members is None else members:
             self.transport.send_control(member, assignment(schedule, member, peers, self.setup.config.seed,
                                                            self.setup.config.epochs))
 
-    def _sync_clocks(self) -> None:
-        samples: dict[str, list[ClockSample]] = {m: [] for m in self.members}
+    def _sync_clocks(self, members: list[str] | None = None) -> None:
+        members = self.members if members is None else members
+        samples: dict[str, list[ClockSample]] = {m: [] for m in members}
         for seq in range(self.pings):
             sent = {}
-            for member in self.members:
+            for member in members:
                 sent[member] = time.time()
                 self.transport.send_control(member, {"type": "ping", "seq": seq, "t0": sent[member]})
-            for _ in self.members:
+            for _ in members:
                 message = self.mailbox.control(self.timeout, "clock pongs")
                 body = self._expect(message, "pong")
                 if body["seq"] != seq:
@@ -152,6 +186,83 @@ class Coordinator:
                                                         message.received_at))
         for member, taken in samples.items():
             self.offsets[member] = estimate_offset(taken)
+
+    # -- a dead node restarted: back at the next epoch boundary ----------------------------
+    def _returning(self, node: str, address: str) -> None:
+        """A dropped node said hello again: keep it alive with heartbeats until the epoch boundary."""
+        if node in self.dropped:
+            self.mailbox.add_peer(node, address, moved=True)
+            self.heartbeat.add(node)
+
+    def _rejoined(self, dead: list[str]) -> list[str]:
+        """The run loop's question at an epoch boundary: the dead nodes that said hello again, admitted."""
+        self.mailbox.drain()
+        back = []
+        for name in dead:
+            message = self.mailbox.returning.pop(name, None)
+            if message is None or name not in self.dropped:
+                continue
+            body = message.control or {}
+            try:
+                self._check_hello(name, body)
+            except ValueError as exc:
+                log.warning("%s: %s may not rejoin: %s", self.name, name, exc)
+                self.heartbeat.remove(name)
+                continue
+            self.addresses[name] = str(body["address"])
+            self.mailbox.rejoin(name, self.addresses[name])
+            self.mailbox.watch(name)
+            self.heartbeat.add(name)
+            self.dropped.remove(name)
+            self.members.append(name)
+            self._assign([name])
+            self._sync_clocks([name])
+            log.info("%s: %s rejoined from %s", self.name, name, self.addresses[name] or "in-process")
+            back.append(name)
+        return back
+
+    def _send_state(self, node: str, replicas: list[Replica], epoch: int,
+                    weights: Mapping[Replica, State], momentum: Mapping[Replica, State]) -> None:
+        """protocol.py (9): `node` loads these replicas' weights and momentum before `epoch`."""
+        self.transport.send_control(node, {"type": "load", "epoch": epoch,
+                                           "replicas": [[r.part, r.replica] for r in replicas]})
+        for replica in replicas:
+            tags = load_tags(replica, epoch)
+            self.transport.send(node, tags[0], dict(weights[replica]))
+            self.transport.send(node, tags[1], dict(momentum.get(replica, {})))
+
+    # -- checkpoints and resume (protocol.py (9)) ------------------------------------------
+    def _load(self, checkpoint: Checkpoint) -> int:
+        """Own replicas from `checkpoint`, every other node's sent to it; the first epoch to run."""
+        check_resumable(checkpoint, self.setup)
+        if checkpoint.state.get("dead"):
+            raise ValueError(f"{checkpoint.path / 'state.json'} was written after {', '.join(checkpoint.state['dead'])} "
+                             "died: real runs resume from checkpoints with every node")
+        first = checkpoint.epoch + 1
+        schedule = build_schedule(self.setup.plan, first)
+        check_replicas(checkpoint, schedule.replicas)
+        self.executor.begin_segment(schedule)
+        load_replicas(checkpoint, self.executor.replicas)
+        restore_rng(checkpoint)
+        for member in self.members:
+            self._send_state(member, [r for r in schedule.replicas if r.node == member], first,
+                             checkpoint.replicas, checkpoint.momentum)
+        self.rows = list(checkpoint.state["rows"])
+        log.info("%s: resumed from %s", self.name, checkpoint.path)
+        return first
+
+    def _after_epoch(self, epoch: int, row: dict[str, object]) -> None:
+        self.rows.append(row)
+        if self._saves(epoch):
+            assert self.checkpoints is not None
+            state = run_state(self.setup, self.rows) | {"dead": list(self.dropped)}
+            path = write_states(self.checkpoints.out, epoch, self.states, self.momenta, state, self.checkpoints.keep)
+            log.info("%s: checkpoint %s", self.name, path)
+        if self.progress is not None:
+            self.progress(epoch, row)
+
+    def _saves(self, epoch: int) -> bool:
+        return self.checkpoints is not None and self.checkpoints.due(epoch, self.setup.config.epochs)
 
     # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
@@ -162,6 +273,9 @@ class Coordinator:
         if segment.start != 0 or not segment.ends_epoch:
             raise RuntimeError("real runs change plans only between epochs")
         self.at: float | None = None
+        gone = [n for n in plan.topology.names if n in self.dropped]
+        if gone:  # it died while the others rewound: the loop re-plans without it too
+            raise NodeFailed(gone[0], 0.0, [])
         try:
             return self._run_epoch(plan, schedule, segment.epoch)
         except (RemoteFailure, PeerLost) as exc:
@@ -175,8 +289,9 @@ class Coordinator:
     def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
         topology = plan.topology
         self.schedule, self._epoch = schedule, epoch
+        save = self._saves(epoch)
         for member in self.members:
-            self.transport.send_control(member, {"type": "prepare", "epoch": epoch})
+            self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save})
         self.executor.begin_epoch(epoch, schedule)
         self.saved = Mark.take(self.executor)
         for _ in self.members:
@@ -194,7 +309,7 @@ class Coordinator:
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
         self.executor.end_epoch()
         self.loss = (self.executor.loss_sum, self.executor.loss_count)
-        self.states = {}
+        self.states, self.momenta = {}, {}
         for _ in self.members:
             message = self.mailbox.control(self.timeout, f"the reports of epoch {epoch}")
             body = self._expect(message, "done")
@@ -205,24 +320,53 @@ class Coordinator:
                 replica = Replica(src, int(part), int(index))
                 data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
                 self.states[replica] = data.payload  # type: ignore[assignment]
+            for part, index in body.get("moments", []):
+                replica = Replica(src, int(part), int(index))
+                data = self.mailbox.take_data(momentum_tag(replica, epoch), self.timeout, f"the momentum of {replica}")
+                self.momenta[replica] = data.payload  # type: ignore[assignment]
         self.wall_s = time.perf_counter() - wall
-        if epoch == self.setup.config.epochs - 1:
-            for replica in schedule.replicas:
-                if replica.node == self.name:
-                    self.states[replica] = {k: v.detach().cpu().clone()
-                                            for k, v in self.executor.module(replica).state_dict().items()}
+        if save or epoch == self.setup.config.epochs - 1:
+            for replica, (module, optimizer) in self.executor.replicas.items():
+                self.states[replica] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+                self.momenta[replica] = {k: v.detach().cpu().clone() for k, v in momentum_of(module, optimizer).items()}
         return spans
 
     def finish_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> dict[str, object]:
+        if any(a.op == AGGREGATE for _, _, a in schedule.actions()):  # the aggregator's copy (carry.py)
+            self.aggregated = self.executor.global_model(schedule, states=self.states).state_dict()
         loss_sum, loss_count = self.loss
         return {"train_loss": loss_sum / max(1, loss_count),
                 "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
 
     def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
-        """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list."""
-        carry_over(self.executor, new, owners, build_schedule(new, 0).replicas, [self.shards[n] for n in new.owners])
+        """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list.
+
+        A node that rejoined gets the state of its replicas: each key the average of every copy
+        (as carry.py gives a new owner), without momentum. A node that takes over layers only
+        dead nodes held (an MP-SL compute node's) gets them from the last aggregation's model.
+        """
+        own = {r: m.state_dict() for r, (m, _) in self.executor.replicas.items()}
+        copies = list({**own, **self.states}.values())
+        replicas = build_schedule(new, 0).replicas
+        lost = set(old.topology.names) - set(new.topology.names)
+        orphans = _orphans(old, lost, self.aggregated)
+        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost, self.aggregated)
+        back = [n for n in new.topology.names if n in self.members and n not in old.topology.names]
+        peers = {n: self.addresses[n] for n in back}
+        dead = [n for n in self.dropped if n not in new.topology.names]  # one that died since: next time
         for member in self.members:
-            self.transport.send_control(member, {"type": "adopt", "dead": self.dropped, "owners": list(new.owners)})
+            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
+                                                 "peers": peers})
+        for node in back:
+            mine = [r for r in replicas if r.node == node]
+            weights = {r: _averaged(self.executor.template[r.part].state_dict(), copies) for r in mine}
+            self._send_state(node, mine, self._epoch + 1, weights, {})
+        for node in self.members if orphans else ():
+            keys = {r: sorted(orphans & set(self.executor.template[r.part].state_dict())) for r in replicas
+                    if r.node == node}
+            mine = [r for r, held in keys.items() if held]
+            if mine:
+                self._send_state(node, mine, self._epoch, {r: {k: self.aggregated[k] for k in keys[r]} for r in mine}, {})
 
     def mark(self) -> None:
         """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""
@@ -235,11 +379,19 @@ class Coordinator:
         send_fences(self.transport, sends & set(self.members), self.dropped)
         waiting = set(self.members)
         while waiting:
-            message = self.mailbox.control(self.timeout, f"{', '.join(sorted(waiting))} to rewind")
+            try:
+                message = self.mailbox.control(self.timeout, f"{', '.join(sorted(waiting))} to rewind")
+            except (RemoteFailure, PeerLost) as exc:  # a second death: dropped now, re-planned by the next epoch
+                if exc.node not in waiting or not can_drop(self.setup.plan, exc.node):
+                    raise
+                log.warning("%s: %s while the others rewind", self.name, exc)
+                self._drop(exc.node)
+                waiting.discard(exc.node)
+                continue
             if (message.control or {}).get("type") == "rewound":  # else: a report of the aborted attempt
                 waiting.discard(message.src)
         self.mailbox.clear_data()
-        if self.saved is not None:
+        if self.saved is not None and self.saved.plan is self.executor.plan:
             self.saved.restore(self.executor)
 
     def _drop(self, node: str) -> None:
@@ -268,3 +420,29 @@ class Coordinator:
                     self.transport.send_control(member, body)
                 except Exception as exc:  # noqa: BLE001 - keep telling the others
                     log.debug("%s: could not send %s to %s: %s", self.name, body["type"], member, exc)
+
+
+def _averaged(keys: Mapping[str, torch.Tensor], copies: Sequence[Mapping[str, torch.Tensor]]) -> State:
+    """Each key of `keys` as the plain average of the `copies` that hold it."""
+    out = {}
+    for key in keys:
+        held = [{key: c[key]} for c in copies if key in c]
+        if not held:
+            raise RuntimeError(f"no copy of '{key}' survives to give a rejoining node")
+        out[key] = average_states(held, [1 / len(held)] * len(held))[key]
+    return out
+
+
+def _orphans(old: Plan, lost: set[str], aggregated: Mapping[str, torch.Tensor]) -> set[str]:
+    """Keys of the units only `lost` nodes held in `old`; RuntimeError if the last aggregation lacks one."""
+    if not lost:
+        return set()
+    units = old.part_units()
+    kept = {u for r in build_schedule(old, 0).replicas if r.node not in lost for u in units[r.part]}
+    orphans = {u for u in range(old.num_units) if u not in kept}
+    keys = {k for k in aggregated if int(k.split(".", 1)[0]) in orphans}
+    missing = sorted(orphans - {int(k.split(".", 1)[0]) for k in keys})
+    if missing:
+        raise RuntimeError(f"no copy of unit(s) {', '.join(map(str, missing))} survives {', '.join(sorted(lost))}: "
+                           "restart with --resume from the last checkpoint")
+    return keys

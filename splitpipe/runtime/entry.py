@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from splitpipe.runtime.options import NodeOptions
 
 if TYPE_CHECKING:
+    from splitpipe.checkpoint import Checkpoint
     from splitpipe.plan import Topology
     from splitpipe.runtime.node import Speed
     from splitpipe.runtime.transport import SocketTransport, Transport
@@ -52,6 +53,9 @@ def run_node(options: NodeOptions) -> int:
     leads = name == coordinator
     if not leads and not options.coordinator:
         raise ValueError(f"{name} needs --coordinator HOST:PORT (where {coordinator} listens)")
+    if options.resume and not leads:
+        raise ValueError(f"--resume is for the coordinator ({coordinator}); {name} gets its state from it")
+    resume = _checkpoint(options.resume, setup) if options.resume else None
     peer = None if leads else (coordinator, str(options.coordinator))
     listen = options.listen or (None if dials_out(setup.plan, name) and not leads else DEFAULT_LISTEN)
     transport = _transport(options, listen, name, setup.topology, peer)
@@ -68,7 +72,7 @@ def run_node(options: NodeOptions) -> int:
                                 [(at, v) for node, at, v in setup.config.speed_changes() if node == name])
         try:
             if leads:
-                return _coordinate(setup, name, transport, address, options.timeout, speed)
+                return _coordinate(setup, name, transport, address, options.timeout, speed, resume)
             run_member(setup, name, transport, coordinator, address, timeout=options.timeout, speed=speed)
         except (RuntimeError, TransportError) as exc:
             print(f"splitpipe node {name}: error: {_first_line(exc)}", file=sys.stderr)
@@ -76,14 +80,27 @@ def run_node(options: NodeOptions) -> int:
     return 0
 
 
-def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: Speed) -> int:
+def _checkpoint(out: str, setup: Setup) -> Checkpoint:
+    """The last complete checkpoint under `out`, checked against this run (ValueError: one line)."""
+    from splitpipe.checkpoint import check_resumable, latest_checkpoint, read_checkpoint
+
+    checkpoint = read_checkpoint(latest_checkpoint(out))
+    check_resumable(checkpoint, setup)
+    return checkpoint
+
+
+def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: Speed,
+                resume: Checkpoint | None) -> int:
+    from splitpipe.checkpoint import Checkpoints
     from splitpipe.report.console import epoch_progress, show_run
     from splitpipe.runtime.coordinator import Coordinator
 
     config = setup.config
+    every = 1 if config.checkpoint_every is None else config.checkpoint_every
+    checkpoints = Checkpoints(config.out, every, config.keep_checkpoints) if config.out and every else None
     with epoch_progress(config, f"{config.technique} (distributed)") as progress:
         result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
-                             progress=progress).run()
+                             progress=progress, checkpoints=checkpoints, resume=resume).run()
     show_run(result.report, result.spans, config.out, "distributed, wall clock")
     if config.out and result.model is not None:
         from splitpipe.checkpoint import save_run_model

@@ -8,7 +8,9 @@ config inside) to a private directory, starts the coordinator (which writes the 
 then every other node as `python -m splitpipe.runtime.entry OPTIONS.json`, and polls them
 all: a node that dies stops the rest at once and the launch fails with that node's name, unless
 it is a data owner the technique can go on without (the coordinator re-plans; runtime/recovery.py).
-`config.fail` (NODE@T) kills that node's process with SIGKILL T seconds after every node started.
+`config.fail` (NODE@T) kills that node's process with SIGKILL T seconds after every node started;
+`config.rejoin` (NODE@T) starts it again, as it was started, once it is dead and T seconds have
+passed (the coordinator lets it rejoin at the next epoch boundary).
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ class _Child:
 
 
 def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = False,
-           threads: int | None = None, poll_s: float = 0.1) -> None:
+           threads: int | None = None, poll_s: float = 0.1, resume: str | None = None) -> None:
     """Run `config` with one process per node on loopback; the coordinator writes config.out.
+
+    `resume`: an out folder; the coordinator goes on from its last complete checkpoint.
 
     Raises ClusterFailed naming the node when one dies that the run cannot go on without;
     every other node is stopped first.
@@ -89,13 +93,14 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         cluster = _Cluster(setup.topology, work, poll_s, expendable)
         restore = _exit_on_sigterm()
         try:
-            lead = cluster.start(coordinator, config, port_file=str(work / "port"), listen="127.0.0.1:0", **common)
+            lead = cluster.start(coordinator, config, port_file=str(work / "port"), listen="127.0.0.1:0",
+                                 resume=resume, **common)
             port = cluster.wait_for_port(lead, work / "port", timeout)
             quiet = config.with_(out=None, progress=False)
             for name in names[1:]:
                 listen = None if name in dialling else "127.0.0.1:0"
                 cluster.start(name, quiet, coordinator=f"127.0.0.1:{port}", listen=listen, **common)
-            cluster.watch(lead, config.fail_times())  # nodes checked by prepare, before any start
+            cluster.watch(lead, config.fail_times(), config.rejoin_times())  # nodes checked by prepare
         finally:
             cluster.stop()
             restore()
@@ -133,6 +138,9 @@ class _Cluster:
         self.expendable = expendable  # nodes whose death the run survives
         self.children: list[_Child] = []
         self.lost: set[str] = set()
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1")
+        root = str(Path(splitpipe.__file__).resolve().parent.parent)
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (root, self.env.get("PYTHONPATH")) if p)
 
     def start(self, name: str, config: RunConfig, **node: Any) -> _Child:
         """Start node `name` with its NodeOptions (`node` plus its role and id) handed over as a JSON file."""
@@ -140,13 +148,19 @@ class _Cluster:
         options = NodeOptions(role=cast(Role, role), id=node_id(name, role), config=config, **node)
         path = _private(self.work / f"{name}.json", options.model_dump_json())
         command = [sys.executable, "-m", ENTRY, str(path)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        root = str(Path(splitpipe.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        child = _Child(name, subprocess.Popen(command, env=env))
+        child = _Child(name, subprocess.Popen(command, env=self.env))
         self.children.append(child)
         log.info("started %s (pid %d)", name, child.process.pid)
         return child
+
+    def _restart(self, child: _Child) -> None:
+        """Start a dead node again with the options it had (--rejoin)."""
+        self.children.remove(child)
+        self.lost.discard(child.name)
+        command = [sys.executable, "-m", ENTRY, str(self.work / f"{child.name}.json")]
+        again = _Child(child.name, subprocess.Popen(command, env=self.env))
+        self.children.append(again)
+        log.warning("restarted %s (pid %d) as --rejoin asked", child.name, again.process.pid)
 
     def wait_for_port(self, lead: _Child, path: Path, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -158,18 +172,24 @@ class _Cluster:
             time.sleep(self.poll_s)
         raise ClusterFailed(f"node {lead.name} did not listen within {timeout:g} s")
 
-    def watch(self, lead: _Child, kills: dict[str, float] | None = None) -> None:
+    def watch(self, lead: _Child, kills: dict[str, float] | None = None,
+              restarts: dict[str, float] | None = None) -> None:
         """Until the coordinator exits 0; ClusterFailed as soon as a node it needs exits otherwise.
 
-        `kills`: node -> seconds from now at which its process gets SIGKILL (--fail).
+        `kills`: node -> seconds from now at which its process gets SIGKILL (--fail);
+        `restarts`: node -> seconds from now after which it is started again once dead (--rejoin).
         """
-        started, kills = time.monotonic(), dict(kills or {})
+        started, kills, restarts = time.monotonic(), dict(kills or {}), dict(restarts or {})
         while lead.process.poll() is None:
-            for child in self.children:
+            for child in list(self.children):
                 if child.name in kills and time.monotonic() - started >= kills[child.name]:
                     del kills[child.name]
                     log.warning("killing %s (pid %d) as --fail asked", child.name, child.process.pid)
                     child.process.kill()
+                if (child.name in restarts and child.name in self.lost and child.process.poll() is not None
+                        and time.monotonic() - started >= restarts[child.name]):
+                    del restarts[child.name]
+                    self._restart(child)
             self._check()
             time.sleep(self.poll_s)
         self._check()

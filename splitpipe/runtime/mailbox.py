@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 from splitpipe.runtime.liveness import HEARTBEAT_S, SILENCE_S
 from splitpipe.runtime.protocol import check_body
@@ -52,7 +53,8 @@ class Mailbox:
     `unreachable` names (the heartbeat could not reach it), raises RemoteFailure.
 
     After a failure: `rewind` raises EpochAborted; a `fence` from a node says it sent nothing
-    more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node.
+    more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node,
+    but for its `hello` if it is restarted (kept in `returning` until `rejoin` hears it again).
     """
 
     def __init__(self, transport: Transport, silence_s: float = SILENCE_S) -> None:
@@ -65,7 +67,10 @@ class Mailbox:
         self.last_heard: dict[str, float] = {}
         self.unreachable: dict[str, str] = {}  # written by the heartbeat's thread
         self.fenced: set[str] = set()
+        self.broken: set[str] = set()  # peers whose stream to this node broke (dead, or cut off)
         self.gone: set[str] = set()
+        self.returning: dict[str, Message] = {}  # the hello of a forgotten node, restarted
+        self.on_return: Callable[[str, str], None] | None = None  # (node, address), as its hello is filed
 
     def watch(self, node: str) -> None:
         """From now on, fail if `node` falls silent (its process died, or the network between us)."""
@@ -94,7 +99,14 @@ class Mailbox:
 
     def file(self, message: Message) -> None:
         if message.src in self.gone:
+            body = message.control or {}
+            if body.get("type") == "hello" and check_body(body, message.src) and body["name"] == message.src:
+                self.returning[message.src] = message
+                if self.on_return is not None:
+                    self.on_return(message.src, str(body["address"]))
             return
+        if message.control is None or message.control.get("type") != "broken":
+            self.broken.discard(message.src)  # it streams again
         if message.src in self.last_heard:
             self.last_heard[message.src] = max(self.last_heard[message.src], message.received_at)
         if message.control is not None:
@@ -106,8 +118,12 @@ class Mailbox:
                 raise RemoteFailure(str(body["node"]), str(body["message"]))
             if kind == "broken" and message.src in self.last_heard:
                 raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)")
-            if kind == "broken":
+            if kind == "broken":  # a peer's stream ended: nothing more of it follows, as after a fence
+                self.broken.add(message.src)
                 return
+            if kind == "hello" and message.src in self.last_heard:  # it restarted before its death was noticed
+                self.returning[message.src] = message
+                raise RemoteFailure(message.src, "it restarted")
             if kind == "rewind":
                 raise EpochAborted(int(body["epoch"]), [str(n) for n in body["dead"]])
             if kind == "fence":
@@ -153,10 +169,10 @@ class Mailbox:
     def await_fences(self, nodes: set[str], timeout: float) -> None:
         """Wait until each of `nodes` sent its fence; then nothing of the aborted attempt is left to come."""
         deadline = time.monotonic() + timeout
-        while not nodes <= self.fenced:
+        while not nodes <= self.fenced | self.broken:
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = ", ".join(sorted(nodes - self.fenced))
+                missing = ", ".join(sorted(nodes - self.fenced - self.broken))
                 raise PhaseTimeout(f"{self.name} waited {timeout:g} s for the fences of {missing}")
             self.poll(left)
         self.fenced -= nodes
@@ -180,6 +196,14 @@ class Mailbox:
                 raise RemoteFailure(node, f"nothing heard from it for {now - heard:.0f} s "
                                           "(its process or the network to it is down)")
 
-    def add_peer(self, name: str, address: str) -> None:
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
         """Tell the transport where `name` listens ("": it listens nowhere and dials this node)."""
-        self.transport.add_peer(name, address)
+        self.transport.add_peer(name, address, moved=moved)
+
+    def rejoin(self, node: str, address: str) -> None:
+        """A forgotten node is back (restarted, listening at `address`): hear it again."""
+        self.gone.discard(node)
+        self.broken.discard(node)
+        self.unreachable.pop(node, None)
+        self.returning.pop(node, None)
+        self.add_peer(node, address, moved=True)

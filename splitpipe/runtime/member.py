@@ -10,12 +10,19 @@ from __future__ import annotations
 import logging
 import time
 
-from splitpipe.engine.carry import carry_over
+from splitpipe.engine.carry import carry_over, momentum_of, set_momentum
 from splitpipe.engine.mark import Mark
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import EpochAborted, Mailbox, PeerLost, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, Speed, node_executor
-from splitpipe.runtime.protocol import assignment, config_body, gather_tag, spans_to_body
+from splitpipe.runtime.protocol import (
+    assignment,
+    config_body,
+    gather_tag,
+    load_tags,
+    momentum_tag,
+    spans_to_body,
+)
 from splitpipe.runtime.recovery import peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Transport
 from splitpipe.schedules import build_schedule
@@ -59,6 +66,7 @@ class _Member:
         self.mailbox.watch(coordinator)
         self._received = 0.0  # arrival time of the last order
         self.prepared = -1
+        self.save = False  # a checkpoint follows the prepared epoch: send every replica's state
         self.schedule: Schedule | None = None
         self.executor = node_executor(setup, name)
         self.plan = setup.plan  # without the owners that died
@@ -106,11 +114,13 @@ class _Member:
                 "type": "pong", "seq": body["seq"], "t0": body["t0"], "t1": self._received, "t2": time.time(),
             })
         elif kind == "prepare":
-            self.prepare(int(body["epoch"]))
+            self.prepare(int(body["epoch"]), bool(body.get("save", False)))
         elif kind == "start":
             self.run_epoch(int(body["epoch"]), float(body["at"]))
         elif kind == "adopt":
-            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]])
+            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]], body.get("peers", {}))
+        elif kind == "load":
+            self.load(int(body["epoch"]), body["replicas"])
         elif kind == "stop":
             log.info("%s: stopped by %s", self.name, self.coordinator)
             return True
@@ -118,8 +128,9 @@ class _Member:
             raise RuntimeError(f"{self.name} got an unexpected '{kind}' from {self.coordinator}")
         return False
 
-    def prepare(self, epoch: int) -> None:
+    def prepare(self, epoch: int, save: bool = False) -> None:
         """(4) build the schedule and replicas before the clock starts (the first epoch's take seconds)."""
+        self.save = save
         self.schedule = build_schedule(self.plan, epoch)
         self.executor.begin_epoch(epoch, self.schedule)
         self.saved = Mark.take(self.executor)
@@ -139,11 +150,13 @@ class _Member:
         spans = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.plan.topology, epoch,
                            timeout=self.timeout, speed=self.speed).run()
         self.executor.end_epoch()
-        last = epoch == self.setup.config.epochs - 1
-        sent = self._send_weights(schedule, last, epoch)
+        everything = self.save or epoch == self.setup.config.epochs - 1
+        sent = self._send_weights(schedule, everything, epoch)
+        moments = self._send_momentum(sent, epoch) if self.save else []
         self.transport.send_control(self.coordinator, {
             "type": "done", "epoch": epoch, "spans": spans_to_body(spans), "loss_sum": self.executor.loss_sum,
             "loss_count": self.executor.loss_count, "sent": [[r.part, r.replica] for r in sent],
+            "moments": [[r.part, r.replica] for r in moments],
         })
 
     def rewind(self, epoch: int, dead: list[str]) -> None:
@@ -160,13 +173,22 @@ class _Member:
         self.prepared = -1
         self.transport.send_control(self.coordinator, {"type": "rewound", "epoch": epoch})
 
-    def adopt(self, dead: list[str], owners: list[str]) -> None:
-        """recovery.py (5): the coordinator's re-plan, made here from the config; own replicas carried over."""
+    def adopt(self, dead: list[str], owners: list[str], peers: dict[str, str]) -> None:
+        """recovery.py (5): the coordinator's re-plan, made here from the config; own replicas carried over.
+
+        `peers`: nodes back after a restart, and where they listen now. A node that is itself
+        back holds no replicas yet: the coordinator sends their state next (protocol.py (9)).
+        """
+        for node, address in peers.items():
+            if node != self.name:
+                self.mailbox.rejoin(str(node), str(address))
         plan, moved = replanned(self.setup.plan, self.plan, dead)
         if list(plan.owners) != owners:
             raise RuntimeError(f"{self.name}'s re-plan without {', '.join(dead)} has owners {list(plan.owners)}, "
                                f"the coordinator's has {owners}")
-        carry_over(self.executor, plan, moved, build_schedule(plan, 0).replicas, [self.shards[n] for n in plan.owners])
+        replicas = build_schedule(plan, 0).replicas if self.executor.replicas else ()
+        lost = set(self.plan.topology.names) - set(plan.topology.names)  # layers only they held: sent next
+        carry_over(self.executor, plan, moved, replicas, [self.shards[n] for n in plan.owners], lost)
         self.plan, self.schedule = plan, None
 
     def _send_weights(self, schedule: Schedule, everything: bool, epoch: int) -> list[Replica]:
@@ -177,6 +199,30 @@ class _Member:
             state = {k: v.detach().cpu() for k, v in self.executor.module(replica).state_dict().items()}
             self.transport.send(self.coordinator, gather_tag(replica, epoch), state)
         return mine
+
+    def _send_momentum(self, replicas: list[Replica], epoch: int) -> list[Replica]:
+        """SGD momentum of `replicas`, for the coordinator's checkpoint."""
+        for replica in replicas:
+            module, optimizer = self.executor.replicas[replica]
+            state = {k: v.detach().cpu() for k, v in momentum_of(module, optimizer).items()}
+            self.transport.send(self.coordinator, momentum_tag(replica, epoch), state)
+        return replicas
+
+    def load(self, epoch: int, replicas: object) -> None:
+        """protocol.py (9): this node's replicas for `epoch` from the state the coordinator sends (a resume,
+        a rejoin; only some keys when it takes over a dead node's layers)."""
+        schedule = build_schedule(self.plan, epoch)
+        self.executor.begin_segment(schedule)
+        for part, index in replicas:  # type: ignore[attr-defined]
+            replica = Replica(self.name, int(part), int(index))
+            if replica not in self.executor.replicas:
+                raise RuntimeError(f"{self.name} was sent the state of {replica}, which its plan does not hold")
+            module, optimizer = self.executor.replicas[replica]
+            weights, momentum = (self.mailbox.take_data(tag, self.timeout, f"the state of {replica}").payload
+                                 for tag in load_tags(replica, epoch))
+            module.load_state_dict({**module.state_dict(), **weights})  # type: ignore[dict-item]
+            set_momentum(module, optimizer, momentum)  # type: ignore[arg-type]
+        log.info("%s: replicas loaded for epoch %d", self.name, epoch)
 
     def _order(self, what: str) -> dict:
         message = self.mailbox.control(self.timeout, f"{what} from {self.coordinator}")

@@ -36,7 +36,7 @@ from splitpipe.engine.lanes import (
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.plan import Topology
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout
-from splitpipe.runtime.protocol import GATHER_OWNER
+from splitpipe.runtime.protocol import is_state_tag
 from splitpipe.runtime.transport import Message, Transport, TransportError
 from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules.ir import SEND, Action, Schedule
@@ -187,7 +187,7 @@ class NodeRunner:
         spans = []
         for message in arrivals:
             tag = message.tag
-            if tag is None or tag.owner == GATHER_OWNER or message.src == self.name:
+            if tag is None or is_state_tag(tag) or message.src == self.name:
                 continue
             nbytes = payload_nbytes(message.payload)  # type: ignore[arg-type]
             link = self.topology.links.get((message.src, self.name))

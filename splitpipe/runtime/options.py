@@ -26,6 +26,9 @@ class ClusterOptions(Options):
     emulate_speed: bool = False
     """stretch each compute action to measured / speed, with the node's speed from the config (a local
     cluster standing in for slower devices)"""
+    resume: str | None = None
+    """continue the run whose out folder this is from its last complete checkpoint (launch: its config,
+    --epochs may raise the total; node: the coordinator's flag, the others get their state from it)"""
 
 
 class NodeOptions(ClusterOptions):

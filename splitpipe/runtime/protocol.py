@@ -12,6 +12,12 @@ One run, as control messages (data messages carry tensors, as in the emulator)::
      |-- done(spans, loss) ------------->|   (5) plus weights as data messages (GATHER_OWNER)
      |<-- stop --------------------------|   (6) after the last epoch
 
+With `save` in prepare (a checkpoint follows the epoch) a node sends every replica's weights
+and SGD momentum with `done`. A resumed run, or a node that rejoins, gets its replicas' state
+from the coordinator instead of starting from the initial model::
+
+     |<-- load(epoch, replicas) ---------|   (9) weights and momentum follow as data messages
+
 A failing node sends `error`; the coordinator answers everyone with `abort`. When a data owner
 dies and the technique can go on without it, the coordinator instead calls the epoch off::
 
@@ -36,11 +42,13 @@ from splitpipe.span import Span
 __all__ = [
     "ROLES", "GATHER_OWNER", "node_name", "node_id", "coordinator_of", "check_body",
     "config_body", "config_mismatch", "spans_to_body", "spans_from_body", "gather_tag", "replica_of",
-    "assignment", "parse_address",
+    "assignment", "parse_address", "momentum_tag", "load_tags", "is_state_tag",
 ]
 
 #: Owner in the tags of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
 GATHER_OWNER = -2
+#: Owners of the tags of the other state messages: momentum to the coordinator, weights and momentum from it.
+MOMENTUM_OWNER, LOAD_OWNER, LOAD_MOMENTUM_OWNER = -3, -4, -5
 #: Config keys that may differ between nodes: they do not change what is trained.
 LOCAL_KEYS = frozenset({"out", "tensorboard", "progress", "profile", "checkpoint_every", "keep_checkpoints"})
 
@@ -63,6 +71,7 @@ BODIES: dict[str, tuple[str, ...]] = {
     "broken": (),
     "rewound": ("epoch",),
     "adopt": ("dead", "owners"),
+    "load": ("epoch", "replicas"),
 }
 
 
@@ -146,6 +155,22 @@ def spans_from_body(rows: Sequence[Sequence[object]], src: str, shift: float = 0
 def gather_tag(replica: Replica, epoch: int) -> Tag:
     """The tag of the data message that carries `replica`'s weights after `epoch`."""
     return Tag("weights", GATHER_OWNER, replica.part, replica.replica, epoch)
+
+
+def momentum_tag(replica: Replica, epoch: int) -> Tag:
+    """The tag of the data message that carries `replica`'s SGD momentum after `epoch` (for a checkpoint)."""
+    return Tag("weights", MOMENTUM_OWNER, replica.part, replica.replica, epoch)
+
+
+def load_tags(replica: Replica, epoch: int) -> tuple[Tag, Tag]:
+    """The tags of the weights and the momentum the coordinator sends `replica`'s node before `epoch` (9)."""
+    return (Tag("weights", LOAD_OWNER, replica.part, replica.replica, epoch),
+            Tag("weights", LOAD_MOMENTUM_OWNER, replica.part, replica.replica, epoch))
+
+
+def is_state_tag(tag: Tag) -> bool:
+    """Whether a data message carries a replica's state between a node and the coordinator (no schedule's)."""
+    return tag.owner <= GATHER_OWNER
 
 
 def replica_of(tag: Tag, src: str) -> Replica:

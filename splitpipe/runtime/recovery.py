@@ -41,8 +41,10 @@ def peers_of(schedule: Schedule | None, node: str) -> tuple[set[str], set[str]]:
 
 
 def can_drop(plan: Plan, node: str) -> bool:
-    """Whether the run can go on without `node`: a data owner of a technique that re-plans."""
-    return node in plan.owners and technique(plan.technique).replan is not None
+    """Whether the run can go on without `node`: a data owner, or a node of a role the technique drops."""
+    record = technique(plan.technique)
+    droppable = node in plan.owners or plan.topology.node(node).role in record.droppable_roles
+    return droppable and record.replan is not None
 
 
 def replanned(original: Plan, current: Plan, dead: Sequence[str]) -> tuple[Plan, dict[int, int]]:

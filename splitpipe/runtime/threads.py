@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
@@ -19,11 +20,12 @@ __all__ = ["run_in_threads"]
 
 
 def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = None, *,
-                   timeout: float = 120.0) -> ClusterResult:
+                   timeout: float = 120.0, **coordinator_options: Any) -> ClusterResult:
     """Run `setup` with every node of its topology in a thread; the caller's thread coordinates.
 
     Without `transports`, in-process ones shaped by the plan's links are made and closed here.
-    Each node tells the others its transport's `address` ("" in-process).
+    Each node tells the others its transport's `address` ("" in-process). `coordinator_options`
+    go to the Coordinator (checkpoints, resume).
     """
     names = setup.topology.names
     owned = transports is None
@@ -47,7 +49,7 @@ def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = No
         thread.start()
     try:
         result = Coordinator(setup, coordinator, transports[coordinator],
-                             address=transports[coordinator].address, timeout=timeout).run()
+                             address=transports[coordinator].address, timeout=timeout, **coordinator_options).run()
     finally:
         for thread in threads:
             thread.join(timeout)

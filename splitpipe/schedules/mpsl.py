@@ -40,7 +40,8 @@ from splitpipe.schedules.ir import (
     programs_from_lists,
 )
 from splitpipe.schedules.messages import add_messages
-from splitpipe.schedules.record import PlannerHook, Segment, Technique, drop_owners
+from splitpipe.schedules.mpsl_replan import add_costs, replan
+from splitpipe.schedules.record import PlannerHook, Segment, Technique
 from splitpipe.schedules.steps import owner_steps
 from splitpipe.schedules.validate import validate
 
@@ -167,5 +168,7 @@ TECHNIQUE = Technique(
     accelerated_roles=frozenset({"compute", "aggregator"}),
     pipelined=True,
     planner=PlannerHook("cuts-ilp", memory_roles=("compute",), estimators=("events", "closed-form")),
-    replan=drop_owners,
+    replan=replan,
+    droppable_roles=frozenset({"compute"}),
+    add_costs=add_costs,
 )

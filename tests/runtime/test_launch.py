@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import torch
 
+from splitpipe.checkpoint import latest_checkpoint, load_model, read_checkpoint
 from splitpipe.cli import main
 from splitpipe.config import RunConfig
 from splitpipe.experiment import emulate, prepare
 
 #: Seconds within which a launch must fail once a node is killed.
 FAIL_FAST_S = 60
+#: Seconds a short launch may take to finish its epochs on a loaded 2-core host (a deadline, not a speed goal).
+FINISH_S = 300
 
 
 def write_config(tmp_path: Path, tiny_npz: str, **changes: object) -> tuple[RunConfig, Path]:
@@ -128,6 +132,39 @@ def test_a_device_killed_mid_run_is_dropped_and_the_run_goes_on(tmp_path: Path, 
     assert report["epochs"][-1]["test_accuracy"] >= 0.8  # failure-free: 0.98 on this data
 
 
+@pytest.mark.parametrize("technique", ["sfl", "fl"])
+def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: Path, tiny_npz: str) -> None:
+    _, path = write_config(tmp_path, tiny_npz, technique=technique, devices=3, epochs=3)
+    out = tmp_path / "out"
+    launch = Launch(path, "--out", str(out), "--timeout", "120")  # nodes start slowly on a loaded host
+    try:
+        launch.wait_for("device1: epoch 1 started")
+        os.kill(launch.pids["device1"], signal.SIGKILL)
+        code = launch.process.wait(timeout=FINISH_S)
+    finally:
+        launch.close()
+    assert code == 0, launch.text()
+    report = json.loads((out / "report.json").read_text())
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in report["events"]] == [("failure", ["device1"], 1)]
+    assert [e["participants"] for e in report["epochs"]] == [["device0", "device1", "device2"]] + [
+        ["device0", "device2"]] * 2
+
+
+def test_a_killed_device_restarted_by_rejoin_trains_again(tmp_path: Path, tiny_npz: str) -> None:
+    _, path = write_config(tmp_path, tiny_npz, epochs=500, rejoin=("device1@0",))  # minutes: stopped below
+    launch = Launch(path, "--timeout", "120")
+    try:
+        launch.wait_for("device1: epoch 1 started")
+        first = launch.pids["device1"]
+        os.kill(first, signal.SIGKILL)
+        launch.wait_for("restarted device1")  # (1) the launcher starts it again once it is dead
+        assert launch.pids["device1"] != first
+        launch.wait_for("server: device1 rejoined")  # (2) let in at an epoch boundary
+        launch.wait_for("device1: epoch")  # (3) and training again
+    finally:
+        launch.close()
+
+
 def test_a_killed_coordinator_ends_every_node_within_seconds(tmp_path: Path, tiny_npz: str) -> None:
     _, path = write_config(tmp_path, tiny_npz, epochs=100)  # minutes of training
     launch = Launch(path, "--timeout", "60")
@@ -144,6 +181,27 @@ def test_a_killed_coordinator_ends_every_node_within_seconds(tmp_path: Path, tin
     text = launch.text()
     assert code == 1, text
     assert f"splitpipe launch: error: node server (pid {launch.pids['server']}) was killed by SIGKILL" in text
+
+
+def test_a_launch_killed_between_epochs_resumes_to_an_uninterrupted_runs_weights(tmp_path: Path,
+                                                                                  tiny_npz: str) -> None:
+    config, path = write_config(tmp_path, tiny_npz, epochs=3)
+    out = tmp_path / "out"
+    launch = Launch(path, "--out", str(out), "--timeout", "120")
+    try:
+        launch.wait_for("device1: epoch 1 started")  # the checkpoint after epoch 0 is written by then
+        os.kill(launch.pids["server"], signal.SIGKILL)
+        assert launch.process.wait(timeout=FAIL_FAST_S) == 1, launch.text()
+    finally:
+        launch.close()
+    assert read_checkpoint(latest_checkpoint(out)).epoch < 2 and not (out / "model.safetensors").exists()
+    assert main(["launch", "--resume", str(out), "--no-progress", "--threads", "1", "--timeout", "120"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [e["epoch"] for e in report["epochs"]] == [0, 1, 2]
+    resumed, whole = load_model(out / "model.safetensors").state_dict(), emulate(prepare(config)).model
+    assert whole is not None
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from splitpipe.config import RunConfig
-from splitpipe.runtime.mailbox import EpochAborted, Mailbox, RemoteFailure
+from splitpipe.runtime.mailbox import EpochAborted, Mailbox, PhaseTimeout, RemoteFailure
 from splitpipe.runtime.recovery import peers_of, replanned
 from splitpipe.runtime.transport import Message, make_local_transports
 from splitpipe.schedules.ir import RECV, SEND, Action, Schedule, Tag
@@ -77,3 +77,12 @@ def test_every_node_makes_the_same_replan_from_the_dead_list(tiny_npz: str) -> N
     assert after_one.owners == ("device0", "device1", "device3") and moved == {0: 0, 1: 1, 3: 2}
     after_two, moved = replanned(plan, after_one, ["device2", "device0"])
     assert after_two.owners == ("device1", "device3") and moved == {1: 0, 2: 1}
+
+
+def test_a_sender_whose_stream_broke_counts_as_fenced_until_it_streams_again() -> None:
+    box = mailbox()  # device1 died while the others rewind: its fence never comes
+    box.file(control("device1", {"type": "broken"}))
+    box.await_fences({"device1"}, timeout=0.1)
+    box.file(data("device1", 1))  # it streams again (restarted): a fence is awaited once more
+    with pytest.raises(PhaseTimeout, match="fences of device1"):
+        box.await_fences({"device1"}, timeout=0.1)

@@ -93,8 +93,10 @@ class Transport(ABC):
         """Where peers reach this node ("HOST:PORT"), once started; "" where peers are implicit."""
 
     @abstractmethod
-    def add_peer(self, name: str, address: str) -> None:
-        """Make node `name` reachable at `address` (as its own `address` says; "" where it dials in)."""
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
+        """Make node `name` reachable at `address` (as its own `address` says; "" where it dials in);
+        `moved`: it may have listened elsewhere before (a node restarted after it died), its old
+        stream is dropped."""
 
     @abstractmethod
     def send(self, peer: str, tag: Tag, payload: Payload) -> None: ...

@@ -178,8 +178,9 @@ class GrpcTransport(Transport):
                                      f"{'taken' if exc.errno == errno.EADDRINUSE else exc.strerror}; pick another "
                                      f"with --listen") from None
 
-    def add_peer(self, name: str, address: str) -> None:
-        """Make `name` reachable at `address` ("host:port"); a peer's address cannot change once streamed to.
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
+        """Make `name` reachable at `address` ("host:port"); a peer's address cannot change once streamed
+        to, unless `moved` says it restarted (its old stream is then dropped).
 
         "" (a peer that dials in) is ignored: gRPC streams go one way, so such a peer cannot be reached.
         """
@@ -189,7 +190,11 @@ class GrpcTransport(Transport):
         with self._lock:
             sender = self._senders.get(name)
             if sender is not None and sender.address != address:
-                raise TransportError(f"peer '{name}' already streams to {sender.address}; cannot move it to {address}")
+                if not moved:
+                    raise TransportError(f"peer '{name}' already streams to {sender.address}; "
+                                         f"cannot move it to {address}")
+                del self._senders[name]
+                sender.close(0)
             self._peers[name] = address
 
     def _sender(self, peer: str) -> PeerSender:

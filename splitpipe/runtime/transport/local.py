@@ -75,7 +75,7 @@ class LocalTransport(Transport):
     def address(self) -> str:
         return ""
 
-    def add_peer(self, name: str, address: str) -> None:
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
         pass
 
     def _check_peer(self, peer: str) -> queue.Queue[Message]:

@@ -195,11 +195,16 @@ class SocketTransport(Transport):
         threading.Thread(target=self._accept_loop, name=f"splitpipe-accept-{self.name}", daemon=True).start()
         log.info("node '%s' listening on %s%s", self.name, self.address, " with mutual TLS" if self._tls else "")
 
-    def add_peer(self, name: str, address: str) -> None:
-        """Make `name` reachable at `address` ("host:port"; "" = it dials in); a dial-out node dials it now."""
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
+        """Make `name` reachable at `address` ("host:port"; "" = it dials in); a dial-out node dials it now.
+        `moved`: it restarted, perhaps elsewhere; the channel to its old process is dropped."""
         if address:
             split_address(address)
+        stale = None
         with self._cond:
+            if moved:
+                stale = self._channels.pop(name, None)
+                self._peers.pop(name, None)
             channel = self._channels.get(name)
             if channel is not None and address and self._peers.get(name, address) != address:
                 raise TransportError(f"peer '{name}' is already reached at {self._peers[name]}; "
@@ -208,6 +213,8 @@ class SocketTransport(Transport):
                 self._peers[name] = address
             else:
                 self._known.add(name)
+        if stale is not None:
+            stale.close(0.0)
         if address and self._listen is None and self._started:
             self._pull(name)
 
