@@ -1,58 +1,71 @@
-"""Where a node process starts: `run_node(NodeOptions)`, or `python -m splitpipe.runtime.entry OPTIONS.json`.
+"""Where a node process starts: `run_node(NodeOptions)`, or `python -m splitpipe.runtime.entry -`.
 
-The CLI's `node` command and the launcher's children both come here; the launcher hands a
-child its options as JSON written by the same declaration that reads it (runtime/options.py),
-so no flag is ever spelled as a string. gRPC is imported only when a node really starts.
+The CLI's `node` command and the launcher's children both come here; the launcher pipes a
+child its nodes' options (JSON written by the same declaration that reads it,
+runtime/options.py) and keys (runtime/handover.py), so no flag is ever spelled as a string and
+no secret lies in a file. gRPC is imported only when a node really starts.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from splitpipe.runtime.address import CONNECT_S, advertised_host
+from splitpipe.runtime.handover import Handover
 from splitpipe.runtime.options import NodeOptions
 
 if TYPE_CHECKING:
     from splitpipe.network import LinkSpec
     from splitpipe.runtime.transport import GrpcTransport, Transport
+    from splitpipe.runtime.transport.identity import Identity
     from splitpipe.setup import Setup
 
-__all__ = ["run_node", "main"]
+__all__ = ["run_node", "run_handover", "main"]
 
 log = logging.getLogger("splitpipe.runtime")
 
 
-def run_node(options: NodeOptions) -> int:
+def run_node(options: NodeOptions, *, identity: Identity | None = None,
+             port_out: Callable[[int], None] | None = None, setup: Setup | None = None) -> int:
     """Run one node until the run ends: 0 when it went well, 1 when the run failed (printed, one line).
 
-    Bad options raise ValueError naming them, before anything listens.
+    Trust is `identity` (a launcher's, in memory), else the keys of --keys, else the shared
+    secret. `port_out` is told the port once listening; `setup` spares a process that runs
+    several nodes preparing the same config again. Bad options raise ValueError naming them,
+    before anything listens.
     """
     import torch
 
     from splitpipe.runtime.member import run_member
-    from splitpipe.runtime.protocol import coordinator_of, node_name
+    from splitpipe.runtime.protocol import coordinator_of, node_name, parse_address
     from splitpipe.runtime.transport import TransportError
     from splitpipe.setup import prepare
 
     if options.threads is not None:
         torch.set_num_threads(options.threads)
-    setup = prepare(options.config)
+    setup = setup or prepare(options.config)
     name = node_name(setup.topology, options.role, options.id)
     coordinator = coordinator_of(setup.plan)
     leads = name == coordinator
     if not leads and not options.coordinator:
         raise ValueError(f"{name} needs --coordinator HOST:PORT (where {coordinator} listens)")
+    parse_address(options.listen, "--listen")
+    if options.coordinator:
+        parse_address(options.coordinator, "--coordinator")
     peer = None if leads else (coordinator, str(options.coordinator))
-    transport = _transport(options, name, setup.topology.links, peer)
+    host = advertised_host(options.listen, options.advertise, None if leads else options.coordinator)
+    transport = _transport(options, name, setup.topology.links, peer, identity)
     with transport:
         transport.start()
-        address = f"{_advertised_host(options)}:{transport.port}"
+        address = f"{host}:{transport.port}"
         if options.port_file:
             Path(options.port_file).write_text(f"{transport.port}\n")
+        if port_out is not None:
+            port_out(transport.port)
         log.info("%s: listening on %s (reached at %s)", name, options.listen, address)
         speed = setup.topology.node(name).speed if options.emulate_speed else 1.0
         try:
@@ -82,26 +95,19 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, tim
 
 
 def _transport(options: NodeOptions, name: str, links: Mapping[tuple[str, str], LinkSpec],
-               coordinator: tuple[str, str] | None) -> GrpcTransport:
-    from splitpipe.runtime.protocol import parse_address
+               coordinator: tuple[str, str] | None, identity: Identity | None) -> GrpcTransport:
     from splitpipe.runtime.transport import GrpcTransport, TlsConfig, load_secret
+    from splitpipe.runtime.transport.identity import load_identity
 
-    parse_address(options.listen, "--listen")
-    peers = {}
-    if coordinator is not None:
-        parse_address(coordinator[1], "--coordinator")
-        peers[coordinator[0]] = coordinator[1]
+    peers = dict([coordinator]) if coordinator is not None else {}
     files = (options.tls_cert, options.tls_key, options.tls_ca)
     tls = TlsConfig(*(Path(str(p)) for p in files)) if all(files) else None
     own_links = {dst: spec for (src, dst), spec in links.items() if src == name}
-    return GrpcTransport(name, options.listen, peers, load_secret(options.secret_file), links=own_links, tls=tls)
-
-
-def _advertised_host(options: NodeOptions) -> str:
-    if options.advertise:
-        return options.advertise
-    host = options.listen.rpartition(":")[0]
-    return socket.getfqdn() if host in ("0.0.0.0", "[::]", "::") else host
+    if identity is None and options.keys:
+        identity = load_identity(name, options.keys)
+    secret = None if identity is not None else load_secret(options.secret_file)
+    return GrpcTransport(name, options.listen, peers, secret, links=own_links, tls=tls, identity=identity,
+                         connect_timeout=min(options.timeout, CONNECT_S))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -109,14 +115,62 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def run_handover(handover: Handover) -> int:
+    """Every node of a launcher's handover, each in a thread with its own key and transport; the worst exit code."""
+    import os
+    import threading
+
+    from splitpipe.runtime.protocol import node_name
+    from splitpipe.runtime.transport.identity import identity_from
+    from splitpipe.setup import prepare
+
+    setups: dict[str, Setup] = {}
+    codes: list[int] = []
+
+    def port_out(port: int) -> None:
+        if handover.port_fd is not None:
+            with os.fdopen(handover.port_fd, "w") as pipe:
+                pipe.write(f"{port}\n")
+
+    def one(options: NodeOptions, pem: bytes) -> None:
+        try:
+            key = options.config.model_dump_json()
+            setup = setups.get(key) or setups.setdefault(key, prepare(options.config))
+            name = node_name(setup.topology, options.role, options.id)
+            codes.append(run_node(options, identity=identity_from(name, pem, handover.public), port_out=port_out,
+                                  setup=setup))
+        except (ValueError, OSError) as exc:
+            print(f"splitpipe node: error: {_first_line(exc)}", file=sys.stderr)
+            codes.append(2)
+
+    if len(handover.nodes) == 1:
+        one(handover.nodes[0], handover.keys[0])
+        return codes[0]
+    threads = [threading.Thread(target=one, args=pair, name=f"splitpipe-node-{i}", daemon=True)
+               for i, pair in enumerate(zip(handover.nodes, handover.keys))]
+    for thread in threads:  # the first prepares the setup the others share
+        thread.start()
+        if thread is threads[0]:
+            while not setups and thread.is_alive():
+                thread.join(0.05)
+    for thread in threads:
+        thread.join()
+    return max(codes, default=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m splitpipe.runtime.entry OPTIONS.json`: a launcher's child. Bad input: one line, exit 2."""
+    """`python -m splitpipe.runtime.entry OPTIONS.json`, or `-` for a launcher's handover on stdin.
+
+    Bad input: one line, exit 2.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 1:
-        print("usage: python -m splitpipe.runtime.entry OPTIONS.json", file=sys.stderr)
+        print("usage: python -m splitpipe.runtime.entry OPTIONS.json|-", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        if args[0] == "-":
+            return run_handover(Handover.from_bytes(sys.stdin.buffer.read()))
         return run_node(NodeOptions.from_json(Path(args[0]).read_bytes()))
     except (ValueError, OSError) as exc:
         print(f"splitpipe node: error: {_first_line(exc)}", file=sys.stderr)

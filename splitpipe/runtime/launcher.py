@@ -1,25 +1,26 @@
-"""A whole cluster of node processes on this machine: loopback, free ports, one secret, watched.
+"""A whole cluster of node processes on this machine: loopback, free ports, a key per node, watched.
 
-The launcher writes a fresh secret and each node's options (NodeOptions as JSON, the run's
-config inside) to a private directory, starts the coordinator (which writes the report),
-then every other node as `python -m splitpipe.runtime.entry OPTIONS.json`, and polls them
-all: a node that dies stops the rest at once and the launch fails with that node's name, unless
-it is a data owner the technique can go on without (the coordinator re-plans; runtime/recovery.py).
-`config.fail` (NODE@T) kills that node's process with SIGKILL T seconds after every node started.
+The launcher makes an Ed25519 key per node in memory and pipes each child its nodes' options
+(NodeOptions, the run's config inside) and keys on stdin (runtime/handover.py): no secret is
+ever written to a file. It starts the coordinator (which writes the report and says its port
+on a pipe), then every other node, `--processes` deciding how many share a process, and polls
+them all: a process that dies stops the rest at once and the launch fails naming its nodes,
+unless they are all data owners the technique can go on without (the coordinator re-plans;
+runtime/recovery.py). `config.fail` (NODE@T) kills that node's process with SIGKILL T seconds
+after every node started. SIGTERM, SIGINT and SIGHUP stop every node before the launcher exits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
+import select
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,12 +28,13 @@ from typing import Any, cast
 import splitpipe
 from splitpipe.config import RunConfig
 from splitpipe.plan import Topology
+from splitpipe.runtime.handover import Handover
 from splitpipe.runtime.options import NodeOptions, Role
 from splitpipe.runtime.protocol import coordinator_of, node_id
 from splitpipe.runtime.recovery import can_drop
 from splitpipe.setup import prepare
 
-__all__ = ["launch", "ClusterFailed"]
+__all__ = ["launch", "ClusterFailed", "groups"]
 
 log = logging.getLogger("splitpipe.launch")
 
@@ -40,6 +42,8 @@ log = logging.getLogger("splitpipe.launch")
 ENTRY = "splitpipe.runtime.entry"
 #: Seconds the nodes get to exit on their own after the coordinator is done, or after SIGTERM.
 GRACE_S = 10.0
+#: Signals that stop the launcher and, first, its nodes.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class ClusterFailed(RuntimeError):
@@ -58,98 +62,123 @@ class _Child:
         return f"node {self.name} (pid {self.process.pid}) exited with code {code}"
 
 
+def groups(names: Sequence[str], processes: int | None) -> list[list[str]]:
+    """The nodes each process runs: the first (the coordinator) alone, the rest dealt over `processes` - 1."""
+    rest = list(names[1:])
+    count = len(rest) if processes is None else max(1, min(len(rest), processes - 1))
+    return [[names[0]], *([rest[i::count] for i in range(count)] if rest else [])]
+
+
 def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = False,
-           threads: int | None = None, poll_s: float = 0.1) -> None:
-    """Run `config` with one process per node on loopback; the coordinator writes config.out.
+           threads: int | None = None, poll_s: float = 0.1, processes: int | None = None) -> None:
+    """Run `config` on loopback with one process per node (or `processes` in all); the coordinator writes config.out.
 
     Raises ClusterFailed naming the node when one dies that the run cannot go on without;
     every other node is stopped first.
     """
+    from splitpipe.runtime.transport.identity import new_keys
+
     setup = prepare(config)  # every bad value fails here, before a process starts
     if config.round_deadline is not None:
         raise ValueError(f"--round-deadline {config.round_deadline:g}: real runs do not apply it yet (emulator only)")
+    if processes is not None and config.fail:
+        raise ValueError(f"--fail {config.fail[0]} kills a node's process: give it without --processes {processes}")
     coordinator = coordinator_of(setup.plan)
     names = [coordinator, *(n for n in setup.topology.names if n != coordinator)]
-    threads = threads or max(1, (os.cpu_count() or 1) // len(names))
+    shares = groups(names, processes)
+    threads = threads or max(1, (os.cpu_count() or 1) // len(shares))
     slower = sorted(n.name for n in setup.topology.nodes if n.speed != 1)
     if slower and not emulate_speed:
         log.warning("node speeds of the config (%s, ...) do not apply: every node runs at this machine's "
                     "speed (--emulate-speed stretches slower nodes' compute)", slower[0])
-    with tempfile.TemporaryDirectory(prefix="splitpipe-launch-") as tmp:
-        work = Path(tmp)
-        secret = _private(work / "secret", secrets.token_hex(32))
-        common = {"secret_file": str(secret), "timeout": timeout, "threads": threads,
-                  "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
-        expendable = {n for n in setup.topology.names if can_drop(setup.plan, n)}
-        cluster = _Cluster(setup.topology, work, poll_s, expendable)
-        restore = _exit_on_sigterm()
+    keys, public = new_keys(names)
+    common = {"timeout": timeout, "threads": threads, "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
+    expendable = {n for n in setup.topology.names if can_drop(setup.plan, n)}
+    cluster = _Cluster(setup.topology, poll_s, expendable, keys, public)
+    restore = _stop_on_signals()
+    try:
+        read_port, write_port = os.pipe()
         try:
-            lead = cluster.start(coordinator, config, port_file=str(work / "port"), **common)
-            port = cluster.wait_for_port(lead, work / "port", timeout)
-            quiet = config.with_(out=None, progress=False)
-            for name in names[1:]:
-                cluster.start(name, quiet, coordinator=f"127.0.0.1:{port}", **common)
-            cluster.watch(lead, config.fail_times())  # nodes checked by prepare, before any start
+            lead = cluster.start([coordinator], config, port_fd=write_port, **common)
         finally:
-            cluster.stop()
-            restore()
+            os.close(write_port)
+        port = cluster.wait_for_port(lead, read_port, timeout)
+        quiet = config.with_(out=None, progress=False)
+        for share in shares[1:]:
+            cluster.start(share, quiet, coordinator=f"127.0.0.1:{port}", **common)
+        cluster.watch(lead, config.fail_times())  # nodes checked by prepare, before any start
+    finally:
+        cluster.stop()
+        restore()
 
 
-def _private(path: Path, text: str) -> Path:
-    """Write `text` to a file only this user may read (created 0600, never wider)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-    return path
-
-
-def _exit_on_sigterm() -> Callable[[], None]:
-    """Let SIGTERM unwind the launcher (so that it stops its nodes); returns the undo."""
+def _stop_on_signals() -> Callable[[], None]:
+    """Let SIGTERM, SIGINT and SIGHUP unwind the launcher (so that it stops its nodes); returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def leave(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, leave)
+    previous = {sig: signal.signal(sig, leave) for sig in STOP_SIGNALS}
 
     def undo() -> None:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     return undo
 
 
 class _Cluster:
-    def __init__(self, topology: Topology, work: Path, poll_s: float, expendable: set[str]) -> None:
+    def __init__(self, topology: Topology, poll_s: float, expendable: set[str],
+                 keys: dict[str, bytes] | None = None, public: dict[str, str] | None = None) -> None:
         self.topology = topology
-        self.work = work
         self.poll_s = poll_s
         self.expendable = expendable  # nodes whose death the run survives
+        self.keys, self.public = keys or {}, public or {}
         self.children: list[_Child] = []
         self.lost: set[str] = set()
 
-    def start(self, name: str, config: RunConfig, **node: Any) -> _Child:
-        """Start node `name` with its NodeOptions (`node` plus its role and id) handed over as a JSON file."""
-        role = self.topology.node(name).role
-        options = NodeOptions(role=cast(Role, role), id=node_id(name, role), config=config, **node)
-        path = _private(self.work / f"{name}.json", options.model_dump_json())
-        command = [sys.executable, "-m", ENTRY, str(path)]
+    def start(self, names: Sequence[str], config: RunConfig, port_fd: int | None = None, **node: Any) -> _Child:
+        """Start a process running `names`, each with its NodeOptions (`node` plus its role and id) and key, piped."""
+        options = []
+        for name in names:
+            role = self.topology.node(name).role
+            options.append(NodeOptions(role=cast(Role, role), id=node_id(name, role), config=config, **node))
+        handover = Handover(tuple(options), tuple(self.keys[n] for n in names), self.public, port_fd)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         root = str(Path(splitpipe.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        child = _Child(name, subprocess.Popen(command, env=env))
+        process = subprocess.Popen([sys.executable, "-m", ENTRY, "-"], env=env, stdin=subprocess.PIPE,
+                                   pass_fds=() if port_fd is None else (port_fd,))
+        assert process.stdin is not None
+        with process.stdin:
+            try:
+                process.stdin.write(handover.to_bytes())
+            except BrokenPipeError:  # it died at once: watch() says how
+                pass
+        child = _Child(",".join(names), process)
         self.children.append(child)
-        log.info("started %s (pid %d)", name, child.process.pid)
+        log.info("started %s (pid %d)", " ".join(names), process.pid)
         return child
 
-    def wait_for_port(self, lead: _Child, path: Path, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check()
-            text = path.read_text().strip() if path.exists() else ""
-            if text.isdigit():
-                return int(text)
-            time.sleep(self.poll_s)
+    def wait_for_port(self, lead: _Child, pipe: int, timeout: float) -> int:
+        """The port the coordinator listens on, as it writes it to `pipe` (closed here)."""
+        deadline, text = time.monotonic() + timeout, b""
+        try:
+            while time.monotonic() < deadline:
+                self._check()
+                ready, _, _ = select.select([pipe], [], [], self.poll_s)
+                if ready:
+                    chunk = os.read(pipe, 64)
+                    text += chunk
+                    if text.endswith(b"\n") and text.strip().isdigit():
+                        return int(text)
+                    if not chunk:  # it closed the pipe without a port: watch the process say why
+                        time.sleep(self.poll_s)
+        finally:
+            os.close(pipe)
+        self._check()
         raise ClusterFailed(f"node {lead.name} did not listen within {timeout:g} s")
 
     def watch(self, lead: _Child, kills: dict[str, float] | None = None) -> None:
@@ -175,10 +204,10 @@ class _Cluster:
     def _check(self) -> None:
         failed = [c for c in self.children if c.process.poll() not in (None, 0)]
         for child in failed:
-            if child.name in self.expendable and child.name not in self.lost:
+            if set(child.name.split(",")) <= self.expendable and child.name not in self.lost:
                 self.lost.add(child.name)
                 log.warning("%s; the run goes on without it", child.describe())
-        failed = [c for c in failed if c.name not in self.expendable]
+        failed = [c for c in failed if not set(c.name.split(",")) <= self.expendable]
         if failed:  # a node killed by a signal is the likelier cause of the others' failure
             failed.sort(key=lambda c: (c.process.returncode or 0) >= 0)
             raise ClusterFailed("; ".join(c.describe() for c in failed) + "; stopped the other nodes")

@@ -82,7 +82,8 @@ class _Member:
                 raise RuntimeError(f"{self.name}'s assignment says {key} {body[key]}, its own plan says {own[key]}: "
                                    "do all nodes run the same splitpipe version and config?")
         for peer, peer_address in dict(body["peers"]).items():  # type: ignore[call-overload]
-            self.mailbox.add_peer(str(peer), str(peer_address))
+            if peer != self.coordinator:  # reached where this node was told to find it, whatever it advertises
+                self.mailbox.add_peer(str(peer), str(peer_address))
         log.info("%s: joined; lanes %s, parts %s, data shards %s", self.name, own["lanes"], own["parts"], own["shards"])
 
     def serve(self) -> None:

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from splitpipe.config import RunConfig
 from splitpipe.options import MAX_COUNT, Count, Options, Seconds
 
-__all__ = ["ROLES", "Role", "ClusterOptions", "NodeOptions"]
+__all__ = ["ROLES", "Role", "ClusterOptions", "LaunchOptions", "NodeOptions"]
 
 Role = Literal["server", "device", "compute", "aggregator", "central", "worker"]
 #: Roles a node may play (`splitpipe node --role`); the plan's topology says which exist.
@@ -28,6 +28,14 @@ class ClusterOptions(Options):
     cluster standing in for slower devices)"""
 
 
+class LaunchOptions(ClusterOptions):
+    """A whole cluster on this machine (`splitpipe launch`)."""
+
+    processes: Annotated[int, Field(ge=2, le=MAX_COUNT)] | None = None
+    """node processes in all (default: one per node): the coordinator runs alone, the other nodes share the
+    rest, each in a thread with its own key and streams (saves memory: one torch and one data set per process)"""
+
+
 class NodeOptions(ClusterOptions):
     """One node of a distributed run: who it is, where it listens, whom it trusts, and the run's config."""
 
@@ -42,8 +50,11 @@ class NodeOptions(ClusterOptions):
     listening on all interfaces)"""
     coordinator: str | None = None
     """HOST:PORT of the coordinating node (every other node needs it)"""
+    keys: str | None = None
+    """folder of `splitpipe keys`: this node's NODE.key and every node's public.json (per-node identity: each
+    stream signed by its sender; no shared secret)"""
     secret_file: str | None = None
-    """file holding the shared secret (default: $SPLITPIPE_SECRET)"""
+    """file holding the shared secret, when no --keys are given (default: $SPLITPIPE_SECRET)"""
     tls_cert: str | None = None
     """this node's certificate (PEM), for mutual TLS"""
     tls_key: str | None = None
@@ -60,4 +71,6 @@ class NodeOptions(ClusterOptions):
         files = (self.tls_cert, self.tls_key, self.tls_ca)
         if any(files) and not all(files):
             raise ValueError("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
+        if self.keys and self.secret_file:
+            raise ValueError("give --keys (per-node identity) or --secret-file (a shared secret), not both")
         return self
