@@ -92,7 +92,7 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         log.warning("node speeds of the config (%s, ...) do not apply: every node runs at this machine's "
                     "speed (--emulate-speed stretches slower nodes' compute)", slower[0])
     keys, public = new_keys(names)
-    common = {"timeout": timeout, "threads": threads, "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
+    common: dict[str, Any] = {"timeout": timeout, "threads": threads, "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
     expendable = {n for n in setup.topology.names if can_drop(setup.plan, n)}
     cluster = _Cluster(setup.topology, poll_s, expendable, keys, public)
     restore = _stop_on_signals()

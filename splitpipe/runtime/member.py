@@ -55,7 +55,7 @@ class _Member:
                  speed: float, silence_s: float) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.coordinator, self.timeout, self.speed = coordinator, timeout, speed
-        self.mailbox = Mailbox(transport, silence_s)
+        self.mailbox = Mailbox(transport, silence_s, coordinator)
         self.mailbox.watch(coordinator)
         self._received = 0.0  # arrival time of the last order
         self.prepared = -1
