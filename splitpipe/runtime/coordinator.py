@@ -21,6 +21,7 @@ from splitpipe.engine.events import NodeFailed
 from splitpipe.engine.mark import Mark
 from splitpipe.loop import run_loop
 from splitpipe.plan import Plan
+from splitpipe.runtime.address import CONNECT_S, probe
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
@@ -118,6 +119,7 @@ class Coordinator:
             if body["name"] != name or name not in self.members or name in self.addresses:
                 raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
             self.addresses[name] = str(body["address"])
+            self._reach(name, self.addresses[name])
             self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
             role = self.setup.topology.node(name).role
             if body["role"] != role:
@@ -267,6 +269,15 @@ class Coordinator:
         self.mailbox.forget(node)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _reach(self, node: str, address: str) -> None:
+        """Fail at once, naming the address, when `node` joined from an address this node cannot reach."""
+        if not address or self.transport.implicit_peers:
+            return
+        why = probe(address, min(self.timeout, CONNECT_S))
+        if why is not None:
+            raise RuntimeError(f"{node} advertises {address}, where {self.name} cannot reach it ({why}); start {node} "
+                               f"with --advertise HOST, an address of its machine that {self.name} can reach")
+
     def _expect(self, message: Message, kind: str) -> dict:
         """The body of a `kind` report; another report fails its sender (RemoteFailure), not the run."""
         body = message.control or {}
