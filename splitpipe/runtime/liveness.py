@@ -16,8 +16,9 @@ log = logging.getLogger("splitpipe.runtime")
 
 #: Seconds between two heartbeats.
 HEARTBEAT_S = 1.0
-#: Seconds without a word from a watched node before it counts as gone.
-SILENCE_S = 30.0
+#: Seconds without a word from a watched node before it counts as gone: five heartbeats missed in a row
+#: (a stalled process, or a network cut without a reset; a dead process breaks its streams at once).
+SILENCE_S = 5 * HEARTBEAT_S
 
 
 class Heartbeat:

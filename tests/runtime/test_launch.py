@@ -35,7 +35,9 @@ def write_config(tmp_path: Path, tiny_npz: str, **changes: object) -> tuple[RunC
 def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz: str) -> None:
     config, path = write_config(tmp_path, tiny_npz)
     out = tmp_path / "out"
-    assert main(["launch", str(path), "--out", str(out), "--no-progress", "--threads", "1", "--timeout", "60"]) == 0
+    # both devices in one process, each with its own key and streams (the other tests run one process per node)
+    assert main(["launch", str(path), "--out", str(out), "--no-progress", "--threads", "1", "--timeout", "60",
+                 "--processes", "2"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "distributed" and report["timing"] == "wall"
     assert (out / "metrics.csv").is_file() and (out / "timeline.png").is_file()
