@@ -115,8 +115,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def run_handover(handover: Handover) -> int:
-    """Every node of a launcher's handover, each in a thread with its own key and transport; the worst exit code."""
+def run_handover(handover: Handover, port_line: Callable[[], bytes] = lambda: b"") -> int:
+    """Every node of a launcher's handover, each in a thread with its own key and transport; the worst exit code.
+
+    With the handover's coordinator_host, the coordinator's port is read from `port_line` once
+    the config is prepared (the launcher sends it once the coordinator listens).
+    """
     import os
     import threading
 
@@ -134,8 +138,7 @@ def run_handover(handover: Handover) -> int:
 
     def one(options: NodeOptions, pem: bytes) -> None:
         try:
-            key = options.config.model_dump_json()
-            setup = setups.get(key) or setups.setdefault(key, prepare(options.config))
+            setup = setups[options.config.model_dump_json()]
             name = node_name(setup.topology, options.role, options.id)
             codes.append(run_node(options, identity=identity_from(name, pem, handover.public), port_out=port_out,
                                   setup=setup))
@@ -143,16 +146,23 @@ def run_handover(handover: Handover) -> int:
             print(f"splitpipe node: error: {_first_line(exc)}", file=sys.stderr)
             codes.append(2)
 
-    if len(handover.nodes) == 1:
-        one(handover.nodes[0], handover.keys[0])
+    nodes = list(handover.nodes)
+    for options in nodes:  # one setup per config, shared by the nodes of this process
+        key = options.config.model_dump_json()
+        if key not in setups:
+            setups[key] = prepare(options.config)
+    if handover.coordinator_host is not None:
+        port = port_line().strip().decode(errors="replace")
+        if not port.isdigit():
+            raise ValueError(f"the launcher sent no coordinator port (got {port[:20]!r}): it stopped")
+        nodes = [n.with_(coordinator=f"{handover.coordinator_host}:{port}") for n in nodes]
+    if len(nodes) == 1:
+        one(nodes[0], handover.keys[0])
         return codes[0]
     threads = [threading.Thread(target=one, args=pair, name=f"splitpipe-node-{i}", daemon=True)
-               for i, pair in enumerate(zip(handover.nodes, handover.keys))]
-    for thread in threads:  # the first prepares the setup the others share
+               for i, pair in enumerate(zip(nodes, handover.keys))]
+    for thread in threads:
         thread.start()
-        if thread is threads[0]:
-            while not setups and thread.is_alive():
-                thread.join(0.05)
     for thread in threads:
         thread.join()
     return max(codes, default=1)
@@ -170,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         if args[0] == "-":
-            return run_handover(Handover.from_bytes(sys.stdin.buffer.read()))
+            return run_handover(Handover.from_bytes(sys.stdin.buffer.readline()), sys.stdin.buffer.readline)
         return run_node(NodeOptions.from_json(Path(args[0]).read_bytes()))
     except (ValueError, OSError) as exc:
         print(f"splitpipe node: error: {_first_line(exc)}", file=sys.stderr)

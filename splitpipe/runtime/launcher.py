@@ -102,10 +102,10 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
             lead = cluster.start([coordinator], config, port_fd=write_port, **common)
         finally:
             os.close(write_port)
-        port = cluster.wait_for_port(lead, read_port, timeout)
         quiet = config.with_(out=None, progress=False)
-        for share in shares[1:]:
-            cluster.start(share, quiet, coordinator=f"127.0.0.1:{port}", **common)
+        for share in shares[1:]:  # they import and prepare while the coordinator starts
+            cluster.start(share, quiet, coordinator_host="127.0.0.1", **common)
+        cluster.tell_port(cluster.wait_for_port(lead, read_port, timeout))
         cluster.watch(lead, config.fail_times())  # nodes checked by prepare, before any start
     finally:
         cluster.stop()
@@ -139,28 +139,46 @@ class _Cluster:
         self.children: list[_Child] = []
         self.lost: set[str] = set()
 
-    def start(self, names: Sequence[str], config: RunConfig, port_fd: int | None = None, **node: Any) -> _Child:
-        """Start a process running `names`, each with its NodeOptions (`node` plus its role and id) and key, piped."""
+    def start(self, names: Sequence[str], config: RunConfig, port_fd: int | None = None,
+              coordinator_host: str | None = None, **node: Any) -> _Child:
+        """Start a process running `names`, each with its NodeOptions (`node` plus its role and id) and key, piped.
+
+        With `coordinator_host`, its stdin stays open for the coordinator's port (tell_port).
+        """
         options = []
         for name in names:
             role = self.topology.node(name).role
             options.append(NodeOptions(role=cast(Role, role), id=node_id(name, role), config=config, **node))
-        handover = Handover(tuple(options), tuple(self.keys[n] for n in names), self.public, port_fd)
+        handover = Handover(tuple(options), tuple(self.keys[n] for n in names), self.public, port_fd,
+                            coordinator_host)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         root = str(Path(splitpipe.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         process = subprocess.Popen([sys.executable, "-m", ENTRY, "-"], env=env, stdin=subprocess.PIPE,
                                    pass_fds=() if port_fd is None else (port_fd,))
-        assert process.stdin is not None
-        with process.stdin:
-            try:
-                process.stdin.write(handover.to_bytes())
-            except BrokenPipeError:  # it died at once: watch() says how
-                pass
         child = _Child(",".join(names), process)
+        self._write(child, handover.to_bytes(), close=coordinator_host is None)
         self.children.append(child)
         log.info("started %s (pid %d)", " ".join(names), process.pid)
         return child
+
+    @staticmethod
+    def _write(child: _Child, data: bytes, close: bool) -> None:
+        stdin = child.process.stdin
+        if stdin is None or stdin.closed:
+            return
+        try:
+            stdin.write(data)
+            stdin.flush()
+            if close:
+                stdin.close()
+        except BrokenPipeError:  # it died: watch() says how
+            pass
+
+    def tell_port(self, port: int) -> None:
+        """Send the coordinator's port to every child still waiting for it."""
+        for child in self.children:
+            self._write(child, f"{port}\n".encode(), close=True)
 
     def wait_for_port(self, lead: _Child, pipe: int, timeout: float) -> int:
         """The port the coordinator listens on, as it writes it to `pipe` (closed here)."""
@@ -213,6 +231,12 @@ class _Cluster:
             raise ClusterFailed("; ".join(c.describe() for c in failed) + "; stopped the other nodes")
 
     def stop(self) -> None:
+        for child in self.children:  # a child still waiting for the coordinator's port reads the end and exits
+            if child.process.stdin is not None and not child.process.stdin.closed:
+                try:
+                    child.process.stdin.close()
+                except BrokenPipeError:
+                    pass
         alive = [c for c in self.children if c.process.poll() is None]
         for child in alive:
             child.process.terminate()
