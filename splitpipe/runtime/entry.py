@@ -145,6 +145,9 @@ def run_handover(handover: Handover, port_line: Callable[[], bytes] = lambda: b"
         except (ValueError, OSError) as exc:
             print(f"splitpipe node: error: {_first_line(exc)}", file=sys.stderr)
             codes.append(2)
+        except Exception:  # a bug: this node fails, the process says so in its exit code
+            log.exception("node %s:%d failed", options.role, options.id)
+            codes.append(1)
 
     nodes = list(handover.nodes)
     for options in nodes:  # one setup per config, shared by the nodes of this process
