@@ -42,6 +42,8 @@ log = logging.getLogger("splitpipe.launch")
 ENTRY = "splitpipe.runtime.entry"
 #: Seconds the nodes get to exit on their own after the coordinator is done, or after SIGTERM.
 GRACE_S = 10.0
+#: Node processes at most when --processes is not given (and no --fail): more nodes share them.
+AUTO_PROCESSES = 16
 #: Signals that stop the launcher and, first, its nodes.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -85,6 +87,9 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         raise ValueError(f"--fail {config.fail[0]} kills a node's process: give it without --processes {processes}")
     coordinator = coordinator_of(setup.plan)
     names = [coordinator, *(n for n in setup.topology.names if n != coordinator)]
+    if processes is None and not config.fail and len(names) > AUTO_PROCESSES:
+        processes = AUTO_PROCESSES  # a process per node costs ~400 MB: 65 would not fit in 24 GB
+        log.info("%d nodes share %d processes (--processes sets how many)", len(names), processes)
     shares = groups(names, processes)
     threads = threads or max(1, (os.cpu_count() or 1) // len(shares))
     slower = sorted(n.name for n in setup.topology.nodes if n.speed != 1)

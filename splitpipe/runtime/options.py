@@ -32,8 +32,9 @@ class LaunchOptions(ClusterOptions):
     """A whole cluster on this machine (`splitpipe launch`)."""
 
     processes: Annotated[int, Field(ge=2, le=MAX_COUNT)] | None = None
-    """node processes in all (default: one per node): the coordinator runs alone, the other nodes share the
-    rest, each in a thread with its own key and streams (saves memory: one torch and one data set per process)"""
+    """node processes in all (default: one per node, at most 16 unless --fail is given): the coordinator runs
+    alone, the other nodes share the rest, each in a thread with its own key and streams (saves memory: one
+    torch and one data set per process)"""
 
 
 class NodeOptions(ClusterOptions):
