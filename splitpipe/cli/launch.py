@@ -28,7 +28,7 @@ def execute(args: argparse.Namespace) -> int:
     cluster: LaunchOptions = parse_options(LaunchOptions, given(args, LaunchOptions))
     try:
         launch(config, timeout=cluster.timeout, emulate_speed=cluster.emulate_speed, threads=cluster.threads,
-               processes=cluster.processes)
+               processes=cluster.processes, silence=cluster.silence)
     except ClusterFailed as exc:
         print(f"splitpipe launch: error: {exc}", file=sys.stderr)
         return 1

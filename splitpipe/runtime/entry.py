@@ -70,22 +70,24 @@ def run_node(options: NodeOptions, *, identity: Identity | None = None,
         speed = setup.topology.node(name).speed if options.emulate_speed else 1.0
         try:
             if leads:
-                return _coordinate(setup, name, transport, address, options.timeout, speed)
-            run_member(setup, name, transport, coordinator, address, timeout=options.timeout, speed=speed)
+                return _coordinate(setup, name, transport, address, options, speed)
+            run_member(setup, name, transport, coordinator, address, timeout=options.timeout, speed=speed,
+                       silence_s=options.silence)
         except (RuntimeError, TransportError) as exc:
             print(f"splitpipe node {name}: error: {_first_line(exc)}", file=sys.stderr)
             return 1
     return 0
 
 
-def _coordinate(setup: Setup, name: str, transport: Transport, address: str, timeout: float, speed: float) -> int:
+def _coordinate(setup: Setup, name: str, transport: Transport, address: str, options: NodeOptions,
+                speed: float) -> int:
     from splitpipe.report.console import epoch_progress, show_run
     from splitpipe.runtime.coordinator import Coordinator
 
     config = setup.config
     with epoch_progress(config, f"{config.technique} (distributed)") as progress:
-        result = Coordinator(setup, name, transport, address=address, timeout=timeout, speed=speed,
-                             progress=progress).run()
+        result = Coordinator(setup, name, transport, address=address, timeout=options.timeout, speed=speed,
+                             silence_s=options.silence, progress=progress).run()
     show_run(result.report, result.spans, config.out, "distributed, wall clock")
     if config.out and result.model is not None:
         from splitpipe.checkpoint import save_run_model

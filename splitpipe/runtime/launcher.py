@@ -29,6 +29,7 @@ import splitpipe
 from splitpipe.config import RunConfig
 from splitpipe.plan import Topology
 from splitpipe.runtime.handover import Handover
+from splitpipe.runtime.liveness import SILENCE_S
 from splitpipe.runtime.options import NodeOptions, Role
 from splitpipe.runtime.protocol import coordinator_of, node_id
 from splitpipe.runtime.recovery import can_drop
@@ -72,7 +73,8 @@ def groups(names: Sequence[str], processes: int | None) -> list[list[str]]:
 
 
 def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = False,
-           threads: int | None = None, poll_s: float = 0.1, processes: int | None = None) -> None:
+           threads: int | None = None, poll_s: float = 0.1, processes: int | None = None,
+           silence: float = SILENCE_S) -> None:
     """Run `config` on loopback with one process per node (or `processes` in all); the coordinator writes config.out.
 
     Raises ClusterFailed naming the node when one dies that the run cannot go on without;
@@ -97,7 +99,7 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
         log.warning("node speeds of the config (%s, ...) do not apply: every node runs at this machine's "
                     "speed (--emulate-speed stretches slower nodes' compute)", slower[0])
     keys, public = new_keys(names)
-    common: dict[str, Any] = {"timeout": timeout, "threads": threads, "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
+    common: dict[str, Any] = {"timeout": timeout, "threads": threads, "silence": silence, "emulate_speed": emulate_speed, "listen": "127.0.0.1:0"}
     expendable = {n for n in setup.topology.names if can_drop(setup.plan, n)}
     cluster = _Cluster(setup.topology, poll_s, expendable, keys, public)
     restore = _stop_on_signals()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 
@@ -79,9 +80,13 @@ class Mailbox:
         self.fenced: set[str] = set()
         self.gone: set[str] = set()
 
-    def watch(self, node: str) -> None:
-        """From now on, fail if `node` falls silent (its process died, or the network between us)."""
-        self.last_heard[node] = time.time()
+    def watch(self, node: str, *, from_first_word: bool = False) -> None:
+        """From now on, fail if `node` falls silent (its process died, or the network between us).
+
+        With `from_first_word`, silence counts only once `node` said something: a coordinator
+        starts its heartbeats to a node only when it has read that node's hello.
+        """
+        self.last_heard[node] = math.inf if from_first_word else time.time()
 
     def poll(self, timeout: float | None) -> bool:
         """File the next message, waiting up to `timeout` seconds; False if none came."""
@@ -108,7 +113,8 @@ class Mailbox:
         if message.src in self.gone:
             return
         if message.src in self.last_heard:
-            self.last_heard[message.src] = max(self.last_heard[message.src], message.received_at)
+            heard = self.last_heard[message.src]
+            self.last_heard[message.src] = message.received_at if heard == math.inf else max(heard, message.received_at)
         if message.control is not None:
             kind = check_body(message.control, message.src)
             body = message.control

@@ -23,6 +23,9 @@ class ClusterOptions(Options):
     """seconds any phase may wait (nodes joining, a message, a report) before the run fails"""
     threads: Count | None = None
     """torch CPU threads per node (default: launch: CPUs / nodes; node: torch's choice)"""
+    silence: Seconds = 10.0
+    """seconds without a word (heartbeats come every second) before a node counts as gone; a dead process
+    is noticed at once by its broken streams, this catches a stalled one or a cut network"""
     emulate_speed: bool = False
     """stretch each compute action to measured / speed, with the node's speed from the config (a local
     cluster standing in for slower devices)"""

@@ -77,3 +77,13 @@ def test_every_node_makes_the_same_replan_from_the_dead_list(tiny_npz: str) -> N
     assert after_one.owners == ("device0", "device1", "device3") and moved == {0: 0, 1: 1, 3: 2}
     after_two, moved = replanned(plan, after_one, ["device2", "device0"])
     assert after_two.owners == ("device1", "device3") and moved == {1: 0, 2: 1}
+
+
+def test_silence_counts_from_a_nodes_first_word_when_asked() -> None:
+    box = Mailbox(make_local_transports(["server", "device0"])["device0"], silence_s=1.0)
+    box.watch("server", from_first_word=True)  # the coordinator heartbeats only once it read our hello
+    box._check_silence(time.time() + 100)
+    box.file(control("server", {"type": "alive"}))
+    box._check_silence(time.time())
+    with pytest.raises(RemoteFailure, match=r"node server failed: nothing heard from it for \d+ s"):
+        box._check_silence(time.time() + 100)
