@@ -1,12 +1,13 @@
 """Benchmark (issue 12): time and peak memory of `splitpipe launch` with many devices on this machine.
 
-    python bench/load.py --devices 16,32,64 --processes 8 --out docs/bench-load
+    python bench/load.py --devices 16,32,64 --out docs/bench-load
 
 Each row is one `splitpipe launch --technique pipelearn --model vgg5 --dataset digits --network lan
 --batch-size 16 --epochs 1` (64 owners of digits' 1437 training images hold 22 each, so the
 default batch of 32 does not fit), run as a child process. Peak memory is the largest sum of
 the resident sets of the launcher and every process under it, sampled every 0.2 s from /proc.
-`--processes 0` runs one process per node (the launcher's default).
+Without `--processes` the launcher decides: one process per node up to 16 nodes, else 16
+processes, the coordinator alone in one. A failed launch's stderr is kept in OUT/launch-N.log.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
-def one_launch(devices: int, processes: int, out: Path, timeout: float) -> dict[str, object]:
+def one_launch(devices: int, processes: int | None, out: Path, timeout: float, logs: Path | None) -> dict[str, object]:
     command = [sys.executable, "-m", "splitpipe", "launch", "--technique", "pipelearn", "--model", "vgg5",
                "--dataset", "digits", "--network", "lan", "--batch-size", "16", "--epochs", "1",
                "--devices", str(devices), "--out", str(out), "--no-progress", "--timeout", str(timeout)]
-    if processes:
+    if processes is not None:
         command += ["--processes", str(processes)]
     print("$", " ".join(command[1:]), file=sys.stderr)
     started = time.monotonic()
@@ -71,7 +72,9 @@ def one_launch(devices: int, processes: int, out: Path, timeout: float) -> dict[
     wall = time.monotonic() - started
     done.set()
     sampler.join()
-    row: dict[str, object] = {"devices": devices, "processes": processes or devices + 1,
+    from splitpipe.runtime.launcher import AUTO_PROCESSES
+
+    row: dict[str, object] = {"devices": devices, "processes": processes or min(devices + 1, AUTO_PROCESSES),
                               "finished": process.returncode == 0, "wall_s": round(wall, 1),
                               "peak_mb": round(peak[0]), "mb_per_node": round(peak[0] / (devices + 1))}
     if process.returncode == 0:
@@ -79,21 +82,26 @@ def one_launch(devices: int, processes: int, out: Path, timeout: float) -> dict[
         row |= {"epoch_s": round(epoch["time_s"], 2), "accuracy": round(epoch["test_accuracy"], 3)}
     else:
         lines = [line for line in err.splitlines() if "error" in line]
-        print(f"launch with {devices} devices failed: {lines[-1] if lines else err[-300:]}", file=sys.stderr)
+        print(f"launch with {devices} devices failed: {' | '.join(lines[:5]) if lines else err[-300:]}",
+              file=sys.stderr)
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            (logs / f"launch-{devices}.log").write_text(err)
     return row
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", default="16,32,64", help="comma-separated device counts")
-    parser.add_argument("--processes", type=int, default=8, help="node processes in all (0: one per node)")
+    parser.add_argument("--processes", type=int, help="node processes in all (default: the launcher's choice)")
     parser.add_argument("--timeout", type=float, default=600.0, help="the launches' --timeout")
     parser.add_argument("--out", help="folder for load.md (the table); default: print only")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="splitpipe-load-") as tmp:
         for devices in (int(d) for d in args.devices.split(",")):
-            rows.append(one_launch(devices, args.processes, Path(tmp) / f"d{devices}", args.timeout))
+            rows.append(one_launch(devices, args.processes, Path(tmp) / f"d{devices}", args.timeout,
+                                   Path(args.out) if args.out else None))
     table = format_table(rows, COLUMNS)
     print(table)
     if args.out:
