@@ -51,8 +51,10 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tls_for(tls_dir: Path) -> Callable[[str], TlsConfig]:
-    """TlsConfig of a node: n0, n1, n2 (trusted CA) or intruder (signed by another CA)."""
+    """TlsConfig of a node: n0, n1, n2 or any other name (trusted CA, made on first use) or intruder (another CA)."""
     def config(node: str) -> TlsConfig:
+        if not (tls_dir / f"{node}.pem").exists():
+            _make_node(tls_dir, "ca", node, 100 + len(list(tls_dir.glob("*.pem"))))
         return TlsConfig(cert=tls_dir / f"{node}.pem", key=tls_dir / f"{node}.key",
                          ca=tls_dir / ("other-ca.pem" if node == "intruder" else "ca.pem"))
     return config

@@ -183,7 +183,7 @@ class TestGrpcTransportTls(TransportContract):
         self.tls_for = tls_for
 
     def make(self, names: Sequence[str], links: Links | None = None) -> dict[str, Transport]:
-        tls = {name: self.tls_for(f"n{i}") for i, name in enumerate(names)}
+        tls = {name: self.tls_for(name) for name in names}   # each certificate names its node
         return make_transports("grpc", names, links, secret=SECRET, tls=tls)
 
 
