@@ -143,7 +143,8 @@ class Options(BaseModel):
 
     def with_(self: Opts, **changes: Any) -> Opts:
         """A copy with `changes`, checked like a new record."""
-        return type(self)(**{**dict(self), **changes})
+        fields = {name: getattr(self, name) for name in type(self).model_fields}  # not dict(self): a field may be `keys`
+        return type(self)(**{**fields, **changes})
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values: tuples as lists, nested records as objects."""

@@ -11,27 +11,27 @@ import sys
 
 from splitpipe.cli.flags import add_flags, given, parse_options
 from splitpipe.cli.options import add_experiment_flags, config_from_args
-from splitpipe.runtime.options import ClusterOptions
+from splitpipe.runtime.options import LaunchOptions
 
 __all__ = ["add_arguments", "execute"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_flags(parser)
-    add_flags(parser, ClusterOptions)
+    add_flags(parser, LaunchOptions)
 
 
 def execute(args: argparse.Namespace) -> int:
     from splitpipe.cli.run import resumed_config, writable_folder
     from splitpipe.runtime.launcher import ClusterFailed, launch
 
-    cluster: ClusterOptions = parse_options(ClusterOptions, given(args, ClusterOptions))
+    cluster: LaunchOptions = parse_options(LaunchOptions, given(args, LaunchOptions))
     config = resumed_config(cluster.resume, args) if cluster.resume else config_from_args(args)
     if config.out:
         writable_folder(config.out)
     try:
         launch(config, timeout=cluster.timeout, emulate_speed=cluster.emulate_speed, threads=cluster.threads,
-               resume=cluster.resume)
+               processes=cluster.processes, silence=cluster.silence, resume=cluster.resume)
     except ClusterFailed as exc:
         print(f"splitpipe launch: error: {exc}", file=sys.stderr)
         return 1

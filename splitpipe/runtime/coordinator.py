@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -35,6 +35,7 @@ from splitpipe.engine.events import NodeFailed
 from splitpipe.engine.mark import Mark
 from splitpipe.loop import Faults, run_loop
 from splitpipe.plan import Plan
+from splitpipe.runtime.address import CONNECT_S, probe
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
@@ -93,7 +94,7 @@ class Coordinator:
         self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
         self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
         self.aggregated: State = {}  # the global model of the last aggregation
-        self.mailbox = Mailbox(transport, silence_s)
+        self.mailbox = Mailbox(transport, silence_s, name)
         self.members = [n for n in setup.topology.names if n != name]
         self.addresses: dict[str, str] = {}
         self.offsets: dict[str, ClockOffset] = {name: ClockOffset(0.0, 0.0)}
@@ -148,6 +149,7 @@ class Coordinator:
             if body["name"] != name or name not in self.members or name in self.addresses:
                 raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
             self.addresses[name] = str(body["address"])
+            self._reach(name, self.addresses[name])
             self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
             self._check_hello(name, body)
             self.mailbox.watch(name)
@@ -279,12 +281,24 @@ class Coordinator:
         try:
             return self._run_epoch(plan, schedule, segment.epoch)
         except (RemoteFailure, PeerLost) as exc:
-            if exc.node not in self.members or not can_drop(plan, exc.node):
-                raise
-            log.warning("%s: %s; epoch %d is redone without it", self.name, exc, segment.epoch)
-            self._drop(exc.node)
+            node = self._blame(plan, exc)
+            if node not in self.members or not can_drop(plan, node):
+                if node == exc.node:
+                    raise
+                raise RemoteFailure(node, str(exc)) from None
+            log.warning("%s: %s; epoch %d is redone without %s", self.name, exc, segment.epoch, node)
+            self._drop(node)
             time_s = 0.0 if self.at is None else max(0.0, time.time() - self.at)
-            raise NodeFailed(exc.node, time_s, []) from None
+            raise NodeFailed(node, time_s, []) from None
+
+    def _blame(self, plan: Plan, failure: RemoteFailure | PeerLost) -> str:
+        """The node a failure report is held against: a data owner the run can lose speaks for itself only
+        (so one cannot stop the run by naming the server), other nodes for the peers the plan gives them."""
+        reporter = getattr(failure, "reporter", failure.node)
+        if reporter in (failure.node, self.name) or can_drop(plan, reporter):
+            return reporter if reporter != self.name else failure.node
+        sends, receives = peers_of(self.schedule, reporter)
+        return failure.node if failure.node in sends | receives else reporter
 
     def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
         topology = plan.topology
@@ -294,10 +308,10 @@ class Coordinator:
             self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save})
         self.executor.begin_epoch(epoch, schedule)
         self.saved = Mark.take(self.executor)
-        for _ in self.members:
-            body = self._expect(self.mailbox.control(self.timeout, f"the nodes to prepare epoch {epoch}"), "ready")
+        for message in self._reports(f"the nodes to prepare epoch {epoch}"):
+            body = self._expect(message, "ready")
             if body["epoch"] != epoch:
-                raise RuntimeError(f"a node prepared epoch {body['epoch']}, not {epoch}")
+                raise RemoteFailure(message.src, f"prepared epoch {body['epoch']}, not {epoch}")
         margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
         at = self.at = time.time() + margin
         for member in self.members:
@@ -310,14 +324,15 @@ class Coordinator:
         self.executor.end_epoch()
         self.loss = (self.executor.loss_sum, self.executor.loss_count)
         self.states, self.momenta = {}, {}
-        for _ in self.members:
-            message = self.mailbox.control(self.timeout, f"the reports of epoch {epoch}")
-            body = self._expect(message, "done")
-            src = message.src
-            spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
-            self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
-            for part, index in body["sent"]:  # type: ignore[union-attr]
-                replica = Replica(src, int(part), int(index))
+        for message in self._reports(f"the reports of epoch {epoch}"):
+            body, src = self._expect(message, "done"), message.src
+            try:
+                spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
+                self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
+                replicas = [Replica(src, int(part), int(index)) for part, index in body["sent"]]  # type: ignore[union-attr]
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise RemoteFailure(src, f"sent a bad report of epoch {epoch}: {exc}") from None
+            for replica in replicas:
                 data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
                 self.states[replica] = data.payload  # type: ignore[assignment]
             for part, index in body.get("moments", []):
@@ -406,11 +421,32 @@ class Coordinator:
         self.mailbox.forget(node)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _reach(self, node: str, address: str) -> None:
+        """Fail at once, naming the address, when `node` joined from an address this node cannot reach."""
+        if not address or self.transport.implicit_peers:
+            return
+        why = probe(address, min(self.timeout, CONNECT_S))
+        if why is not None:
+            raise RuntimeError(f"{node} advertises {address}, where {self.name} cannot reach it ({why}); start {node} "
+                               f"with --advertise HOST, an address of its machine that {self.name} can reach")
+
     def _expect(self, message: Message, kind: str) -> dict:
+        """The body of a `kind` report; another report fails its sender (RemoteFailure), not the run."""
         body = message.control or {}
         if body.get("type") != kind:
-            raise RuntimeError(f"{self.name} expected '{kind}' from the nodes, got '{body.get('type')}' from {message.src}")
+            raise RemoteFailure(message.src, f"sent '{body.get('type')}' when {self.name} expected '{kind}'")
         return body
+
+    def _reports(self, waiting_for: str) -> Iterator[Message]:
+        """One report from each member; a second from the same node before the others fails that node."""
+        waiting = set(self.members)
+        while waiting:
+            message = self.mailbox.control(self.timeout, waiting_for)
+            if message.src not in waiting:
+                raise RemoteFailure(message.src, f"sent '{(message.control or {}).get('type')}' twice while "
+                                                 f"{self.name} waited for {waiting_for}")
+            waiting.discard(message.src)
+            yield message
 
     def _broadcast(self, body: dict) -> None:
         """Best effort: a node that is gone cannot be told."""

@@ -16,8 +16,10 @@ log = logging.getLogger("splitpipe.runtime")
 
 #: Seconds between two heartbeats.
 HEARTBEAT_S = 1.0
-#: Seconds without a word from a watched node before it counts as gone.
-SILENCE_S = 30.0
+#: Seconds without a word from a watched node before it counts as gone: ten heartbeats missed in a row
+#: (a stalled process, or a network cut without a reset; a dead process breaks its streams at once).
+#: Five proved too few on a loaded 2-core host with ten nodes in one process (`--silence` sets it).
+SILENCE_S = 10 * HEARTBEAT_S
 
 
 class Heartbeat:

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 
 from splitpipe.runtime.liveness import HEARTBEAT_S, SILENCE_S
-from splitpipe.runtime.protocol import check_body
+from splitpipe.runtime.protocol import ORDERS, accepts, check_body
 from splitpipe.runtime.transport import Message, Transport
+from splitpipe.runtime.transport.ratelimit import RateLimitedLog
 from splitpipe.schedules.ir import Tag
 
 __all__ = ["Mailbox", "RemoteFailure", "PhaseTimeout", "PeerLost", "EpochAborted"]
+
+log = logging.getLogger("splitpipe.runtime")
 
 
 class RemoteFailure(RuntimeError):
     """Another node failed (it said so, or the coordinator aborted the run because of it)."""
 
-    def __init__(self, node: str, message: str) -> None:
-        super().__init__(f"node {node} failed: {message}")
+    def __init__(self, node: str, message: str, reporter: str | None = None) -> None:
+        super().__init__(f"node {node} failed: {message}"
+                         + (f" (as node {reporter} says)" if reporter not in (None, node) else ""))
         self.node = node
         self.reason = message
+        self.reporter = node if reporter is None else reporter  # who said so
 
 
 class PhaseTimeout(RuntimeError):
@@ -52,14 +59,20 @@ class Mailbox:
     and heartbeats. A watched node whose stream broke (the transport says so), or one not heard from for `silence_s` seconds, or one that
     `unreachable` names (the heartbeat could not reach it), raises RemoteFailure.
 
+    With `coordinator` named, a control message the protocol does not let its sender send to
+    this node (protocol.accepts: an order not from the coordinator, a report not to it) is
+    dropped with a warning.
+
     After a failure: `rewind` raises EpochAborted; a `fence` from a node says it sent nothing
     more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node,
     but for its `hello` if it is restarted (kept in `returning` until `rejoin` hears it again).
     """
 
-    def __init__(self, transport: Transport, silence_s: float = SILENCE_S) -> None:
+    def __init__(self, transport: Transport, silence_s: float = SILENCE_S, coordinator: str | None = None) -> None:
         self.transport = transport
         self.name = transport.name
+        self.coordinator = coordinator
+        self._refusals = RateLimitedLog(log)
         self.silence_s = silence_s
         self.data: dict[Tag, Message] = {}
         self.controls: deque[Message] = deque()
@@ -72,9 +85,13 @@ class Mailbox:
         self.returning: dict[str, Message] = {}  # the hello of a forgotten node, restarted
         self.on_return: Callable[[str, str], None] | None = None  # (node, address), as its hello is filed
 
-    def watch(self, node: str) -> None:
-        """From now on, fail if `node` falls silent (its process died, or the network between us)."""
-        self.last_heard[node] = time.time()
+    def watch(self, node: str, *, from_first_word: bool = False) -> None:
+        """From now on, fail if `node` falls silent (its process died, or the network between us).
+
+        With `from_first_word`, silence counts only once `node` said something: a coordinator
+        starts its heartbeats to a node only when it has read that node's hello.
+        """
+        self.last_heard[node] = math.inf if from_first_word else time.time()
 
     def poll(self, timeout: float | None) -> bool:
         """File the next message, waiting up to `timeout` seconds; False if none came."""
@@ -108,13 +125,21 @@ class Mailbox:
         if message.control is None or message.control.get("type") != "broken":
             self.broken.discard(message.src)  # it streams again
         if message.src in self.last_heard:
-            self.last_heard[message.src] = max(self.last_heard[message.src], message.received_at)
+            heard = self.last_heard[message.src]
+            self.last_heard[message.src] = message.received_at if heard == math.inf else max(heard, message.received_at)
         if message.control is not None:
             kind = check_body(message.control, message.src)
             body = message.control
+            if self.coordinator is not None and not accepts(kind, message.src, self.name, self.coordinator):
+                only = "sends" if kind in ORDERS else "receives"
+                self._refusals.warning(message.src, "%s ignored '%s' from %s: only %s %s it", self.name, kind,
+                                       message.src, self.coordinator, only)
+                return
             if kind == "alive" or (kind == "error" and body["node"] in self.gone):
                 return
-            if kind in ("error", "abort"):
+            if kind == "error":
+                raise RemoteFailure(str(body["node"]), str(body["message"]), reporter=message.src)
+            if kind == "abort":
                 raise RemoteFailure(str(body["node"]), str(body["message"]))
             if kind == "broken" and message.src in self.last_heard:
                 raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)")

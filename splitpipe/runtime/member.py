@@ -62,8 +62,8 @@ class _Member:
                  speed: Speed, silence_s: float) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.coordinator, self.timeout, self.speed = coordinator, timeout, speed
-        self.mailbox = Mailbox(transport, silence_s)
-        self.mailbox.watch(coordinator)
+        self.mailbox = Mailbox(transport, silence_s, coordinator)
+        self.mailbox.watch(coordinator, from_first_word=True)
         self._received = 0.0  # arrival time of the last order
         self.prepared = -1
         self.save = False  # a checkpoint follows the prepared epoch: send every replica's state
@@ -90,7 +90,8 @@ class _Member:
                 raise RuntimeError(f"{self.name}'s assignment says {key} {body[key]}, its own plan says {own[key]}: "
                                    "do all nodes run the same splitpipe version and config?")
         for peer, peer_address in dict(body["peers"]).items():  # type: ignore[call-overload]
-            self.mailbox.add_peer(str(peer), str(peer_address))
+            if peer != self.coordinator:  # reached where this node was told to find it, whatever it advertises
+                self.mailbox.add_peer(str(peer), str(peer_address))
         log.info("%s: joined; lanes %s, parts %s, data shards %s", self.name, own["lanes"], own["parts"], own["shards"])
 
     def serve(self) -> None:

@@ -18,7 +18,10 @@ from the coordinator instead of starting from the initial model::
 
      |<-- load(epoch, replicas) ---------|   (9) weights and momentum follow as data messages
 
-A failing node sends `error`; the coordinator answers everyone with `abort`. When a data owner
+A failing node sends `error`; the coordinator answers everyone with `abort`. Who may send what
+is fixed (`accepts`): orders come from the coordinator only, reports go to it only, so one
+node cannot order another about; an `error` from a data owner the run can lose counts as
+that owner's own failure, whatever node it names (the coordinator's `blame`). When a data owner
 dies and the technique can go on without it, the coordinator instead calls the epoch off::
 
      |<-- rewind(epoch, dead) -----------|   (7) stop; weights back to the epoch's start
@@ -42,7 +45,7 @@ from splitpipe.span import Span
 __all__ = [
     "ROLES", "GATHER_OWNER", "node_name", "node_id", "coordinator_of", "check_body",
     "config_body", "config_mismatch", "spans_to_body", "spans_from_body", "gather_tag", "replica_of",
-    "assignment", "parse_address", "momentum_tag", "load_tags", "is_state_tag",
+    "assignment", "parse_address", "momentum_tag", "load_tags", "is_state_tag", "ORDERS", "REPORTS", "accepts",
 ]
 
 #: Owner in the tags of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
@@ -73,6 +76,21 @@ BODIES: dict[str, tuple[str, ...]] = {
     "adopt": ("dead", "owners"),
     "load": ("epoch", "replicas"),
 }
+
+
+#: Control messages only the coordinator sends.
+ORDERS = frozenset({"assign", "ping", "prepare", "start", "stop", "abort", "rewind", "adopt", "load"})
+#: Control messages only the coordinator receives (from the other nodes).
+REPORTS = frozenset({"hello", "pong", "ready", "done", "error", "rewound"})
+
+
+def accepts(kind: str, src: str, receiver: str, coordinator: str) -> bool:
+    """Whether `receiver` takes a `kind` control message from `src`: orders from the coordinator, reports to it."""
+    if kind in ORDERS:
+        return src == coordinator and receiver != coordinator
+    if kind in REPORTS:
+        return receiver == coordinator and src != coordinator
+    return True  # heartbeats, fences, broken-stream notices: about the sender itself
 
 
 def node_name(topology: Topology, role: str, index: int) -> str:

@@ -178,9 +178,9 @@ def test_the_launcher_does_not_import_the_cli() -> None:
     assert done.stdout.strip() == "False"
 
 
-def test_the_launcher_writes_each_nodes_options_for_its_user_only(tmp_path: Path) -> None:
-    from splitpipe.runtime.launcher import _private
+def test_the_launcher_pipes_each_nodes_options_never_a_file() -> None:
+    from splitpipe.runtime.handover import Handover
 
-    path = _private(tmp_path / "device0.json", NodeOptions(role="device", config=RunConfig()).model_dump_json())
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert NodeOptions.from_json(path.read_bytes()).role == "device"
+    options = NodeOptions(role="device", config=RunConfig())
+    piped = Handover.from_bytes(Handover((options,), (b"key",), {}).to_bytes())
+    assert piped.nodes == (options,) and piped.nodes[0].role == "device"

@@ -40,7 +40,9 @@ def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz:
     listens = spy_on_listen(monkeypatch)
     config, path = write_config(tmp_path, tiny_npz)
     out = tmp_path / "out"
-    assert main(["launch", str(path), "--out", str(out), "--no-progress", "--threads", "1", "--timeout", "60"]) == 0
+    # both devices in one process, each with its own key and streams (the other tests run one process per node)
+    assert main(["launch", str(path), "--out", str(out), "--no-progress", "--threads", "1", "--timeout", "60",
+                 "--processes", "2"]) == 0
     assert listens == {"server": "127.0.0.1:0", "device0": None, "device1": None}   # devices dial out (issue 12)
     log = capfd.readouterr().err
     for device in ("device0", "device1"):
@@ -54,16 +56,17 @@ def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz:
 
 
 def spy_on_listen(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """Where the launcher tells each node to listen (None: nowhere, it dials out), filled as it starts them."""
+    """Where the launcher tells each node to listen (None: nowhere, it dials out), filled as it hands them over."""
     from splitpipe.runtime import launcher
     listens: dict[str, object] = {}
-    start = launcher._Cluster.start
+    made = launcher.Handover
 
-    def spy(self: launcher._Cluster, name: str, config: RunConfig, **node: object) -> launcher._Child:
-        listens[name] = node.get("listen")
-        return start(self, name, config, **node)
+    def spy(nodes, *args, **kwargs):  # noqa: ANN001, ANN202
+        for options in nodes:
+            listens[options.role if options.role == "server" else f"{options.role}{options.id}"] = options.listen
+        return made(nodes, *args, **kwargs)
 
-    monkeypatch.setattr(launcher._Cluster, "start", spy)
+    monkeypatch.setattr(launcher, "Handover", spy)
     return listens
 
 

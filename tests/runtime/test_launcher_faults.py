@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from splitpipe.config import RunConfig
 from splitpipe.plan import Node, Topology
-from splitpipe.runtime.launcher import ClusterFailed, _Child, _Cluster
+from splitpipe.runtime.handover import Handover
+from splitpipe.runtime.launcher import ClusterFailed, _Child, _Cluster, groups
+from splitpipe.runtime.options import NodeOptions
 
 TOPOLOGY = Topology((Node("server", "server"), Node("device0", "device"), Node("device1", "device")), {})
 
@@ -19,7 +22,7 @@ def sleeper(name: str, seconds: float) -> _Child:
 
 
 def cluster(tmp_path: Path, expendable: set[str]) -> tuple[_Cluster, _Child, _Child]:
-    watched = _Cluster(TOPOLOGY, tmp_path, 0.05, expendable)
+    watched = _Cluster(TOPOLOGY, 0.05, expendable)
     lead, victim = sleeper("server", 3), sleeper("device1", 60)
     watched.children = [lead, victim]
     return watched, lead, victim
@@ -41,3 +44,20 @@ def test_the_death_of_a_node_the_run_needs_fails_the_launch_naming_it(tmp_path: 
             watched.watch(lead, {"device1": 0.3})
     finally:
         watched.stop()
+
+
+def test_processes_share_out_the_nodes_the_coordinator_alone() -> None:
+    names = ["server", *(f"device{i}" for i in range(5))]
+    assert groups(names, None) == [["server"], *([f"device{i}"] for i in range(5))]
+    assert groups(names, 3) == [["server"], ["device0", "device2", "device4"], ["device1", "device3"]]
+    assert groups(names, 99) == groups(names, None)
+
+
+def test_a_handover_carries_options_and_keys_and_refuses_garbage() -> None:
+    options = NodeOptions(role="device", id=1, coordinator="127.0.0.1:5", config=RunConfig(devices=2))
+    handover = Handover((options,), (b"-----BEGIN PRIVATE KEY-----\n",), {"device1": "AAAA"}, 7)
+    assert Handover.from_bytes(handover.to_bytes()) == handover
+    with pytest.raises(ValueError, match="the launcher's handover is not valid"):
+        Handover.from_bytes(b'{"nodes": [{"role": "phone"}], "keys": [], "public": {}, "port_fd": null}')
+    with pytest.raises(ValueError, match=r"names 1 node\(s\) and 0 key\(s\)"):
+        Handover.from_bytes(handover.to_bytes().replace(b'"keys": ["-----BEGIN PRIVATE KEY-----\\n"]', b'"keys": []'))

@@ -86,3 +86,13 @@ def test_a_sender_whose_stream_broke_counts_as_fenced_until_it_streams_again() -
     box.file(data("device1", 1))  # it streams again (restarted): a fence is awaited once more
     with pytest.raises(PhaseTimeout, match="fences of device1"):
         box.await_fences({"device1"}, timeout=0.1)
+
+
+def test_silence_counts_from_a_nodes_first_word_when_asked() -> None:
+    box = Mailbox(make_local_transports(["server", "device0"])["device0"], silence_s=1.0)
+    box.watch("server", from_first_word=True)  # the coordinator heartbeats only once it read our hello
+    box._check_silence(time.time() + 100)
+    box.file(control("server", {"type": "alive"}))
+    box._check_silence(time.time())
+    with pytest.raises(RemoteFailure, match=r"node server failed: nothing heard from it for \d+ s"):
+        box._check_silence(time.time() + 100)

@@ -78,7 +78,8 @@ class GrpcTransport(Transport):
     shapes the links this node holds (splitpipe/linkbook.py): those it sends on, and for a
     node in `radios` its downlink, on which incoming messages wait their turn. Every stream carries this node's name and its HMAC under `secret`, or,
     with `identity`, answers the receiver's challenge with this node's Ed25519 signature;
-    with `tls`, channels use mutual TLS as well. Reassembled messages larger than
+    with `tls`, channels use mutual TLS as well, and each certificate must name its node (the
+    receiver checks the sender's; the sender checks that the peer's names the peer). Reassembled messages larger than
     `max_message_bytes` are refused; payloads travel in chunks of `chunk_bytes` (use the same
     value on every node: it sets the gRPC frame limit). `connect_timeout` bounds connecting to
     a peer and flushing at close(). A received message may carry at most `max_tensors` tensors.
@@ -213,7 +214,9 @@ class GrpcTransport(Transport):
                     known = ", ".join(sorted(self._peers)) or "none"
                     raise TransportError(f"unknown peer '{peer}' for node '{self.name}'; known peers: {known}")
                 metadata = ((NODE_KEY, self.name),) if self._identity else auth_metadata(self._secret or b"", self.name)
-                sender = PeerSender(self.name, peer, address, self._credentials, self._options,
+                options = self._options if self._tls is None else [*self._options,
+                                                                   ("grpc.ssl_target_name_override", peer)]
+                sender = PeerSender(self.name, peer, address, self._credentials, options,
                                     metadata, self._connect_timeout, self._identity)
                 self._senders[peer] = sender
             return sender

@@ -28,7 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["Identity", "CHALLENGE_KEY", "AUTH_FIELD", "make_keys", "load_identity", "new_challenge"]
+__all__ = ["Identity", "CHALLENGE_KEY", "AUTH_FIELD", "make_keys", "load_identity", "new_challenge", "new_keys",
+           "identity_from"]
 
 #: Initial-metadata key of the receiver's challenge (2).
 CHALLENGE_KEY = "splitpipe-challenge"
@@ -114,13 +115,30 @@ def load_identity(name: str, folder: str | os.PathLike[str]) -> Identity:
     """Node `name`'s identity from a folder made by make_keys (its NAME.key and public.json)."""
     folder = Path(folder)
     try:
-        key = serialization.load_pem_private_key((folder / f"{_check_name(name)}.key").read_bytes(), password=None)
+        pem = (folder / f"{_check_name(name)}.key").read_bytes()
         publics = json.loads((folder / PUBLIC_FILE).read_text())
-        peers = {str(n): Ed25519PublicKey.from_public_bytes(base64.b64decode(v)) for n, v in publics.items()}
     except OSError as exc:
         raise ValueError(f"cannot read the keys of node '{name}' in {folder}: {exc.strerror}") from None
-    except (ValueError, TypeError, AttributeError) as exc:
+    except ValueError as exc:
         raise ValueError(f"the keys of node '{name}' in {folder} are not splitpipe keys: {exc}") from None
+    return identity_from(name, pem, publics, where=str(folder))
+
+
+def new_keys(names: Iterable[str]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Fresh keys held in memory only (a launcher's): each node's private PEM, and every public key."""
+    keys = {_check_name(n): Ed25519PrivateKey.generate() for n in names}
+    pems = {n: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()) for n, k in keys.items()}
+    return pems, {n: _raw(k.public_key()) for n, k in keys.items()}
+
+
+def identity_from(name: str, pem: bytes, publics: Mapping[str, object], where: str = "memory") -> Identity:
+    """Node `name`'s identity from its private key (PEM) and the public keys (name -> base64) it trusts."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+        peers = {str(n): Ed25519PublicKey.from_public_bytes(base64.b64decode(str(v))) for n, v in publics.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"the keys of node '{name}' in {where} are not splitpipe keys: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{folder / (name + '.key')} is not an Ed25519 key")
-    return Identity(name, key, peers)
+        raise ValueError(f"the key of node '{name}' in {where} is not an Ed25519 key")
+    return Identity(_check_name(name), key, peers)

@@ -30,6 +30,15 @@ MAX_STREAMS_PER_PEER = 4
 HANDSHAKE_S = 10.0
 
 
+def certificate_names(context: grpc.ServicerContext) -> set[str] | None:
+    """The names (common name and alternative names) of the sender's TLS certificate; None without TLS."""
+    auth = context.auth_context() or {}
+    if b"ssl" not in auth.get("transport_security_type", ()):
+        return None
+    return {v.decode(errors="replace") for key in ("x509_common_name", "x509_subject_alternative_name")
+            for v in auth.get(key, ())}
+
+
 def _host(peer: str) -> str:
     """The address part of a gRPC peer string ("ipv4:1.2.3.4:5678" -> "ipv4:1.2.3.4"): the rate-limit key."""
     return peer.rpartition(":")[0] or peer
@@ -39,7 +48,8 @@ class LinkServicer(ProtoLinkServicer):
     """Serves the Link service for node `node`: the only place errors become gRPC status codes.
 
     A stream whose sender name and HMAC token do not match the shared secret is refused with
-    UNAUTHENTICATED before any frame is read, and so is a sender already holding
+    UNAUTHENTICATED before any frame is read, and so is one whose TLS certificate does not name
+    the node it claims to be, and a sender already holding
     MAX_STREAMS_PER_PEER streams (RESOURCE_EXHAUSTED). A malformed message is logged and
     dropped; the stream, and every other stream, keeps going. What a stream holds (its
     assembler and any half-received message) is released when it ends. Refusals are logged
@@ -70,6 +80,9 @@ class LinkServicer(ProtoLinkServicer):
         else:
             sender = str(dict(context.invocation_metadata() or ()).get(NODE_KEY, ""))
             ok, why = sender in self._identity.peers, "no public key for that node"
+        names = certificate_names(context)
+        if ok and names is not None and sender not in names:
+            ok, why = False, f"its TLS certificate is for {', '.join(sorted(names))[:120]}, not for that node"
         if not ok:
             self._refusals.warning(_host(context.peer()), "node '%s' refused a stream from %s claiming to be node "
                                    "'%s': %s", self._node, context.peer(), sender[:80], why)

@@ -12,7 +12,8 @@ import pytest
 
 from splitpipe.runtime.transport import TlsConfig
 
-EXT = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+#: Each node's certificate names the node (a DNS alternative name), as splitpipe checks.
+EXT = "subjectAltName=DNS:{node},DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -25,10 +26,11 @@ def _make_ca(tmp: Path, name: str) -> None:
 
 
 def _make_node(tmp: Path, ca: str, node: str, serial: int) -> TlsConfig:
+    (tmp / f"{node}.cnf").write_text(EXT.format(node=node))
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", f"{node}.key", "-out", f"{node}.csr", "-subj", f"/CN={node}", cwd=tmp)
     _openssl("x509", "-req", "-in", f"{node}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-set_serial", str(serial), "-days", "2", "-out", f"{node}.pem", "-extfile", "ext.cnf", cwd=tmp)
+             "-set_serial", str(serial), "-days", "2", "-out", f"{node}.pem", "-extfile", f"{node}.cnf", cwd=tmp)
     return TlsConfig(cert=tmp / f"{node}.pem", key=tmp / f"{node}.key", ca=tmp / f"{ca}.pem")
 
 
@@ -39,7 +41,6 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("cannot make test certificates: the openssl command is not installed "
                     "(the cryptography package is not a dependency of this project)")
     tmp = tmp_path_factory.mktemp("tls")
-    (tmp / "ext.cnf").write_text(EXT)
     _make_ca(tmp, "ca")
     _make_ca(tmp, "other-ca")
     for i in range(3):
@@ -50,8 +51,10 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tls_for(tls_dir: Path) -> Callable[[str], TlsConfig]:
-    """TlsConfig of a node: n0, n1, n2 (trusted CA) or intruder (signed by another CA)."""
+    """TlsConfig of a node: n0, n1, n2 or any other name (trusted CA, made on first use) or intruder (another CA)."""
     def config(node: str) -> TlsConfig:
+        if not (tls_dir / f"{node}.pem").exists():
+            _make_node(tls_dir, "ca", node, 100 + len(list(tls_dir.glob("*.pem"))))
         return TlsConfig(cert=tls_dir / f"{node}.pem", key=tls_dir / f"{node}.key",
                          ca=tls_dir / ("other-ca.pem" if node == "intruder" else "ca.pem"))
     return config

@@ -1,0 +1,96 @@
+"""Control messages by role: orders come from the coordinator only, reports go to it only, and a data
+owner's `error` costs the run that owner at most, whatever node it names."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any, cast
+
+from splitpipe.config import RunConfig
+from splitpipe.runtime.coordinator import Coordinator
+from splitpipe.runtime.mailbox import Mailbox
+from splitpipe.runtime.member import run_member
+from splitpipe.runtime.transport import Message, Transport, make_local_transports
+from splitpipe.schedules.ir import Tag
+from splitpipe.setup import prepare
+
+
+def control(src: str, body: dict) -> Message:
+    return Message(src, None, None, body, time.time())
+
+
+def test_a_device_cannot_order_another_about(caplog) -> None:
+    box = Mailbox(make_local_transports(["server", "device0", "device1"])["device0"], coordinator="server")
+    with caplog.at_level(logging.WARNING, "splitpipe.runtime"):
+        for body in ({"type": "abort", "node": "server", "message": "forged"},
+                     {"type": "rewind", "epoch": 0, "dead": ["device0"]},
+                     {"type": "error", "node": "server", "message": "forged"},
+                     {"type": "stop"}):
+            box.file(control("device1", body))
+    assert not box.controls
+    assert "device0 ignored 'abort' from device1: only server sends it" in caplog.text
+    assert "device0 ignored 'error' from device1: only server receives it" in caplog.text
+    box.file(control("server", {"type": "stop"}))
+    assert [m.control for m in box.controls] == [{"type": "stop"}]
+
+
+def test_the_coordinator_takes_no_orders() -> None:
+    box = Mailbox(make_local_transports(["server", "device0"])["server"], coordinator="server")
+    box.file(control("device0", {"type": "abort", "node": "server", "message": "forged"}))
+    box.file(control("device0", {"type": "ready", "epoch": 0}))
+    assert [m.control["type"] for m in box.controls] == ["ready"]  # type: ignore[index]
+
+
+class Forger(Transport):
+    """device1's transport: as it says it is ready for epoch 1, it tells the server that the server failed."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner, self.name = inner, inner.name
+
+    def start(self) -> None:
+        self.inner.start()
+
+    @property
+    def address(self) -> str:
+        return self.inner.address
+
+    def add_peer(self, name: str, address: str) -> None:
+        self.inner.add_peer(name, address)
+
+    def send(self, peer: str, tag: Tag, payload: Any) -> None:
+        self.inner.send(peer, tag, payload)
+
+    def send_control(self, peer: str, body: dict) -> None:
+        if body.get("type") == "ready" and body.get("epoch") == 1:
+            self.inner.send_control("server", {"type": "error", "node": "server", "message": "forged: disk on fire"})
+        self.inner.send_control(peer, body)
+
+    def receive(self, timeout: float | None = None) -> Message | None:
+        return self.inner.receive(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_devices_forged_error_does_not_abort_the_run(tiny_npz: str) -> None:
+    setup = prepare(RunConfig(technique="pipelearn", dataset=f"npz:{tiny_npz}", devices=2, network="none", epochs=3,
+                              batch_size=16, micro_batches=4, progress=False))
+    transports = make_local_transports(setup.topology.names)
+    nodes = {"device0": transports["device0"], "device1": Forger(transports["device1"])}
+    for name, transport in nodes.items():
+        def member(name: str = name, transport: Transport = transport) -> None:
+            with contextlib.suppress(Exception):  # device1, left out, gives up once the server falls silent to it
+                run_member(setup, name, transport, "server", timeout=60)
+        threading.Thread(target=member, daemon=True).start()
+    try:
+        result = Coordinator(setup, "server", transports["server"], timeout=60).run()
+    finally:
+        for transport in transports.values():
+            transport.close()
+    events = cast(list[dict[str, Any]], result.report["events"])
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 1)]
+    epochs = cast(list[dict[str, Any]], result.report["epochs"])
+    assert [e["participants"] for e in epochs] == [["device0", "device1"], ["device0"], ["device0"]]
