@@ -57,8 +57,8 @@ class Forger(Transport):
     def address(self) -> str:
         return self.inner.address
 
-    def add_peer(self, name: str, address: str) -> None:
-        self.inner.add_peer(name, address)
+    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
+        self.inner.add_peer(name, address, moved=moved)
 
     def send(self, peer: str, tag: Tag, payload: Any) -> None:
         self.inner.send(peer, tag, payload)
