@@ -83,6 +83,15 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _certificate_names(sock: socket.socket) -> set[str] | None:
+    """The names (common name and alternative names) of the peer's TLS certificate; None without TLS."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    cert = sock.getpeercert() or {}
+    names = {str(value) for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"}
+    return names | {str(value) for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
+
+
 def _contexts(tls: TlsConfig) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server, client) contexts for mutual TLS: both ends show a certificate signed by `tls.ca`."""
     tls.read()   # names an unreadable file in one line
@@ -292,7 +301,7 @@ class SocketTransport(Transport):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(min(HANDSHAKE_S, self._connect_timeout))
             if self._tls is not None:
-                sock = self._tls[1].wrap_socket(sock, server_hostname=host)
+                sock = self._tls[1].wrap_socket(sock, server_hostname=peer)   # its certificate must name it
             connection = Connection(sock, _reader(sock), peer, mode, address)
             dial_handshake(connection.reader, connection.write, self._prover, peer, mode)
             sock.settimeout(None)
@@ -363,6 +372,9 @@ class SocketTransport(Transport):
         connection: Connection | None = None
 
         def admit(peer: str, mode: str) -> str | None:
+            names = _certificate_names(sock)
+            if names is not None and peer not in names:
+                return f"its TLS certificate is for {', '.join(sorted(names))[:120]}, not for that node"
             refused = self._reserve(peer, mode)
             if refused is None:
                 reserved.append((peer, mode))

@@ -194,7 +194,7 @@ class TestSocketTransportTls(TransportContract):
         self.tls_for = tls_for
 
     def make(self, names: Sequence[str], links: Links | None = None, radios: Sequence[str] = ()) -> dict[str, Transport]:
-        tls = {name: self.tls_for(f"n{i}") for i, name in enumerate(names)}
+        tls = {name: self.tls_for(name) for name in names}   # each certificate names its node
         return make_transports("socket", names, links, radios=radios, secret=SECRET, tls=tls)
 
 

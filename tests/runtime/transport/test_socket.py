@@ -336,6 +336,28 @@ def test_tls_refuses_a_foreign_ca_and_plaintext(tls_for) -> None:
             assert server.receive(10.0).src == "n1"
 
 
+
+def test_tls_certificates_must_name_their_node(tls_for, wait_for, caplog) -> None:
+    def refused(client: SocketTransport, peer: str) -> bool:
+        try:
+            client.send(peer, Tag("act"), torch.ones(1))
+        except TransportError:
+            return True
+        return False
+
+    with SocketTransport("n0", "127.0.0.1:0", {}, SECRET, tls=tls_for("n0")) as server:
+        server.start()
+        # (1) n2 presents n1's certificate: the receiver refuses the connection
+        with caplog.at_level(logging.WARNING), SocketTransport(
+                "n2", "127.0.0.1:0", {"n0": server.address}, SECRET, tls=tls_for("n1"), connect_timeout=2.0) as fake:
+            assert wait_for(lambda: refused(fake, "n0"))
+        assert "its TLS certificate is for" in caplog.text and "not for that node" in caplog.text
+        # (2) n1 thinks n2 listens where n0 does: n0's certificate does not name n2, so n1 never connects
+        with SocketTransport("n1", "127.0.0.1:0", {"n2": server.address}, SECRET, tls=tls_for("n1"),
+                             connect_timeout=1.0) as lost:
+            assert wait_for(lambda: refused(lost, "n2"))
+        assert server.receive(0.1) is None
+
 def test_the_struct_header_round_trips_and_guards_its_length() -> None:
     from splitpipe.runtime.transport.wire import parse_header
     head = encode_header(Tag("weights", 1, 2, 3, 4), True, [TensorSpec("a.w", "bfloat16", (2, 3), 12),
