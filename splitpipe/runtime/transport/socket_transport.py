@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 from splitpipe.network import LinkSpec
 from splitpipe.runtime.shaping import NodeShaper
@@ -87,7 +87,7 @@ def _certificate_names(sock: socket.socket) -> set[str] | None:
     """The names (common name and alternative names) of the peer's TLS certificate; None without TLS."""
     if not isinstance(sock, ssl.SSLSocket):
         return None
-    cert = sock.getpeercert() or {}
+    cert = cast(dict[str, Any], sock.getpeercert() or {})   # typeshed: a union of str and nested tuples
     names = {str(value) for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"}
     return names | {str(value) for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
 
