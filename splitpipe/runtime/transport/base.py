@@ -12,7 +12,7 @@ import torch
 
 from splitpipe.schedules.ir import Tag
 
-__all__ = ["Payload", "Message", "TransportError", "Transport", "payload_nbytes", "check_payload",
+__all__ = ["Payload", "Message", "TransportError", "Transport", "payload_nbytes", "check_payload", "check_message",
            "check_nodes"]
 
 _T = TypeVar("_T", bound="Transport")
@@ -38,6 +38,13 @@ class Message:
 
 class TransportError(RuntimeError):
     """A peer is unknown, unreachable or refused us, or the transport is closed."""
+
+
+def check_message(tag: object, payload: object) -> None:
+    """Raise TypeError unless `tag` is a Tag and `payload` a tensor or a dict of str -> tensor: what every send checks."""
+    if not isinstance(tag, Tag):
+        raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
+    check_payload(payload)
 
 
 def check_payload(payload: object) -> None:

@@ -21,7 +21,7 @@ from splitpipe.runtime.transport.base import (
     Payload,
     Transport,
     TransportError,
-    check_payload,
+    check_message,
     payload_nbytes,
 )
 from splitpipe.runtime.transport.codec import MAX_CONTROL_BYTES, control_to_frames, payload_to_frames
@@ -222,9 +222,7 @@ class GrpcTransport(Transport):
             return sender
 
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
-        if not isinstance(tag, Tag):
-            raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
-        check_payload(payload)
+        check_message(tag, payload)
         nbytes = payload_nbytes(payload)
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")

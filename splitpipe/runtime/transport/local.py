@@ -17,8 +17,8 @@ from splitpipe.runtime.transport.base import (
     Payload,
     Transport,
     TransportError,
+    check_message,
     check_nodes,
-    check_payload,
     payload_nbytes,
 )
 from splitpipe.runtime.transport.codec import control_from_bytes, control_to_bytes
@@ -91,9 +91,7 @@ class LocalTransport(Transport):
 
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
         inbox = self._check_peer(peer)
-        if not isinstance(tag, Tag):
-            raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
-        check_payload(payload)
+        check_message(tag, payload)
         copy = _snapshot(payload)
         receiver = self._hub.transports[peer]
         message = Message(self.name, tag, copy, None, 0.0)

@@ -32,7 +32,7 @@ from splitpipe.runtime.transport.base import (
     Payload,
     Transport,
     TransportError,
-    check_payload,
+    check_message,
     payload_nbytes,
 )
 from splitpipe.runtime.transport.channel import Channel, Connection
@@ -247,9 +247,7 @@ class SocketTransport(Transport):
             return channel
 
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
-        if not isinstance(tag, Tag):
-            raise TypeError(f"tag must be a Tag, got {type(tag).__name__}")
-        check_payload(payload)
+        check_message(tag, payload)
         channel = self._channel(peer)
         buffers, nbytes = encode_data(tag, payload, self._pool)
         if nbytes > self._max_message_bytes:
