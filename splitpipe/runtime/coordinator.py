@@ -138,13 +138,15 @@ class Coordinator:
     # -- (1) join, (2) assign, (3) clocks ------------------------------------------------
     def _join(self) -> None:
         deadline = time.monotonic() + self.timeout
-        while len(self.addresses) < len(self.members):
-            missing = [n for n in self.members if n not in self.addresses]
+        while missing := [n for n in self.members if n not in self.addresses]:
             try:
                 message = self.mailbox.control(max(0.0, deadline - time.monotonic()), "nodes to join")
+                body = self._expect(message, "hello")
             except PhaseTimeout:
                 raise PhaseTimeout(f"node(s) {', '.join(missing)} did not join within {self.timeout:g} s") from None
-            body = self._expect(message, "hello")
+            except RemoteFailure as exc:
+                self._drop_early(exc)
+                continue
             name = message.src
             if body["name"] != name or name not in self.members or name in self.addresses:
                 raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
@@ -172,20 +174,28 @@ class Coordinator:
                                                            self.setup.config.epochs))
 
     def _sync_clocks(self, members: list[str] | None = None) -> None:
-        members = self.members if members is None else members
-        samples: dict[str, list[ClockSample]] = {m: [] for m in members}
+        """NTP-style pings; before the first epoch a node that fails or answers wrong is dropped if it may be."""
+        samples: dict[str, list[ClockSample]] = {m: [] for m in (self.members if members is None else members)}
         for seq in range(self.pings):
             sent = {}
-            for member in members:
+            for member in samples:
                 sent[member] = time.time()
                 self.transport.send_control(member, {"type": "ping", "seq": seq, "t0": sent[member]})
-            for _ in members:
-                message = self.mailbox.control(self.timeout, "clock pongs")
-                body = self._expect(message, "pong")
-                if body["seq"] != seq:
-                    raise RuntimeError(f"node {message.src} answered ping {seq} with pong {body['seq']}")
-                samples[message.src].append(ClockSample(sent[message.src], float(body["t1"]), float(body["t2"]),
-                                                        message.received_at))
+            waiting = set(samples)
+            while waiting:
+                try:
+                    message = self.mailbox.control(self.timeout, "clock pongs")
+                    body = self._expect(message, "pong")
+                    if body["seq"] != seq or message.src not in waiting:
+                        raise RemoteFailure(message.src, f"answered ping {seq} with pong {body['seq']}")
+                    sample = _clock_sample(sent[message.src], body, message)
+                except RemoteFailure as exc:
+                    dropped = self._drop_early(exc)
+                    samples.pop(dropped, None)
+                    waiting.discard(dropped)
+                    continue
+                waiting.discard(message.src)
+                samples[message.src].append(sample)
         for member, taken in samples.items():
             self.offsets[member] = estimate_offset(taken)
 
@@ -219,6 +229,8 @@ class Coordinator:
             self.members.append(name)
             self._assign([name])
             self._sync_clocks([name])
+            if name not in self.members:  # it failed again while its clock was read
+                continue
             log.info("%s: %s rejoined from %s", self.name, name, self.addresses[name] or "in-process")
             back.append(name)
         return back
@@ -409,6 +421,18 @@ class Coordinator:
         if self.saved is not None and self.saved.plan is self.executor.plan:
             self.saved.restore(self.executor)
 
+    def _drop_early(self, failure: RemoteFailure) -> str:
+        """Before the first epoch: drop the node a failure is held against if the run can lose it
+        (the first epoch is then planned without it, as after any death); else fail the run."""
+        node = self._blame(self.setup.plan, failure)
+        if node not in self.members or not can_drop(self.setup.plan, node):
+            if node == failure.node:
+                raise failure
+            raise RemoteFailure(node, str(failure)) from None
+        log.warning("%s: %s; the run goes on without %s", self.name, failure, node)
+        self._drop(node)
+        return node
+
     def _drop(self, node: str) -> None:
         """`node` is out of the run: no more heartbeats to it, nothing it sends is read.
 
@@ -456,6 +480,13 @@ class Coordinator:
                     self.transport.send_control(member, body)
                 except Exception as exc:  # noqa: BLE001 - keep telling the others
                     log.debug("%s: could not send %s to %s: %s", self.name, body["type"], member, exc)
+
+
+def _clock_sample(t0: float, body: dict, message: Message) -> ClockSample:
+    try:
+        return ClockSample(t0, float(body["t1"]), float(body["t2"]), message.received_at)
+    except (TypeError, ValueError) as exc:
+        raise RemoteFailure(message.src, f"sent a pong that is not a clock reading: {exc}") from None
 
 
 def _averaged(keys: Mapping[str, torch.Tensor], copies: Sequence[Mapping[str, torch.Tensor]]) -> State:

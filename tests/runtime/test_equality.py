@@ -6,7 +6,7 @@ so only the messages connect them, as between processes.
 
 from __future__ import annotations
 
-import contextlib
+import re
 import threading
 import time
 from typing import Any, cast
@@ -21,7 +21,6 @@ from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.experiment import Setup, emulate, prepare
 from splitpipe.loop import run_loop
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
-from splitpipe.runtime.mailbox import RemoteFailure
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import config_body, coordinator_of
 from splitpipe.runtime.threads import run_in_threads
@@ -117,7 +116,9 @@ def test_a_node_with_another_config_is_named(tiny_npz: str, monkeypatch: pytest.
         run_in_threads(setup, timeout=20)
 
 
-def test_a_node_that_falls_silent_fails_the_run_naming_it(tiny_npz: str) -> None:
+def test_a_node_that_falls_silent_is_dropped_naming_it(tiny_npz: str, caplog: pytest.LogCaptureFixture) -> None:
+    """device1 joins and falls silent while clocks are read: it is dropped after `silence_s`, not at
+    the phase timeout, and the run goes on without it (before the first epoch as during one)."""
     setup = small_setup("sfl", tiny_npz)
     transports = make_local_transports(setup.topology.names)
     device1 = transports["device1"]  # joins, then its process "dies": no heartbeat, no work
@@ -126,8 +127,7 @@ def test_a_node_that_falls_silent_fails_the_run_naming_it(tiny_npz: str) -> None
     done = threading.Event()
 
     def device0() -> None:
-        with contextlib.suppress(RemoteFailure):  # the coordinator aborts the run
-            run_member(setup, "device0", transports["device0"], "server", timeout=30, silence_s=30)
+        run_member(setup, "device0", transports["device0"], "server", timeout=30, silence_s=30)
         done.set()
 
     def chatter() -> None:  # a busy inbox: the coordinator is never idle while it waits
@@ -137,8 +137,10 @@ def test_a_node_that_falls_silent_fails_the_run_naming_it(tiny_npz: str) -> None
 
     threading.Thread(target=device0, daemon=True).start()
     threading.Thread(target=chatter, daemon=True).start()
-    started = time.monotonic()
-    with pytest.raises(RemoteFailure, match=r"node device1 failed: nothing heard from it for \d+ s"):
-        Coordinator(setup, "server", transports["server"], timeout=30, silence_s=1.5).run()
-    assert time.monotonic() - started < 10
+    with caplog.at_level("WARNING", "splitpipe.runtime"):
+        result = Coordinator(setup, "server", transports["server"], timeout=30, silence_s=1.5).run()
     assert done.wait(10)
+    assert re.search(r"node device1 failed: nothing heard from it for \d+ s .*the run goes on without device1",
+                     caplog.text)
+    events = cast(list[dict[str, Any]], result.report["events"])
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 0)]

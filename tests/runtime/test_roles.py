@@ -7,10 +7,13 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
+import pytest
+
 from splitpipe.config import RunConfig
-from splitpipe.runtime.coordinator import Coordinator
+from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.mailbox import Mailbox
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.transport import Message, Transport, make_local_transports
@@ -45,10 +48,12 @@ def test_the_coordinator_takes_no_orders() -> None:
 
 
 class Forger(Transport):
-    """device1's transport: as it says it is ready for epoch 1, it tells the server that the server failed."""
+    """device1's transport: as it sends the control message `when` picks (by default, that it is ready for
+    epoch 1), it first tells the server that the server failed."""
 
-    def __init__(self, inner: Transport) -> None:
-        self.inner, self.name = inner, inner.name
+    def __init__(self, inner: Transport, when: Callable[[dict], bool] | None = None, after: bool = False) -> None:
+        self.inner, self.name, self.after = inner, inner.name, after
+        self.when = when or (lambda body: body.get("type") == "ready" and body.get("epoch") == 1)
 
     def start(self) -> None:
         self.inner.start()
@@ -64,9 +69,12 @@ class Forger(Transport):
         self.inner.send(peer, tag, payload)
 
     def send_control(self, peer: str, body: dict) -> None:
-        if body.get("type") == "ready" and body.get("epoch") == 1:
+        if self.after:
+            self.inner.send_control(peer, body)
+        if self.when(body):
             self.inner.send_control("server", {"type": "error", "node": "server", "message": "forged: disk on fire"})
-        self.inner.send_control(peer, body)
+        if not self.after:
+            self.inner.send_control(peer, body)
 
     def receive(self, timeout: float | None = None) -> Message | None:
         return self.inner.receive(timeout)
@@ -75,22 +83,49 @@ class Forger(Transport):
         self.inner.close()
 
 
-def test_a_devices_forged_error_does_not_abort_the_run(tiny_npz: str) -> None:
-    setup = prepare(RunConfig(technique="pipelearn", dataset=f"npz:{tiny_npz}", devices=2, network="none", epochs=3,
-                              batch_size=16, micro_batches=4, progress=False))
+def run_with_forger(tiny_npz: str, when: Callable[[dict], bool] | None = None, epochs: int = 3,
+                    after: bool = False) -> ClusterResult:
+    """A pipelearn run in threads whose device1 forges an error before (or `after`) the control message
+    `when` picks; the server's result."""
+    setup = prepare(RunConfig(technique="pipelearn", dataset=f"npz:{tiny_npz}", devices=2, network="none",
+                              epochs=epochs, batch_size=16, micro_batches=4, progress=False))
     transports = make_local_transports(setup.topology.names)
-    nodes = {"device0": transports["device0"], "device1": Forger(transports["device1"])}
+    nodes = {"device0": transports["device0"], "device1": Forger(transports["device1"], when, after)}
     for name, transport in nodes.items():
         def member(name: str = name, transport: Transport = transport) -> None:
             with contextlib.suppress(Exception):  # device1, left out, gives up once the server falls silent to it
                 run_member(setup, name, transport, "server", timeout=60)
         threading.Thread(target=member, daemon=True).start()
     try:
-        result = Coordinator(setup, "server", transports["server"], timeout=60).run()
+        return Coordinator(setup, "server", transports["server"], timeout=60).run()
     finally:
         for transport in transports.values():
             transport.close()
+
+
+def test_a_devices_forged_error_does_not_abort_the_run(tiny_npz: str) -> None:
+    result = run_with_forger(tiny_npz)
     events = cast(list[dict[str, Any]], result.report["events"])
     assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 1)]
     epochs = cast(list[dict[str, Any]], result.report["epochs"])
     assert [e["participants"] for e in epochs] == [["device0", "device1"], ["device0"], ["device0"]]
+
+
+@pytest.mark.parametrize(("when", "after", "events"), [
+    ("hello", True, [("failure", ["device1"], 0)]),  # it joined, then failed: out for good
+    ("pong", False, [("failure", ["device1"], 0)]),  # its clock was being read
+    ("hello", False, [("failure", ["device1"], 0), ("rejoin", ["device1"], 1)]),  # its hello came after: a restart
+])
+def test_a_devices_error_before_the_first_epoch_drops_it(tiny_npz: str, when: str, after: bool,
+                                                         events: list[tuple[str, list[str], int]], caplog) -> None:
+    """While the nodes join or while clocks are read, device1 says the server failed: the run goes on
+    without device1 from the first epoch (and a hello after the error is a restarted node's, back at
+    the next epoch boundary)."""
+    with caplog.at_level(logging.WARNING, "splitpipe.runtime"):
+        result = run_with_forger(tiny_npz, lambda body: body.get("type") == when and body.get("seq", 2) == 2,
+                                 epochs=2, after=after)
+    logged = cast(list[dict[str, Any]], result.report["events"])
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in logged] == events
+    epochs = cast(list[dict[str, Any]], result.report["epochs"])
+    assert epochs[0]["participants"] == ["device0"]
+    assert "the run goes on without device1" in caplog.text
