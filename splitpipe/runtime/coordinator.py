@@ -315,6 +315,7 @@ class Coordinator:
     def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
         topology = plan.topology
         self.schedule, self._epoch = schedule, epoch
+        self.mailbox.expect(schedule)
         save = self._saves(epoch)
         for member in self.members:
             self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save})

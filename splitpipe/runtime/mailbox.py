@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from splitpipe.runtime.liveness import HEARTBEAT_S, SILENCE_S
 from splitpipe.runtime.protocol import ORDERS, accepts, check_body
+from splitpipe.runtime.senders import Senders
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
-from splitpipe.schedules.ir import Tag
+from splitpipe.schedules.ir import Schedule, Tag
 
 __all__ = ["Mailbox", "RemoteFailure", "PhaseTimeout", "PeerLost", "EpochAborted"]
 
@@ -61,7 +62,8 @@ class Mailbox:
 
     With `coordinator` named, a control message the protocol does not let its sender send to
     this node (protocol.accepts: an order not from the coordinator, a report not to it) is
-    dropped with a warning.
+    dropped with a warning, and so is a data message from a node the plan does not have send that
+    tag to this node (senders.py), once `expect` gave the epoch's schedule.
 
     After a failure: `rewind` raises EpochAborted; a `fence` from a node says it sent nothing
     more of the aborted attempt, so its data filed so far is dropped; `forget` ignores a dead node,
@@ -72,6 +74,7 @@ class Mailbox:
         self.transport = transport
         self.name = transport.name
         self.coordinator = coordinator
+        self.senders = Senders(self.name, coordinator) if coordinator is not None else None
         self._refusals = RateLimitedLog(log)
         self.silence_s = silence_s
         self.data: dict[Tag, Message] = {}
@@ -159,10 +162,19 @@ class Mailbox:
             return
         tag = message.tag
         assert tag is not None
+        refused = self.senders.refusal(message.src, tag) if self.senders is not None else None
+        if refused is not None:
+            self._refusals.warning(message.src, "%s refused %s from %s: %s", self.name, tag, message.src, refused)
+            return
         if tag in self.data:
             raise RuntimeError(f"node {message.src} sent {tag} to {self.name} twice")
         self.data[tag] = message
         self.arrivals.append(message)
+
+    def expect(self, schedule: Schedule) -> None:
+        """Take data messages as `schedule` pairs them (call before its epoch's data can arrive)."""
+        if self.senders is not None:
+            self.senders.expect(schedule)
 
     def control(self, timeout: float, waiting_for: str) -> Message:
         """The next control message; PhaseTimeout after `timeout` seconds without one."""

@@ -133,6 +133,7 @@ class _Member:
         """(4) build the schedule and replicas before the clock starts (the first epoch's take seconds)."""
         self.save = save
         self.schedule = build_schedule(self.plan, epoch)
+        self.mailbox.expect(self.schedule)
         self.executor.begin_epoch(epoch, self.schedule)
         self.saved = Mark.take(self.executor)
         self.prepared = epoch
