@@ -224,12 +224,13 @@ class Mailbox:
         self.arrivals = [m for m in self.arrivals if m.src != node]
 
     def _check_silence(self, now: float) -> None:
-        """Fail if a watched node was silent for silence_s up to `now` (with everything until `now` filed)."""
+        """Fail if a watched node was silent for silence_s up to `now` (with everything until `now` filed):
+        no message and, where the transport tells (progress.py), no byte of one still coming in."""
         for node, reason in list(self.unreachable.items()):
             if node in self.last_heard:
                 raise RemoteFailure(node, f"unreachable ({reason})")
         for node, heard in self.last_heard.items():
-            if now - heard > self.silence_s:
+            if now - heard > self.silence_s and now - (self.transport.heard(node) or heard) > self.silence_s:
                 raise RemoteFailure(node, f"nothing heard from it for {now - heard:.0f} s "
                                           "(its process or the network to it is down)")
 

@@ -117,6 +117,10 @@ class Transport(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def heard(self, peer: str) -> float | None:
+        """When bytes last arrived from `peer` (time.time()), mid-message too; None where not tracked."""
+        return None
+
     def __enter__(self: _T) -> _T:
         return self
 

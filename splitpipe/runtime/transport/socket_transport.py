@@ -46,13 +46,14 @@ from splitpipe.runtime.transport.handshake import (
 )
 from splitpipe.runtime.transport.identity import Identity
 from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS, CodecError
+from splitpipe.runtime.transport.progress import Progress
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
+from splitpipe.runtime.transport.redial import MAX_WAIT_S, redial
 from splitpipe.runtime.transport.security import TlsConfig
 from splitpipe.runtime.transport.wire import (
     JOIN_BELOW,
     Ended,
     Pool,
-    Reader,
     encode_bye,
     encode_control,
     encode_data,
@@ -161,6 +162,7 @@ class SocketTransport(Transport):
         self._started = self._closed = False
         self._stopping = threading.Event()
         self._refusals = RateLimitedLog(log)
+        self._progress = Progress()   # bytes in count as a sign of life (progress.py)
 
     # -- where it is reached --------------------------------------------------------------
     @property
@@ -258,6 +260,9 @@ class SocketTransport(Transport):
         buffers = encode_control(body, self._max_control_bytes)
         self._channel(peer).put(buffers, small=len(buffers[0]) < JOIN_BELOW)
 
+    def heard(self, peer: str) -> float | None:
+        return self._progress.heard(peer)
+
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:
             raise TransportError(f"transport of node '{self.name}' is closed")
@@ -282,9 +287,10 @@ class SocketTransport(Transport):
                 self._cond.wait(left)
             return self._offered[peer].pop()
 
-    def _dial(self, peer: str, address: str, mode: str) -> Connection:
+    def _dial(self, peer: str, address: str, mode: str, timeout: float | None = None) -> Connection:
         host, port = split_address(address)
-        deadline = time.monotonic() + self._connect_timeout
+        started = time.monotonic()
+        deadline = started + (self._connect_timeout if timeout is None else timeout)
         while True:   # the peer may not listen yet: retry until the deadline, as gRPC's channel does
             try:
                 sock = socket.create_connection((host, port), timeout=max(0.05, deadline - time.monotonic()))
@@ -292,7 +298,7 @@ class SocketTransport(Transport):
             except OSError as exc:
                 if time.monotonic() + 0.1 >= deadline or self._stopping.is_set():
                     raise TransportError(f"node '{self.name}' could not connect to peer '{peer}' at {address} "
-                                         f"within {self._connect_timeout:g} s: {exc.strerror or exc}") from None
+                                         f"within {deadline - started:.3g} s: {exc.strerror or exc}") from None
                 time.sleep(0.1)
         connection = None
         try:
@@ -300,8 +306,9 @@ class SocketTransport(Transport):
             sock.settimeout(min(HANDSHAKE_S, self._connect_timeout))
             if self._tls is not None:
                 sock = self._tls[1].wrap_socket(sock, server_hostname=peer)   # its certificate must name it
-            connection = Connection(sock, _reader(sock), peer, mode, address)
+            connection = Connection(sock, self._progress.reader(sock, READ_BUFFER), peer, mode, address)
             dial_handshake(connection.reader, connection.write, self._prover, peer, mode)
+            self._progress.watch(connection.reader, peer)
             sock.settimeout(None)
         except (OSError, ValueError) as exc:
             _discard(connection, sock)
@@ -310,7 +317,8 @@ class SocketTransport(Transport):
         return connection
 
     def _pull(self, peer: str) -> None:
-        """Dial-out: open the connection on which `peer` writes to this node, in the background."""
+        """Dial-out: open the connection on which `peer` writes to this node, in the background;
+        dial it again (redial.py) whenever it breaks, reporting it broken only if that fails."""
         with self._cond:
             if peer in self._pulled:
                 return
@@ -318,17 +326,37 @@ class SocketTransport(Transport):
 
         def run() -> None:
             try:
-                connection = self._dial(peer, self._peers[peer], "pull")
+                connection: Connection | None = self._dial(peer, self._peers[peer], "pull")
             except TransportError as exc:
                 if not self._stopping.is_set():
                     log.error("%s; it cannot send to this node", exc)
                 with self._cond:
                     self._pulled.discard(peer)
                 return
-            self._track(connection)
-            self._read(connection)
+            while connection is not None:
+                self._track(connection)
+                if self._read(connection, announce=False) or not self._repull(peer):
+                    return
+                log.warning("node '%s': connection on which node '%s' writes to it broke; dialling again",
+                            self.name, peer)
+                connection, why = redial(lambda left: self._dial(peer, self._peers[peer], "pull", min(left, MAX_WAIT_S)),
+                                         self._connect_timeout, self._stopping)
+                if connection is None:
+                    with self._cond:
+                        self._pulled.discard(peer)
+                    if not self._stopping.is_set():
+                        log.error("%s; it cannot send to this node", why)
+                        self._inbox.put(Message(peer, None, None, {"type": "broken"}, time.time()))
 
         threading.Thread(target=run, name=f"splitpipe-pull-{self.name}-{peer}", daemon=True).start()
+
+    def _repull(self, peer: str) -> bool:
+        """After a pull connection broke: whether this thread dials again (not if closing or one was opened since)."""
+        with self._cond:
+            if self._closed or self._stopping.is_set() or peer in self._pulled or peer not in self._peers:
+                return False
+            self._pulled.add(peer)
+            return True
 
     def _track(self, connection: Connection) -> None:
         def forget(conn: Connection) -> None:
@@ -383,8 +411,9 @@ class SocketTransport(Transport):
             sock.settimeout(HANDSHAKE_S)
             if self._tls is not None:
                 sock = self._tls[0].wrap_socket(sock, server_side=True)
-            connection = Connection(sock, _reader(sock), "?", "?", where)
+            connection = Connection(sock, self._progress.reader(sock, READ_BUFFER), "?", "?", where)
             peer, mode = accept_handshake(connection.reader, connection.write, self._prover, admit)
+            self._progress.watch(connection.reader, peer)
             sock.settimeout(None)
         except (HandshakeError, OSError, ValueError) as exc:
             claimed = exc.claimed if isinstance(exc, HandshakeError) else ""
@@ -438,8 +467,9 @@ class SocketTransport(Transport):
                 out[peer] += n
             return dict(out)
 
-    def _read(self, connection: Connection) -> None:
-        """Deliver what `connection` carries until it ends; an end without bye is the peer's death."""
+    def _read(self, connection: Connection, announce: bool = True) -> bool:
+        """Deliver what `connection` carries until it ends; whether it ended with bye. An end without bye
+        is the peer's death: delivered as "broken" (unless not `announce`: the caller dials again)."""
         delivered, clean = 0, False
         try:
             while True:
@@ -460,7 +490,9 @@ class SocketTransport(Transport):
         if not clean and not self._stopping.is_set():   # its process or the network died: say so at once, in order
             log.warning("node '%s': connection from node '%s' at %s ended without a goodbye after %d message(s)",
                         self.name, connection.peer, connection.where, delivered)
-            self._inbox.put(Message(connection.peer, None, None, {"type": "broken"}, time.time()))
+            if announce:
+                self._inbox.put(Message(connection.peer, None, None, {"type": "broken"}, time.time()))
+        return clean
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""
@@ -507,7 +539,3 @@ def _discard(connection: Connection | None, sock: socket.socket) -> None:
         connection.release()
     else:
         sock.close()
-
-
-def _reader(sock: socket.socket) -> Reader:
-    return cast(Reader, sock.makefile("rb", buffering=READ_BUFFER))
