@@ -14,32 +14,28 @@ from __future__ import annotations
 import io
 import socket
 import time
-from typing import cast
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = ["Progress"]
 
 
-class _Stamped(io.RawIOBase):
-    """A socket's raw reader that stamps `progress` for `peer` (once known) at every read that got bytes."""
+class _Stamped(socket.SocketIO):
+    """A socket's raw reader that stamps `progress` for `peer` (once known) at every read that got bytes
+    (one method over SocketIO's own: no measurable cost, even for 4 KiB messages)."""
 
-    def __init__(self, raw: io.RawIOBase, progress: Progress) -> None:
-        self._raw, self._progress = raw, progress
+    def __init__(self, sock: socket.socket, progress: Progress) -> None:
+        super().__init__(sock, "rb")
+        self._progress = progress
         self.peer: str | None = None
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
-        n = self._raw.readinto(buffer)
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
+        n = super().readinto(buffer)
         if n and self.peer is not None:
             self._progress.last[self.peer] = time.time()
         return n
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
 
 class Progress:
@@ -50,8 +46,7 @@ class Progress:
 
     def reader(self, sock: socket.socket, buffering: int) -> io.BufferedReader:
         """A buffered reader of `sock` whose reads count for the peer `watch` names."""
-        raw = cast(io.RawIOBase, sock.makefile("rb", buffering=0))
-        return io.BufferedReader(_Stamped(raw, self), buffering)
+        return io.BufferedReader(_Stamped(sock, self), buffering)
 
     @staticmethod
     def watch(reader: object, peer: str) -> None:
