@@ -94,7 +94,7 @@ class Coordinator:
         self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
         self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
         self.aggregated: State = {}  # the global model of the last aggregation
-        self.mailbox = Mailbox(transport, silence_s, name)
+        self.mailbox = Mailbox(transport, silence_s, name, setup.topology.names)
         self.members = [n for n in setup.topology.names if n != name]
         self.addresses: dict[str, str] = {}
         self.offsets: dict[str, ClockOffset] = {name: ClockOffset(0.0, 0.0)}

@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from splitpipe.runtime.liveness import HEARTBEAT_S, SILENCE_S
 from splitpipe.runtime.protocol import ORDERS, accepts, check_body
@@ -62,7 +62,8 @@ class Mailbox:
 
     With `coordinator` named, a control message the protocol does not let its sender send to
     this node (protocol.accepts: an order not from the coordinator, a report not to it) is
-    dropped with a warning, and so is a data message from a node the plan does not have send that
+    dropped with a warning; so is anything from a node not among `nodes` (a made-up name the
+    shared secret let in), and a data message from a node the plan does not have send that
     tag to this node (senders.py), once `expect` gave the epoch's schedule.
 
     After a failure: `rewind` raises EpochAborted; a `fence` from a node says it sent nothing
@@ -70,10 +71,12 @@ class Mailbox:
     but for its `hello` if it is restarted (kept in `returning` until `rejoin` hears it again).
     """
 
-    def __init__(self, transport: Transport, silence_s: float = SILENCE_S, coordinator: str | None = None) -> None:
+    def __init__(self, transport: Transport, silence_s: float = SILENCE_S, coordinator: str | None = None,
+                 nodes: Collection[str] | None = None) -> None:
         self.transport = transport
         self.name = transport.name
         self.coordinator = coordinator
+        self.nodes = None if nodes is None else frozenset(nodes)
         self.senders = Senders(self.name, coordinator) if coordinator is not None else None
         self._refusals = RateLimitedLog(log)
         self.silence_s = silence_s
@@ -118,6 +121,10 @@ class Mailbox:
             pass
 
     def file(self, message: Message) -> None:
+        if self.nodes is not None and message.src not in self.nodes:
+            self._refusals.warning(message.src, "%s ignored a message from %s, which is not a node of this run",
+                                   self.name, message.src)
+            return
         if message.src in self.gone:
             body = message.control or {}
             if body.get("type") == "hello" and check_body(body, message.src) and body["name"] == message.src:

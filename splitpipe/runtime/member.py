@@ -62,7 +62,7 @@ class _Member:
                  speed: Speed, silence_s: float) -> None:
         self.setup, self.name, self.transport = setup, name, transport
         self.coordinator, self.timeout, self.speed = coordinator, timeout, speed
-        self.mailbox = Mailbox(transport, silence_s, coordinator)
+        self.mailbox = Mailbox(transport, silence_s, coordinator, setup.topology.names)
         self.mailbox.watch(coordinator, from_first_word=True)
         self._received = 0.0  # arrival time of the last order
         self.prepared = -1

@@ -47,6 +47,16 @@ def test_the_coordinator_takes_no_orders() -> None:
     assert [m.control["type"] for m in box.controls] == ["ready"]  # type: ignore[index]
 
 
+def test_a_name_outside_the_plan_is_not_heard(caplog) -> None:
+    """The shared secret lets a connection claim any name; one that is no node of the run says nothing."""
+    box = Mailbox(make_local_transports(["server", "device0"])["server"], coordinator="server",
+                  nodes=["server", "device0"])
+    with caplog.at_level(logging.WARNING, "splitpipe.runtime"):
+        box.file(control("mallory", {"type": "error", "node": "server", "message": "forged"}))
+    assert not box.controls
+    assert "server ignored a message from mallory, which is not a node of this run" in caplog.text
+
+
 class Forger(Transport):
     """device1's transport: as it sends the control message `when` picks (by default, that it is ready for
     epoch 1), it first tells the server that the server failed."""
