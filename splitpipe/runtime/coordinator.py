@@ -142,14 +142,14 @@ class Coordinator:
             try:
                 message = self.mailbox.control(max(0.0, deadline - time.monotonic()), "nodes to join")
                 body = self._expect(message, "hello")
+                if body["name"] != message.src or message.src not in missing:
+                    raise RemoteFailure(message.src, f"said hello as {body['name']!r}; waiting for {', '.join(missing)}")
             except PhaseTimeout:
                 raise PhaseTimeout(f"node(s) {', '.join(missing)} did not join within {self.timeout:g} s") from None
             except RemoteFailure as exc:
                 self._drop_early(exc)
                 continue
             name = message.src
-            if body["name"] != name or name not in self.members or name in self.addresses:
-                raise RuntimeError(f"unexpected hello from {name} as {body['name']!r}; waiting for {', '.join(missing)}")
             self.addresses[name] = str(body["address"])
             self._reach(name, self.addresses[name])
             self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
@@ -423,8 +423,9 @@ class Coordinator:
             self.saved.restore(self.executor)
 
     def _drop_early(self, failure: RemoteFailure) -> str:
-        """Before the first epoch: drop the node a failure is held against if the run can lose it
-        (the first epoch is then planned without it, as after any death); else fail the run."""
+        """Before the first epoch (or while a returning node's clock is read): drop the node a failure is
+        held against if the run can lose it (the next epoch is then planned without it, as after any
+        death); else fail the run."""
         node = self._blame(self.setup.plan, failure)
         if node not in self.members or not can_drop(self.setup.plan, node):
             if node == failure.node:
