@@ -339,8 +339,7 @@ class SocketTransport(Transport):
                     return
                 log.warning("node '%s': connection on which node '%s' writes to it broke; dialling again",
                             self.name, peer)
-                connection, why = redial(lambda left: self._dial(peer, self._peers[peer], "pull", min(left, MAX_WAIT_S)),
-                                         self._connect_timeout, self._stopping)
+                connection, why = redial(lambda left: self._redial(peer, left), self._connect_timeout, self._stopping)
                 if connection is None:
                     with self._cond:
                         self._pulled.discard(peer)
@@ -349,6 +348,12 @@ class SocketTransport(Transport):
                         self._inbox.put(Message(peer, None, None, {"type": "broken"}, time.time()))
 
         threading.Thread(target=run, name=f"splitpipe-pull-{self.name}-{peer}", daemon=True).start()
+
+    def _redial(self, peer: str, left: float) -> Connection:
+        address = self._peers.get(peer)
+        if not address:
+            raise TransportError(f"node '{self.name}' no longer knows where peer '{peer}' listens")
+        return self._dial(peer, address, "pull", min(left, MAX_WAIT_S))
 
     def _repull(self, peer: str) -> bool:
         """After a pull connection broke: whether this thread dials again (not if closing or one was opened since)."""
