@@ -48,6 +48,7 @@ from splitpipe.runtime.transport.identity import Identity
 from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS, CodecError
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
 from splitpipe.runtime.transport.security import TlsConfig
+from splitpipe.runtime.transport.sockio import SocketReader
 from splitpipe.runtime.transport.wire import (
     JOIN_BELOW,
     Ended,
@@ -72,8 +73,6 @@ MAX_HANDSHAKES = 64
 MAX_CONNECTIONS = 1024
 #: Seconds a new connection has to finish its TLS and splitpipe handshakes.
 HANDSHAKE_S = 10.0
-#: Read buffer of a connection: small messages come in few system calls, large ones bypass it.
-READ_BUFFER = 256 << 10
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -249,9 +248,11 @@ class SocketTransport(Transport):
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
         check_message(tag, payload)
         channel = self._channel(peer)
-        buffers, nbytes = encode_data(tag, payload, self._pool)
+        buffers, nbytes = encode_data(tag, payload)   # views of the payload: the channel snapshots what it keeps
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
+        if self._shaper.delays(peer):   # delivered to the channel later: the snapshot is taken now
+            buffers = self._pool.snapshot(buffers)
         self._shaper.send(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
@@ -464,7 +465,8 @@ class SocketTransport(Transport):
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""
-        if message.is_control or message.payload is None or self._stopping.is_set():
+        if message.is_control or message.payload is None or self._stopping.is_set() \
+                or not self._shaper.delays(message.src):
             self._inbox.put(message)
             return
         self._shaper.receive(message.src, payload_nbytes(message.payload),
@@ -510,4 +512,4 @@ def _discard(connection: Connection | None, sock: socket.socket) -> None:
 
 
 def _reader(sock: socket.socket) -> Reader:
-    return cast(Reader, sock.makefile("rb", buffering=READ_BUFFER))
+    return SocketReader(sock)
