@@ -4,12 +4,13 @@ Every connection carries messages one way and is authenticated both ways first
 (handshake.py). A node with `listen` accepts connections; a node without it ("dial-out", a phone
 behind NAT) dials every peer twice: a "push" connection it writes to, opened on the first send,
 and a "pull" connection, opened as soon as it knows the peer, on which the peer writes to it. So
-every link can be opened from either end. Messages are framed by wire.py: tensor bytes go from
-one snapshot copy to the socket with `sendall`, and from the socket straight into their own
-buffer with `readinto`.
+every link can be opened from either end. Messages are framed by wire.py and moved by
+sockio.py: the caller writes what the kernel takes at once straight from the tensors (one
+`sendmsg`), a snapshot of the rest goes to the channel's thread, and the reader reads tensor
+bytes from the socket straight into their own buffer.
 
     sender                               receiver
-    send() -> snapshot -> shaper -> Channel (a thread, a queue) -> socket -> reader thread -> inbox -> receive()
+    send() -> [shaper] -> Channel: caller's sendmsg, rest snapshot -> thread -> socket -> reader thread -> inbox -> receive()
 """
 
 from __future__ import annotations
