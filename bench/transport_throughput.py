@@ -49,7 +49,7 @@ SECRET = b"bench-secret"
 
 # -- certificates -------------------------------------------------------------------------------
 def make_tls(folder: Path) -> TlsConfig:
-    """A throwaway CA and one certificate for 127.0.0.1 that both ends use (mutual TLS)."""
+    """A throwaway CA and one certificate for 127.0.0.1, nodes "tx" and "rx", that both ends use (mutual TLS)."""
     def name(cn: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
@@ -63,8 +63,8 @@ def make_tls(folder: Path) -> TlsConfig:
     cert = (x509.CertificateBuilder().subject_name(name("node")).issuer_name(ca.subject)
             .public_key(key.public_key()).serial_number(2).not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("tx"), x509.DNSName("rx")]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
     (folder / "ca.pem").write_bytes(ca.public_bytes(pem))

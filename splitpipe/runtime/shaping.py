@@ -179,6 +179,11 @@ class NodeShaper:
             self._shaper.book_acks(back[0], back[1], nbytes, due)
         return due
 
+    def delays(self, peer: str) -> bool:
+        """Whether messages to or from `peer` go through the link model here (else send and receive deliver at once)."""
+        return bool(self._links) and (self._held(self.name, peer) is not None
+                                      or self._held(peer, self.name) is not None)
+
     def receive(self, src: str, nbytes: int, deliver: Callable[[], None]) -> float:
         """Hand over a message of `nbytes` from `src` when it is in: now, or later on this node's radio."""
         held = self._held(src, self.name)

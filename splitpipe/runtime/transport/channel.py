@@ -6,11 +6,13 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from splitpipe.runtime.transport.base import TransportError
+from splitpipe.runtime.transport.sockio import write_all, write_some
 from splitpipe.runtime.transport.wire import Pool, Reader, encode_bye
 
 __all__ = ["Connection", "Channel"]
@@ -33,9 +35,11 @@ class Connection:
     _released: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        self.plain = not isinstance(self.sock, ssl.SSLSocket)   # plain TCP: partial writes, sendmsg
+
     def write(self, buffers: Buffers) -> None:
-        for buffer in buffers:
-            self.sock.sendall(buffer)
+        write_all(self.sock, buffers)
 
     def release(self) -> None:
         """Close the socket (unblocking a thread reading it) and give up its place; idempotent."""
@@ -59,21 +63,26 @@ class Channel:
     """Writes messages to one peer, in order, on a connection it obtains on first use.
 
     The thread gets its connection from `open()` (dialling the peer, or waiting for the peer to
-    dial in) and writes from the queue until `close`. A small message put while nothing is
-    queued and the socket has room is written at once by the caller: no hand-over to the
-    thread, which is most of a small message's latency. If writing fails, `error` says why and
-    the messages still queued are dropped; the owner reports it on the next send and starts afresh.
-    Buffers from `pool` go back to it once written.
+    dial in) and writes from the queue until `close`. A message put while nothing is queued
+    goes out from the caller at once, without a hand-over to the thread (most of a small
+    message's latency) and without a snapshot copy: over plain TCP the caller writes what the
+    kernel takes now and hands only the rest, snapshotted, to the thread (`carry`, written
+    before anything queued); over TLS, which cannot take part of a write back, only a small
+    message that fits the socket's room is written by the caller. If writing fails, `error`
+    says why and the messages still queued are dropped; the owner reports it on the next send
+    and starts afresh. Buffers may be views of a caller's tensors until `put` returns; the
+    copies that outlive it come from `pool` and go back to it once written.
     """
 
     def __init__(self, node: str, peer: str, open_connection: Callable[[], Connection],
                  pool: Pool | None = None) -> None:
         self.node, self.peer = node, peer
-        self._open, self._pool = open_connection, pool
-        self._queue: queue.Queue[Buffers | None] = queue.Queue()
+        self._open, self._pool = open_connection, pool or Pool(0)
+        self._queue: queue.SimpleQueue[Buffers | None] = queue.SimpleQueue()   # C-implemented: a quicker hand-over
         self._lock = threading.Lock()          # guards the fields below
         self._write_lock = threading.Lock()    # one writer on the socket at a time
         self._connection: Connection | None = None
+        self._carry: Buffers | None = None     # the rest of a message the caller began to write
         self._unwritten = 0                    # messages put and not yet written
         self._closing = False
         self.where = "?"
@@ -83,28 +92,55 @@ class Channel:
         self._thread.start()
 
     def put(self, buffers: Buffers, small: bool = False) -> None:
+        """Send one message; `buffers` may alias the caller's memory until this returns."""
+        if self._put_direct(buffers, small):
+            return
+        copies = self._pool.snapshot(buffers)   # outside the lock: the thread goes on writing meanwhile
         with self._lock:
-            if self.finished:
-                if self.error is None:
-                    self.error = TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
-                                                f"{self.where} had ended; a message was dropped")
-                    log.error("%s", self.error)
+            if self._finished_put():
+                self._pool.recycle(copies)
                 return
-            connection = self._connection
-            inline = (small and connection is not None and not self._unwritten and not self._closing
-                      and _has_room(connection.sock) and self._write_lock.acquire(blocking=False))
             self._unwritten += 1
-            if not inline:
-                self._queue.put(buffers)
-                return
-        assert connection is not None
+            self._queue.put(copies)
+
+    def _finished_put(self) -> bool:
+        """Whether the channel is over (a put is dropped and reported once); call with the lock held."""
+        if self.finished and self.error is None:
+            self.error = TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
+                                        f"{self.where} had ended; a message was dropped")
+            log.error("%s", self.error)
+        return self.finished
+
+    def _put_direct(self, buffers: Buffers, small: bool) -> bool:
+        """Write from the caller if the channel is idle; the rest of a partial write goes to the thread."""
+        with self._lock:
+            if self._finished_put():
+                return True
+            connection = self._connection
+            if (connection is None or self._unwritten or self._closing
+                    or not (connection.plain or (small and _has_room(connection.sock)))
+                    or not self._write_lock.acquire(blocking=False)):
+                return False
+            self._unwritten += 1
         try:
-            self._write(connection, buffers)
+            if connection.plain:
+                sent = write_some(connection.sock, buffers)
+                if sent < sum(len(b) for b in buffers):
+                    carry = self._pool.snapshot(buffers, sent)
+                    with self._lock:
+                        self._carry = carry   # the thread writes it before anything queued after it
+                        self._queue.put(_WAKE)
+                    return True
+            else:
+                connection.write(buffers)
+            with self._lock:
+                self._unwritten -= 1
         except (OSError, ValueError) as exc:
             self._fail(connection, exc, 1)
             connection.release()
         finally:
             self._write_lock.release()
+        return True
 
     def pending(self) -> int:
         return self._unwritten
@@ -121,8 +157,7 @@ class Channel:
         connection.write(buffers)
         with self._lock:
             self._unwritten -= 1
-        if self._pool is not None:
-            self._pool.recycle(buffers)
+        self._pool.recycle(buffers)
 
     def _fail(self, connection: Connection, exc: Exception, in_flight: int) -> None:
         self._end(TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
@@ -135,11 +170,17 @@ class Channel:
                 return
             self.finished = True
             dropped = in_flight
+            if self._carry is not None:
+                self._pool.recycle(self._carry)
+                self._carry, dropped = None, dropped + 1
             while True:
                 try:
-                    dropped += self._queue.get_nowait() is not None
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if item is not None and item is not _WAKE:
+                    self._pool.recycle(item)
+                    dropped += 1
             self._queue.put(None)   # lets the thread end
         if self._closing and not dropped:
             log.debug("%s (while closing)", error)
@@ -162,6 +203,11 @@ class Channel:
                 with self._write_lock:
                     if self.finished:
                         break
+                    if self._carry is not None:   # the rest of the message the caller began
+                        carry, self._carry = self._carry, None
+                        self._write(connection, carry)
+                    if buffers is _WAKE:
+                        continue
                     if buffers is None:
                         connection.write(encode_bye())
                         break
@@ -170,9 +216,13 @@ class Channel:
             with self._lock:
                 self.finished = True
         except (OSError, ValueError) as exc:
-            self._fail(connection, exc, int(buffers is not None))
+            self._fail(connection, exc, int(buffers is not None and buffers is not _WAKE))
         finally:
             connection.release()
+
+
+#: A queue item that only wakes the thread to write the carry.
+_WAKE: Buffers = [b""]
 
 
 def _has_room(sock: socket.socket) -> bool:

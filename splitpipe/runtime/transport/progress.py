@@ -11,31 +11,12 @@ nor a byte came from it for the silence period.
 
 from __future__ import annotations
 
-import io
 import socket
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from splitpipe.runtime.transport.sockio import SocketReader
 
 __all__ = ["Progress"]
-
-
-class _Stamped(socket.SocketIO):
-    """A socket's raw reader that stamps `progress` for `peer` (once known) at every read that got bytes
-    (one method over SocketIO's own: no measurable cost, even for 4 KiB messages)."""
-
-    def __init__(self, sock: socket.socket, progress: Progress) -> None:
-        super().__init__(sock, "rb")
-        self._progress = progress
-        self.peer: str | None = None
-
-    def readinto(self, buffer: WriteableBuffer) -> int | None:
-        n = super().readinto(buffer)
-        if n and self.peer is not None:
-            self._progress.last[self.peer] = time.time()
-        return n
 
 
 class Progress:
@@ -44,16 +25,15 @@ class Progress:
     def __init__(self) -> None:
         self.last: dict[str, float] = {}
 
-    def reader(self, sock: socket.socket, buffering: int) -> io.BufferedReader:
-        """A buffered reader of `sock` whose reads count for the peer `watch` names."""
-        return io.BufferedReader(_Stamped(sock, self), buffering)
+    def reader(self, sock: socket.socket, buffering: int) -> SocketReader:
+        """A reader of `sock` whose reads count for the peer `watch` names."""
+        return SocketReader(sock, buffering)
 
-    @staticmethod
-    def watch(reader: object, peer: str) -> None:
+    def watch(self, reader: object, peer: str) -> None:
         """From now on, bytes `reader` (made by `reader`) reads are `peer`'s (its handshake is done)."""
-        raw = getattr(reader, "raw", None)
-        if isinstance(raw, _Stamped):
-            raw.peer = peer
+        if isinstance(reader, SocketReader):
+            last = self.last
+            reader.heard = lambda: last.__setitem__(peer, time.time())
 
     def heard(self, peer: str) -> float | None:
         return self.last.get(peer)

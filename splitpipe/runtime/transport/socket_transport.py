@@ -4,12 +4,13 @@ Every connection carries messages one way and is authenticated both ways first
 (handshake.py). A node with `listen` accepts connections; a node without it ("dial-out", a phone
 behind NAT) dials every peer twice: a "push" connection it writes to, opened on the first send,
 and a "pull" connection, opened as soon as it knows the peer, on which the peer writes to it. So
-every link can be opened from either end. Messages are framed by wire.py: tensor bytes go from
-one snapshot copy to the socket with `sendall`, and from the socket straight into their own
-buffer with `readinto`.
+every link can be opened from either end. Messages are framed by wire.py and moved by
+sockio.py: the caller writes what the kernel takes at once straight from the tensors (one
+`sendmsg`), a snapshot of the rest goes to the channel's thread, and the reader reads tensor
+bytes from the socket straight into their own buffer.
 
     sender                               receiver
-    send() -> snapshot -> shaper -> Channel (a thread, a queue) -> socket -> reader thread -> inbox -> receive()
+    send() -> [shaper] -> Channel: caller's sendmsg, rest snapshot -> thread -> socket -> reader thread -> inbox -> receive()
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from splitpipe.runtime.transport.progress import Progress
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
 from splitpipe.runtime.transport.redial import MAX_WAIT_S, redial
 from splitpipe.runtime.transport.security import TlsConfig
+from splitpipe.runtime.transport.sockio import READ_BUFFER
 from splitpipe.runtime.transport.wire import (
     JOIN_BELOW,
     Ended,
@@ -73,8 +75,6 @@ MAX_HANDSHAKES = 64
 MAX_CONNECTIONS = 1024
 #: Seconds a new connection has to finish its TLS and splitpipe handshakes.
 HANDSHAKE_S = 10.0
-#: Read buffer of a connection: small messages come in few system calls, large ones bypass it.
-READ_BUFFER = 256 << 10
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -251,9 +251,11 @@ class SocketTransport(Transport):
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
         check_message(tag, payload)
         channel = self._channel(peer)
-        buffers, nbytes = encode_data(tag, payload, self._pool)
+        buffers, nbytes = encode_data(tag, payload)   # views of the payload: the channel snapshots what it keeps
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
+        if self._shaper.delays(peer):   # delivered to the channel later: the snapshot is taken now
+            buffers = self._pool.snapshot(buffers)
         self._shaper.send(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
@@ -501,7 +503,8 @@ class SocketTransport(Transport):
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""
-        if message.is_control or message.payload is None or self._stopping.is_set():
+        if message.is_control or message.payload is None or self._stopping.is_set() \
+                or not self._shaper.delays(message.src):
             self._inbox.put(message)
             return
         self._shaper.receive(message.src, payload_nbytes(message.payload),

@@ -12,8 +12,8 @@ The lengths in the prefix say where the next message starts whatever the header 
 malformed message is read past (its bytes discarded, never held) and the connection goes on.
 The header is plain struct fields, not protobuf: decoding one costs microseconds, which is what
 small activations wait for. Every field is checked (limits.py) before a buffer is allocated;
-tensor bytes are then read straight into one buffer per tensor (`readinto`, no other copy);
-nothing is unpickled.
+tensor bytes are then read straight into one buffer per tensor (`readinto`, no other copy;
+sockio.py); nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from splitpipe.runtime.transport.limits import (
     CodecError,
     tensor_nbytes,
 )
+from splitpipe.runtime.transport.sockio import rest
 from splitpipe.schedules.ir import MESSAGE_KINDS, Tag
 
 __all__ = ["DATA", "CONTROL", "BYE", "PREFIX", "Reader", "TensorSpec", "encode_data", "encode_control",
@@ -136,11 +137,13 @@ def parse_header(head: bytes, max_tensors: int = MAX_TENSORS) -> tuple[Tag, bool
     return Tag(kind, owner, part, step, mb), bool(state_dict), specs
 
 
-def encode_data(tag: Tag, payload: Payload, pool: Pool | None = None) -> tuple[list[memoryview | bytes], int]:
-    """Buffers of one data message, the tensors' bytes copied once (a snapshot); and its tensor bytes.
+def encode_data(tag: Tag, payload: Payload) -> tuple[list[memoryview | bytes], int]:
+    """Buffers of one data message and its tensor bytes.
 
-    Large tensors are copied into buffers from `pool` (recycled once written), so that a node
-    sending the same activation shapes step after step does not fault in fresh memory each time.
+    A small message is one joined buffer (a copy: one system call, and a snapshot already).
+    A large one's tensor buffers are views of the payload, not copies: the sender writes what
+    the socket takes at once straight from them and snapshots only the rest (Pool.snapshot)
+    before `send` returns, so that a later change to the payload does not reach the wire.
     """
     check_payload(payload)
     items = [("", payload)] if isinstance(payload, torch.Tensor) else list(payload.items())
@@ -154,36 +157,49 @@ def encode_data(tag: Tag, payload: Payload, pool: Pool | None = None) -> tuple[l
     prefix = PREFIX.pack(DATA, len(head), nbytes)
     if nbytes < JOIN_BELOW:
         return [b"".join([prefix, head, *views])], nbytes
-    return [prefix + head, *((pool or Pool(0)).copy(v) for v in views if v.nbytes)], nbytes
+    return [prefix + head, *(v for v in views if v.nbytes)], nbytes
 
 
 class Pool:
-    """Send buffers to reuse, by size, holding at most `max_bytes` idle (fresh pages are slow to fault in)."""
+    """Snapshot buffers to reuse, held by size class, at most `max_bytes` idle (fresh pages are slow to fault in).
+
+    Sizes are rounded up to a power of two, so that the rests of partly written messages (any
+    size) find a buffer too. Only buffers the pool lent are taken back: never a payload's memory.
+    """
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self._max_bytes, self._idle_bytes = max_bytes, 0
         self._idle: dict[int, list[np.ndarray]] = {}
+        self._lent: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def copy(self, view: memoryview) -> memoryview:
+        size = 1 << max(view.nbytes - 1, 0).bit_length()
         with self._lock:
-            free = self._idle.get(view.nbytes)
+            free = self._idle.get(size)
             out = free.pop() if free else None
             if out is not None:
                 self._idle_bytes -= out.nbytes
         if out is None:
-            out = np.empty(view.nbytes, dtype=np.uint8)
-        np.copyto(out, np.frombuffer(view, dtype=np.uint8))
-        return out.data   # its .obj is `out`, for recycle
+            out = np.empty(size, dtype=np.uint8)
+        np.copyto(out[:view.nbytes], np.frombuffer(view, dtype=np.uint8))
+        with self._lock:
+            self._lent[id(out)] = out
+        return out.data[:view.nbytes]   # its .obj is `out`, for recycle
+
+    def snapshot(self, buffers: Sequence[memoryview | bytes], skip: int = 0) -> list[memoryview | bytes]:
+        """`buffers` after their first `skip` bytes, as buffers no later change to a payload reaches."""
+        return [view if isinstance(view.obj, bytes) or id(view.obj) in self._lent else self.copy(view)
+                for view in rest(buffers, skip)]
 
     def recycle(self, buffers: Sequence[memoryview | bytes]) -> None:
         """Take back the pool's buffers among `buffers` (written: nothing reads them any more)."""
         for buffer in buffers:
-            array = buffer.obj if isinstance(buffer, memoryview) else None
-            if not isinstance(array, np.ndarray):
+            if not isinstance(buffer, memoryview):
                 continue
             with self._lock:
-                if self._idle_bytes + array.nbytes <= self._max_bytes:
+                array = self._lent.pop(id(buffer.obj), None)
+                if array is not None and self._idle_bytes + array.nbytes <= self._max_bytes:
                     self._idle.setdefault(array.nbytes, []).append(array)
                     self._idle_bytes += array.nbytes
 

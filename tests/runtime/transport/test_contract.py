@@ -70,6 +70,16 @@ class TransportContract:
         x.add_(1)
         assert torch.equal(self.recv(n["b"]).payload, torch.zeros(4))
 
+    def test_large_payloads_are_snapshots_at_send(self, nodes) -> None:
+        n = nodes()
+        x = torch.zeros(2 << 20)   # 8 MiB, more than a socket buffer holds: part may still be unsent
+        for step in range(3):
+            n["a"].send("b", Tag("act", step=step), x)
+            x.add_(1)
+        for step in range(3):
+            m = self.recv(n["b"], 30.0)
+            assert m.tag == Tag("act", step=step) and torch.equal(m.payload, torch.full((2 << 20,), float(step)))
+
     def test_state_dict(self, nodes) -> None:
         n = nodes()
         weights = {"layer.0.weight": torch.randn(8, 4), "layer.0.bias": torch.randn(8),

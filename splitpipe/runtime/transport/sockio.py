@@ -1,0 +1,133 @@
+"""Bytes through a socket in few system calls: one `sendmsg` per message, tensor bytes read straight into their buffer.
+
+Python pays for every system call (the GIL is let go and taken back, the thread may sleep and
+wake), so on two busy cores the number of calls, not the bytes, sets the socket transport's
+pace (docs/transport.md, Throughput). Writing: a message's header and tensor buffers go out in
+one `sendmsg` of memoryviews, no joining copy; `write_some` takes only what the kernel accepts
+now, so a caller can hand the rest to a thread. Reading: small reads (prefixes, headers,
+small messages) come from a buffered reader, several messages per call; a large read takes
+what is buffered and then reads the socket straight into the destination, on plain TCP with
+MSG_WAITALL (one call for the whole tensor). TLS sockets have no sendmsg and no flags on recv:
+they write buffer by buffer and read record by record, through the same functions.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["SocketReader", "write_all", "write_some", "rest", "READ_BUFFER", "DIRECT_FROM"]
+
+#: Read buffer of a connection: a few small messages per system call, and little of a large body copied twice.
+READ_BUFFER = 16 << 10
+#: Reads of at least this many bytes bypass the buffer (no second copy).
+DIRECT_FROM = 64 << 10
+#: A large body is read in slices of this size, each a sign of life (a few per second on a 1 MB/s link).
+DIRECT_SLICE = 256 << 10
+#: Most buffers one sendmsg takes (the kernel's IOV_MAX is 1024).
+_IOV_MAX = 512
+
+Buffers = Sequence[memoryview | bytes]
+
+
+def _plain(sock: socket.socket) -> bool:
+    return not isinstance(sock, ssl.SSLSocket)
+
+
+class SocketReader:
+    """A socket's buffered reader (`readinto`, `close`) whose large reads skip the buffer.
+
+    After `readinto1` the buffered reader holds nothing unless the destination is already full
+    (CPython's BufferedReader drains its buffer first and fills it at most once), so reading the
+    rest from the socket itself keeps the byte order. `heard`, once set, is called whenever
+    bytes arrive (transport/progress.py: bytes count as a sign of life), so a large body is
+    read in slices of DIRECT_SLICE that each report.
+    """
+
+    def __init__(self, sock: socket.socket, buffer: int = READ_BUFFER) -> None:
+        self._sock = sock
+        self.heard: Callable[[], None] | None = None
+        self._buffered = io.BufferedReader(_Raw(sock, self), buffer)
+        self._wait_all = _plain(sock)
+
+    def readinto(self, view: memoryview, /) -> int:
+        if len(view) < DIRECT_FROM:
+            return self._buffered.readinto(view) or 0
+        got = self._buffered.readinto1(view) or 0
+        if got == 0:
+            return 0   # the stream ended
+        while got < len(view):
+            piece = view[got:got + DIRECT_SLICE]
+            n = (self._sock.recv_into(piece, 0, socket.MSG_WAITALL) if self._wait_all
+                 else self._sock.recv_into(piece))
+            if not n:
+                break
+            got += n
+            if self.heard is not None:
+                self.heard()
+        return got
+
+    def close(self) -> None:
+        self._buffered.close()
+
+
+class _Raw(socket.SocketIO):
+    """The buffered reader's raw socket, telling its SocketReader when bytes came."""
+
+    def __init__(self, sock: socket.socket, owner: SocketReader) -> None:
+        super().__init__(sock, "rb")
+        self._owner = owner
+
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
+        n = super().readinto(buffer)
+        if n and self._owner.heard is not None:
+            self._owner.heard()
+        return n
+
+
+def write_all(sock: socket.socket, buffers: Buffers) -> None:
+    """Write every byte of `buffers`, blocking as long as it takes."""
+    if not _plain(sock):
+        for buffer in buffers:
+            sock.sendall(buffer)
+        return
+    views = [memoryview(b) for b in buffers if len(b)]
+    while views:
+        sent = sock.sendmsg(views[:_IOV_MAX])
+        views = _after(views, sent)
+
+
+def write_some(sock: socket.socket, buffers: Buffers) -> int:
+    """Write what the kernel takes now without blocking (plain sockets); the number of bytes written."""
+    views, sent = [memoryview(b) for b in buffers if len(b)], 0
+    while views:
+        try:
+            n = sock.sendmsg(views[:_IOV_MAX], (), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+        sent += n
+        views = _after(views, n)
+    return sent
+
+
+def rest(buffers: Buffers, skip: int) -> list[memoryview]:
+    """`buffers` without their first `skip` bytes."""
+    return _after([b if isinstance(b, memoryview) else memoryview(b) for b in buffers if len(b)], skip)
+
+
+def _after(views: list[memoryview], sent: int) -> list[memoryview]:
+    """The views left once `sent` bytes of them went out (a partly sent view is sliced)."""
+    at = 0
+    while at < len(views) and sent >= views[at].nbytes:
+        sent -= views[at].nbytes
+        at += 1
+    left = views[at:]
+    if left and sent:
+        left[0] = left[0][sent:]
+    return left

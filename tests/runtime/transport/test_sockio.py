@@ -1,0 +1,106 @@
+"""The socket transport's fast paths: caller-written partial messages, reads that bypass the buffer, snapshot buffers."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+
+import numpy as np
+import torch
+
+from splitpipe.runtime.transport import channel as channel_module
+from splitpipe.runtime.transport.channel import Channel, Connection
+from splitpipe.runtime.transport.sockio import DIRECT_FROM, SocketReader, rest, write_all, write_some
+from splitpipe.runtime.transport.wire import Pool, encode_data, read_message
+from splitpipe.schedules.ir import Tag
+
+
+def _pair(sndbuf: int = 0) -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    if sndbuf:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
+    return a, b
+
+
+def test_reads_of_any_size_keep_the_byte_order() -> None:
+    rng = random.Random(3)
+    data = np.random.default_rng(3).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+    a, b = _pair()
+    writer = threading.Thread(target=write_all, args=(a, [data]))
+    writer.start()
+    reader, got, at = SocketReader(b), bytearray(), 0
+    while at < len(data):   # headers and bodies: small reads through the buffer, large ones straight in
+        size = min(len(data) - at, rng.choice([13, 40, 900, DIRECT_FROM - 1, DIRECT_FROM, 300_000]))
+        view = memoryview(bytearray(size))
+        n = reader.readinto(view)
+        assert n > 0
+        got += view[:n]
+        at += n
+    writer.join()
+    assert bytes(got) == data
+    a.close()
+    assert reader.readinto(memoryview(bytearray(DIRECT_FROM))) == 0   # the end of the stream
+    reader.close()
+    b.close()
+
+
+def test_write_some_takes_what_fits_and_rest_is_the_remainder() -> None:
+    a, b = _pair(sndbuf=64 << 10)
+    payload = np.arange(1 << 20, dtype=np.uint8)
+    buffers = [b"head", payload.data]
+    sent = write_some(a, buffers)
+    assert 0 < sent < len(payload) + 4   # the kernel took part of it, and nothing blocked
+    left = rest(buffers, sent)
+    assert sum(v.nbytes for v in left) == len(payload) + 4 - sent
+    assert bytes(left[-1]) == payload.tobytes()[len(payload) - left[-1].nbytes:]
+    a.close()
+    b.close()
+
+
+def test_pool_copies_payload_views_once_and_never_keeps_a_payload() -> None:
+    pool = Pool()
+    tensor = torch.arange(1 << 18, dtype=torch.float32)   # 1 MiB: sent as a view of the tensor, not joined
+    buffers, _ = encode_data(Tag("act"), tensor)
+    copies = pool.snapshot(buffers)
+    assert pool.snapshot(copies) == copies   # already snapshots: not copied again
+    tensor.add_(1)
+    assert bytes(copies[1]) == torch.arange(1 << 18, dtype=torch.float32).numpy().tobytes()
+    pool.recycle(buffers)   # the payload's own memory: never taken
+    assert pool._idle_bytes == 0
+    pool.recycle(copies)
+    assert pool._idle_bytes == 1 << 20
+
+
+def test_a_channel_writes_partial_messages_in_order_and_snapshots_what_is_left(wait_for, monkeypatch) -> None:
+    partial: list[int] = []
+
+    def counted(sock: socket.socket, buffers: list) -> int:
+        sent = write_some(sock, buffers)
+        partial.append(sent < sum(len(x) for x in buffers))
+        return sent
+    monkeypatch.setattr(channel_module, "write_some", counted)
+    a, b = _pair(sndbuf=64 << 10)
+    connection = Connection(a, SocketReader(a), "peer", "push", "here")
+    channel = Channel("node", "peer", lambda: connection, Pool())
+    assert wait_for(lambda: channel.where == "here")   # connected: the caller may write
+    sent: list[bytes] = []
+    try:
+        for i in range(12):   # large ones outgrow the socket buffer: written in part by the caller, the rest queued
+            tensor = torch.full(((i % 3) * 300_000 + 5,), float(i))
+            buffers, _ = encode_data(Tag("act", mb=i), tensor)
+            sent.append(b"".join(bytes(x) for x in buffers))
+            channel.put(buffers, small=len(sent[-1]) < 1000)
+            tensor.add_(100)   # after put returns the message must not change
+        reader = SocketReader(b)
+        for i in range(12):
+            item = read_message(reader, 1 << 30, strict=True)
+            assert item.tag == Tag("act", mb=i)
+            assert torch.equal(item.payload, torch.full(((i % 3) * 300_000 + 5,), float(i)))
+        assert any(partial)   # a caller began a message and the thread finished it
+        assert channel.close(10.0)
+        assert channel.error is None
+    finally:
+        connection.release()
+        b.close()
