@@ -1,7 +1,8 @@
 """Each paper's claims beside splitpipe's figure on the same setting, predicted from a committed profile.
 
-    python bench/reproduce.py --quick     # VGG-5 and VGG-19, a few minutes
+    python bench/reproduce.py --quick     # VGG-5, MobileNetV3-Small and VGG-19, a few minutes
     python bench/reproduce.py             # adds ResNet-18 and ResNet-101
+    python bench/reproduce.py --models mobilenet_v3_small   # only the rows of these models
     python bench/reproduce.py --measure   # profiles this host now instead (figures move with its load)
 
 Every figure is the event predictor's (engine/predict.py) on the profiles committed under
@@ -65,7 +66,7 @@ def pipelearn_rows(profile: Profile, model: str, quick: bool) -> list[dict[str, 
     for network in ("4g", "4g+", "wifi"):
         common = dict(model=model, dataset=DATA, devices=4, batch_size=100, network=(network,),
                       device_speed=(0.1,), server_speed=1.0)
-        times, idle = {}, {}
+        times, idle, throughput = {}, {}, {}
         for name in ("fl", "sfl", "pipelearn"):
             plan = plan_of(RunConfig(technique=name, micro_batches=1, **common), samples)
             profiles = node_profiles(plan.topology, profile)
@@ -74,11 +75,15 @@ def pipelearn_rows(profile: Profile, model: str, quick: bool) -> list[dict[str, 
                 plan = choose_split(plan, profiles, micro_batches=counts, per_device=False).plan
             prediction = predict_epoch(plan, profiles)
             times[name], idle[name] = prediction.time_s, prediction.idle_s[plan.server]
+            throughput[name] = float(prediction.metrics["throughput_Bps"])  # type: ignore[arg-type]
         rows.append({"claim": "PipeLearn vs FL: training time", "setting": f"{model}, {network}",
                      "paper": "up to 21.6x faster", "splitpipe": f"{times['fl'] / times['pipelearn']:.2f}x "
                      f"(FL {times['fl']:.0f} s, SFL {times['sfl']:.0f} s, PipeLearn {times['pipelearn']:.0f} s)"})
         rows.append({"claim": "PipeLearn vs FL: server idle time", "setting": f"{model}, {network}",
                      "paper": "2.2-28.5x lower", "splitpipe": f"{idle['fl'] / max(idle['pipelearn'], 1e-12):.2f}x"})
+        rows.append({"claim": "PipeLearn vs FL: network throughput", "setting": f"{model}, {network}",
+                     "paper": "56.6-321.3x higher", "splitpipe": f"{throughput['pipelearn'] / throughput['fl']:.1f}x "
+                     f"(FL {throughput['fl'] / 1e3:.1f} kB/s, PipeLearn {throughput['pipelearn'] / 1e3:.1f} kB/s)"})
     return rows
 
 
@@ -161,26 +166,41 @@ def ftpipehd_rows(profile: Profile, model: str) -> list[dict[str, object]]:
              "splitpipe": f"DP {even_s / dp_s:.2f}x faster than even cuts (the prior method is not public)"}]
 
 
+#: The models of each paper's rows: --quick runs the first ones, the full grid all of them.
+GRID = {"pipelearn": (("vgg5", "mobilenet_v3_small"), ("resnet18",)), "mpsl": (("vgg19",), ("resnet101",)),
+        "ftpipehd": (("vgg5",), ())}
+MPSL_GAIN = {"vgg19": "19% (VGG-19)", "resnet101": "8.5% (ResNet-101)"}
+
+
+def grid(quick: bool, only: set[str] | None) -> dict[str, list[str]]:
+    """The models of each paper's rows in this run: --quick's or all, kept to `only` when given."""
+    out = {paper: [m for m in (first if quick else first + rest) if only is None or m in only]
+           for paper, (first, rest) in GRID.items()}
+    known = {m for first, rest in GRID.values() for m in first + rest}
+    if only is not None and only - known:
+        raise SystemExit(f"--models: no rows for {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="VGG-5 and VGG-19 only")
+    parser.add_argument("--quick", action="store_true", help="VGG-5, MobileNetV3-Small and VGG-19 only")
+    parser.add_argument("--models", help="comma-separated: only the rows of these models")
     parser.add_argument("--measure", action="store_true", help="profile this host now instead of the committed profiles")
     args = parser.parse_args()
     global MEASURE
     MEASURE = args.measure
     started = time.perf_counter()
+    models = grid(args.quick, set(args.models.split(",")) if args.models else None)
     rows: list[dict[str, object]] = []
-    vgg5, vgg19 = profile_of("vgg5"), profile_of("vgg19")
-    print(f"profiles ready at {time.perf_counter() - started:.0f} s", flush=True)
-    rows += pipelearn_rows(vgg5, "vgg5", args.quick)
-    print(f"pipelearn done at {time.perf_counter() - started:.0f} s", flush=True)
-    if not args.quick:
-        rows += pipelearn_rows(profile_of("resnet18"), "resnet18", False)
-    rows += mpsl_rows(vgg19, "vgg19", "19% (VGG-19)")
-    if not args.quick:
-        rows += mpsl_rows(profile_of("resnet101"), "resnet101", "8.5% (ResNet-101)")
-    print(f"mpsl done at {time.perf_counter() - started:.0f} s", flush=True)
-    rows += ftpipehd_rows(vgg5, "vgg5")
+    for model in models["pipelearn"]:
+        rows += pipelearn_rows(profile_of(model), model, args.quick)
+        print(f"pipelearn {model} done at {time.perf_counter() - started:.0f} s", flush=True)
+    for model in models["mpsl"]:
+        rows += mpsl_rows(profile_of(model), model, MPSL_GAIN[model])
+        print(f"mpsl {model} done at {time.perf_counter() - started:.0f} s", flush=True)
+    for model in models["ftpipehd"]:
+        rows += ftpipehd_rows(profile_of(model), model)
     print(format_table(rows, ["claim", "setting", "paper", "splitpipe"]))
     source = "this host's profile measured now" if MEASURE else "the profiles in configs/papers/profiles/"
     print(f"\npredicted from {source}; {time.perf_counter() - started:.0f} s")

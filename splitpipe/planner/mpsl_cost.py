@@ -15,8 +15,10 @@ The paper models a global epoch as one pipeline across owners' mini-batches::
            (aggregator or a compute node over its K replicas) + mean download
 
 Here R is the epoch's mini-batches over all owners (r = 1 local epoch per estimate), and
-every time comes from the profiles (uncalibrated, as the cut ILP reads them) (per mini-batch, the
-sum over its micro-batches, over the node's speed; a message pays latency + bytes / rate).
+every time comes from the profiles as the event predictor charges it (per action: the part's
+units and, where the profile carries one, its calibration, planner/calibrate.py; per
+mini-batch, the sum over its micro-batches, over the node's speed; a message pays latency +
+bytes / rate), so that both estimates read the same unit costs.
 The model ignores contention on links and the order owners queue at compute nodes, which
 the event predictor plays out; the gap between the two is what `splitpipe plan
 --estimator closed-form` shows.
@@ -28,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from splitpipe.network import LinkSpec
-from splitpipe.plan import Plan, steps_per_epoch
-from splitpipe.planner.costs import unit_times
+from splitpipe.plan import Plan, micro_batch_sizes, steps_per_epoch
 from splitpipe.profile import Profile
+from splitpipe.schedules.ir import AGGREGATE, BACKWARD, FORWARD, STEP
 
 __all__ = ["ClosedForm", "closed_form_epoch"]
 
@@ -74,9 +76,14 @@ def _mean(values: list[float]) -> float:
 
 
 def _part_s(plan: Plan, profiles: Mapping[str, Profile], node: str, units: range) -> tuple[float, float]:
-    """(forward, backward + step) seconds of `units` on `node` for one mini-batch."""
-    f, b, u = unit_times(profiles[node], plan.topology.node(node).speed, plan.batch_size, plan.micro_batches)
-    return sum(f[j] for j in units), sum(b[j] + u[j] for j in units)
+    """(forward, backward + step) seconds of `units` on `node` for one mini-batch, per action as
+    engine/timing.py's ProfileTiming charges them (calibrated where the profile is)."""
+    profile, speed = profiles[node], plan.topology.node(node).speed
+    place = profile.place(units)
+    sizes = micro_batch_sizes(plan.batch_size, plan.batch_size, plan.micro_batches, 0)
+    forward = sum(profile.calibrated(FORWARD, profile.forward_s(units, n), place) for n in sizes)
+    backward = sum(profile.calibrated(BACKWARD, profile.backward_s(units, n), place) for n in sizes)
+    return forward / speed, (backward + profile.calibrated(STEP, profile.step_s(units), place)) / speed
 
 
 def closed_form_epoch(plan: Plan, profiles: Mapping[str, Profile], epoch: int = 0) -> ClosedForm:
@@ -118,5 +125,6 @@ def closed_form_epoch(plan: Plan, profiles: Mapping[str, Profile], epoch: int = 
 
 def _average_s(profile: Profile, plan: Plan, node: str, parts: list[range], replicas: int) -> float:
     """Averaging `replicas` copies of `parts` on `node`: copy time per byte read, as the predictor charges it."""
-    seconds = sum(profile.param_bytes(p) * replicas * profile.copy_s_per_byte for p in parts)
+    seconds = sum(profile.calibrated(AGGREGATE, profile.param_bytes(p) * replicas * profile.copy_s_per_byte,
+                                     profile.place(p)) for p in parts)
     return seconds / plan.topology.node(node).speed

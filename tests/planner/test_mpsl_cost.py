@@ -60,3 +60,25 @@ def test_closed_form_tracks_the_events_once_owners_fill_the_pipeline() -> None:
     profiles = node_profiles(plan.topology, toy_profile())
     closed, events = closed_form_epoch(plan, profiles).time_s, predict_epoch(plan, profiles).time_s
     assert closed == pytest.approx(events, rel=0.1)
+
+
+def test_closed_form_charges_a_calibrated_profile_per_action_as_the_predictor_does() -> None:
+    """A calibration (planner/calibrate.py) adds its cost to every action of its kind and place, in
+    the closed form as in engine/timing.py: both estimates then read the same unit costs."""
+    from dataclasses import replace
+
+    from splitpipe.engine.predict import profile_timing
+    from splitpipe.schedules import build_schedule
+
+    plan = toy_plan()
+    bare = node_profiles(plan.topology, toy_profile())
+    calibrated = {n: replace(p, calibration={"F": (0.05, 0.0), "B:middle": (0.0, 1.0), "U": (0.01, 0.0)})
+                  for n, p in bare.items()}
+    before, after = closed_form_epoch(plan, bare), closed_form_epoch(plan, calibrated)
+    assert after.start_s == pytest.approx(before.start_s + (0.05 / 1.0 + 0.05 / 0.5) / 2)  # one forward of part 0
+    # full: compute2's forward + 0.05 s, its backward doubled (a middle part), its step + 0.01 s
+    assert after.full_s == pytest.approx((0.4 + 0.05) + (2 * 0.8 + 0.04 + 0.01))
+    timing = profile_timing(plan, calibrated)
+    compute2 = [a for node, _, a in build_schedule(plan, 0).actions() if node == "compute2"]
+    charged = {a.op: timing.duration("compute2", a) for a in compute2 if a.op in ("F", "B", "U")}
+    assert after.full_s == pytest.approx(charged["F"] + charged["B"] + charged["U"])

@@ -35,3 +35,25 @@ def test_samples_per_device_cuts_every_shard() -> None:
 
     setup = prepare(RunConfig(dataset="digits", devices=3, samples_per_device=10, batch_size=8, micro_batches=2))
     assert setup.plan.shard_sizes == (10, 10, 10) and [len(s) for s in setup.shards] == [10, 10, 10]
+
+
+def test_reproduction_grid_has_a_committed_profile_per_model() -> None:
+    """bench/reproduce.py's grid (the issue's VGG-5, ResNet-18 and MobileNetV3-Small for PipeLearn; VGG-19 and
+    ResNet-101 for MP-SL) predicts from configs/papers/profiles/: each one there, of as many units as the model."""
+    import sys
+
+    from splitpipe.models import build_model
+    from splitpipe.profile import Profile
+
+    sys.path.insert(0, str(CONFIGS.parents[1] / "bench"))
+    try:
+        import reproduce
+    finally:
+        sys.path.pop(0)
+    models = reproduce.grid(quick=False, only=None)
+    assert set(models["pipelearn"]) == {"vgg5", "resnet18", "mobilenet_v3_small"}
+    assert set(models["mpsl"]) == {"vgg19", "resnet101"}
+    assert reproduce.grid(quick=True, only={"mobilenet_v3_small"})["pipelearn"] == ["mobilenet_v3_small"]
+    for model in {m for names in models.values() for m in names}:
+        profile = Profile.load(CONFIGS / "profiles" / f"{model}.json")
+        assert len(profile.units) == len(build_model(model, 3, 32, 10)), model
