@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from splitpipe.experiment import emulate, prepare
+from splitpipe.runtime.recovery import can_drop
 
 from .test_launch import FINISH_S, Launch, write_config
 
@@ -39,3 +40,10 @@ def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) ->
     assert rows[-1]["cuts"] == recovery["cuts_after"] and len(rows) == 5
     clean = cast(list[dict[str, Any]], emulate(prepare(config)).report["epochs"])  # the failure-free run
     assert rows[-1]["test_accuracy"] >= clean[-1]["test_accuracy"] - 0.02
+
+
+def test_the_central_node_is_never_expendable(tmp_path: Path, tiny_npz: str) -> None:
+    """It holds the data (a data owner) but coordinates: its death ends the launch (exit 1, one line)."""
+    config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)
+    plan = prepare(config).plan
+    assert [n for n in plan.topology.names if can_drop(plan, n)] == ["worker1", "worker2"]
