@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any, cast
 
+from splitpipe.cli import main
 from splitpipe.experiment import emulate, prepare
 from splitpipe.runtime.recovery import can_drop
 
@@ -47,3 +48,10 @@ def test_the_central_node_is_never_expendable(tmp_path: Path, tiny_npz: str) -> 
     config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)
     plan = prepare(config).plan
     assert [n for n in plan.topology.names if can_drop(plan, n)] == ["worker1", "worker2"]
+
+
+def test_launch_refuses_a_re_partition_in_one_line(tmp_path: Path, tiny_npz: str, capsys) -> None:  # noqa: ANN001
+    _, path = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)  # --repartition-every 10
+    assert main(["launch", str(path), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == ("splitpipe launch: error: --repartition-every 10: real runs do not "
+                                               "re-partition yet (emulator only); give --repartition-every 0")
