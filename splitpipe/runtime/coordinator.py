@@ -418,7 +418,8 @@ class Coordinator:
         for member in self.members:
             self.transport.send_control(member, {"type": "share", "epoch": self._epoch})
         states, backups = handoff.held(self.executor)
-        gathered, copies = handoff.gather(self.mailbox, self.members, self._epoch, self.timeout)
+        gathered, copies = handoff.gather(self.mailbox, self.members, self.setup.topology.names, self._epoch,
+                                          self.timeout)
         carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost)
         rebuilt = handoff.rebuilt(self.executor, {**states, **gathered}, {**backups, **copies}, replicas, owners, lost)
         handoff.install(self.executor, rebuilt)

@@ -20,6 +20,7 @@ every case (a dead node's layers, layers moving between survivors, the central n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 
 import torch
@@ -32,6 +33,8 @@ from splitpipe.runtime.transport import Transport
 from splitpipe.schedules.ir import Replica
 
 __all__ = ["share", "gather", "held", "rebuilt", "install"]
+
+log = logging.getLogger("splitpipe.runtime")
 
 State = dict[str, torch.Tensor]
 #: Replica -> (weights, momentum), and node -> key -> ((epoch, step), tensor): what survived.
@@ -47,22 +50,26 @@ def held(executor: TensorExecutor) -> tuple[States, Backups]:
     return states, {node: dict(copies) for node, copies in executor.backups.items()}
 
 
-def share(executor: TensorExecutor, transport: Transport, coordinator: str, epoch: int) -> None:
-    """(1) on a node: send the coordinator its state, then `shared` naming what was sent."""
+def share(executor: TensorExecutor, transport: Transport, coordinator: str, epoch: int, number: int) -> None:
+    """(1) on a node (`number`: its index in the run's topology): send the coordinator its state,
+    then `shared` naming what was sent."""
     states, backups = held(executor)
+    log.info("%s: sharing its state with %s before epoch %d is redone", executor.node, coordinator, epoch)
     for replica, (weights, momentum) in sorted(states.items(), key=lambda item: (item[0].part, item[0].replica)):
         for tag, state in zip(share_tags(replica, epoch), (weights, momentum)):
             transport.send(coordinator, tag, state)
     copies = backups.get(executor.node or "", {})
-    transport.send(coordinator, backups_tag(epoch), {key: value for key, (_, value) in copies.items()})
+    transport.send(coordinator, backups_tag(number, epoch), {key: value for key, (_, value) in copies.items()})
     transport.send_control(coordinator, {
         "type": "shared", "epoch": epoch, "replicas": [[r.part, r.replica] for r in states],
         "backups": {key: list(when) for key, (when, _) in copies.items()},
     })
 
 
-def gather(mailbox: Mailbox, members: Sequence[str], epoch: int, timeout: float) -> tuple[States, Backups]:
-    """(1) at the coordinator: every member's state, after `share` orders went out to them."""
+def gather(mailbox: Mailbox, members: Sequence[str], names: Sequence[str], epoch: int,
+           timeout: float) -> tuple[States, Backups]:
+    """(1) at the coordinator: every member's state, after `share` orders went out to them
+    (`names`: the run's nodes, whose indices number the recovery copies' tags)."""
     states: States = {}
     backups: Backups = {}
     waiting = set(members)
@@ -81,7 +88,7 @@ def gather(mailbox: Mailbox, members: Sequence[str], epoch: int, timeout: float)
             weights, momentum = (mailbox.take_data(tag, timeout, f"the state of {replica}").payload
                                  for tag in share_tags(replica, epoch))
             states[replica] = (weights, momentum)  # type: ignore[assignment]
-        copies = mailbox.take_data(backups_tag(epoch), timeout, f"the recovery copies of {src}").payload
+        copies = mailbox.take_data(backups_tag(names.index(src), epoch), timeout, f"the recovery copies of {src}").payload
         if set(copies) != set(stamps):  # type: ignore[arg-type]
             raise RemoteFailure(src, "sent recovery copies other than the ones it listed")
         backups[src] = {key: (stamps[key], value) for key, value in copies.items()}  # type: ignore[union-attr]

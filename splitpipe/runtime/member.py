@@ -124,7 +124,8 @@ class _Member:
         elif kind == "load":
             self.load(int(body["epoch"]), body["replicas"])
         elif kind == "share":
-            share(self.executor, self.transport, self.coordinator, int(body["epoch"]))
+            share(self.executor, self.transport, self.coordinator, int(body["epoch"]),
+                  self.setup.topology.names.index(self.name))
         elif kind == "stop":
             log.info("%s: stopped by %s", self.name, self.coordinator)
             return True

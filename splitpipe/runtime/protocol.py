@@ -203,9 +203,10 @@ def share_tags(replica: Replica, epoch: int) -> tuple[Tag, Tag]:
             Tag("weights", SHARE_MOMENTUM_OWNER, replica.part, replica.replica, epoch))
 
 
-def backups_tag(epoch: int) -> Tag:
-    """The tag of the recovery copies a node shares before `epoch` is redone (10)."""
-    return Tag("weights", SHARE_BACKUP_OWNER, 0, 0, epoch)
+def backups_tag(node: int, epoch: int) -> Tag:
+    """The tag of the recovery copies node number `node` (its index in the run's topology) shares
+    before `epoch` is redone (10): each node's its own, as data messages are filed by tag."""
+    return Tag("weights", SHARE_BACKUP_OWNER, node, 0, epoch)
 
 
 def is_state_tag(tag: Tag) -> bool:
