@@ -9,8 +9,9 @@
         (4) a node that died in the segment: the engine rewinds it, the technique re-plans
             over the survivors, the weights move, and the segment runs again (its lost time
             stays on the clock; a `recovery` event follows the `failure` one when the dead
-            node held layers, once they are rebuilt); owners that missed the round's deadline: the segment runs
-            again with their updates left out of the average (same clock: they did the work)
+            node held layers, once they are rebuilt); owners that missed the round's deadline:
+            the segment runs again with their updates left out of the average (same clock:
+            they did the work)
         (5) the controller may change the plan at this boundary (a node dropped, a new
             partition), seeing the segment's spans; the engine moves the weights the new plan
             needs (moves over links take time on the clock); an event is logged

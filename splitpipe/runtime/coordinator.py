@@ -301,7 +301,9 @@ class Coordinator:
 
     def _blame(self, plan: Plan, failure: RemoteFailure | PeerLost) -> str:
         """The node a failure report is held against: a data owner the run can lose speaks for itself only
-        (so one cannot stop the run by naming the server), other nodes for the peers the plan gives them."""
+        (so one cannot stop the run by naming the server), other nodes for the peers the plan gives them;
+        a droppable worker naming a droppable peer (FTPipeHD's neighbours) only if this node sees that
+        peer gone too, else it is held against the reporter."""
         reporter = getattr(failure, "reporter", failure.node)
         if reporter in (failure.node, self.name):
             return failure.node
