@@ -38,7 +38,8 @@ from splitpipe.setup import prepare
 COLUMNS = ["technique", "finished", "epochs_redone", "steps_redone", "accuracy", "failure_free_accuracy"]
 SHAPES: dict[str, dict[str, object]] = {"pipelearn": {"devices": 4, "micro_batches": 4},
                                          "mpsl": {"devices": 4, "micro_batches": 2},
-                                         "ftpipehd": {"stages": 4, "micro_batches": 2}}
+                                         "ftpipehd": {"stages": 4, "micro_batches": 2, "repartition_every": 0,
+                                                      "replicate_every": 4, "replicate_central_every": 8}}
 #: Roles whose processes the benchmark kills.
 VICTIM_ROLES = ("device", "worker")
 

@@ -10,6 +10,8 @@
     dynamic re-partition (every 10 iterations) against static cuts; time to finish.
 (c) The same model, 4 stages at speed 1, 3 epochs: no failure, one worker failed, two
     (adjacent) failed; epoch times (the redone work stays on the clock) and final accuracy.
+(r) (c) as real runs (`splitpipe launch`, loopback, measured timing): the script SIGKILLs the
+    workers' processes mid-epoch; wall epoch times, the report's events, final accuracy.
 (d) 4 stages, 2 epochs, copies every 5, 20 or 100 iterations (central: twice that) or never:
     the epoch time and link bytes they cost, and the time lost when worker2 dies late in epoch 0.
 
@@ -118,10 +120,64 @@ def failure_table(out: Path | None) -> list[dict[str, object]]:
     return rows
 
 
+def real_failure_table(out: Path | None) -> list[dict[str, object]]:
+    """(c) again as real runs: `splitpipe launch`, a process per stage on loopback, no link shaping;
+    this script SIGKILLs the workers' processes half a second into the epochs it names."""
+    import tempfile
+
+    config = BASE.with_(stages=4, epochs=3, network=("none",), timing="measured", profile=None, checkpoint_every=0)
+    cases = {"none": {}, "worker2": {"worker2": 1}, "worker1, worker2": {"worker1": 1, "worker2": 2}}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="splitpipe-ftpipehd-") as tmp:
+        path = Path(tmp) / "run.toml"
+        path.write_text(config.to_toml())
+        for i, (name, kills) in enumerate(cases.items()):
+            folder = (out or Path(tmp)) / f"real-failed-{i}"
+            code, report = launched(path, folder, kills)
+            rows.append({"failed": name, "killed in epoch": ", ".join(f"{n}: {e}" for n, e in kills.items()) or "-",
+                         "exit": code, "epoch s": " / ".join(f"{e['time_s']:.3g}" for e in report.get("epochs", [])),
+                         "events": " ".join(e["event"] for e in report.get("events", [])) or "-",
+                         "final accuracy": report["epochs"][-1]["test_accuracy"] if report else "-"})
+    return rows
+
+
+def launched(path: Path, out: Path, kills: Mapping[str, int]) -> tuple[int, dict]:
+    """A launch of `path`; each node of `kills` SIGKILLed 0.5 s after its epoch `kills[node]` started."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "splitpipe", "launch", str(path), "--out", str(out),
+                                "--no-progress", "--threads", "1", "--timeout", "120"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pids: dict[str, int] = {}
+
+    def watch() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            started = re.search(r"started (\w+) \(pid (\d+)\)", line)
+            if started:
+                pids[started.group(1)] = int(started.group(2))
+            for node, epoch in kills.items():
+                if f"{node}: epoch {epoch} started" in line and node in pids:
+                    time.sleep(0.5)
+                    os.kill(pids.pop(node), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+    code = process.wait(timeout=1800)
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+    return code, report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="write report.json and timelines here")
-    parser.add_argument("--parts", default="abcd", help="which tables: a, b, c, d")
+    parser.add_argument("--parts", default="abcd", help="which tables: a, b, c, d; r: (c) as real runs")
     parser.add_argument("--network", default="4g", help="every hop's network profile")
     args = parser.parse_args()
     global BASE
@@ -130,7 +186,8 @@ def main() -> None:
     tables = {"a": ("partition, stage speeds " + ",".join(map(str, SPREAD)), partition_table),
               "b": ("worker1 slows from 1 to 0.1", speed_drop_table),
               "c": ("failed workers", failure_table),
-              "d": ("replication period", replication_table)}
+              "d": ("replication period", replication_table),
+              "r": ("failed workers, real runs (launch)", real_failure_table)}
     for part in args.parts:
         title, table = tables[part]
         print(f"\n({part}) {title}", flush=True)

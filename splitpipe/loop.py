@@ -8,8 +8,10 @@
         (3) spans move onto the epoch's clock: a segment starts when the previous one ended
         (4) a node that died in the segment: the engine rewinds it, the technique re-plans
             over the survivors, the weights move, and the segment runs again (its lost time
-            stays on the clock); owners that missed the round's deadline: the segment runs
-            again with their updates left out of the average (same clock: they did the work)
+            stays on the clock; a `recovery` event follows the `failure` one when the dead
+            node held layers, once they are rebuilt); owners that missed the round's deadline:
+            the segment runs again with their updates left out of the average (same clock:
+            they did the work)
         (5) the controller may change the plan at this boundary (a node dropped, a new
             partition), seeing the segment's spans; the engine moves the weights the new plan
             needs (moves over links take time on the clock); an event is logged
@@ -173,6 +175,9 @@ def run_loop(
                                                                              if s.category == "forward"})}, offset)
                 epoch_spans += moved
                 offset = max([offset, *(s.end for s in moved)])
+                if failed.node not in plan.owners:  # layers it held were rebuilt from surviving copies
+                    failure = result.events[-1]
+                    result.events.append({**failure, "time_s": offset, "event": "recovery"})
                 continue
             late = _late(result.plan, spans, deadline - offset) if deadline is not None else []
             if late:  # (4)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import torch
 
@@ -25,7 +25,7 @@ from splitpipe.engine.emulate import TensorExecutor, average_states
 from splitpipe.plan import Plan
 from splitpipe.schedules.ir import Replica
 
-__all__ = ["carry_over", "momentum_of", "set_momentum"]
+__all__ = ["carry_over", "momentum_of", "set_momentum", "pool", "rebuild", "freshest"]
 
 State = dict[str, torch.Tensor]
 
@@ -48,39 +48,58 @@ def carry_over(executor: TensorExecutor, plan: Plan, owners: Mapping[int, int], 
     """Rebuild `executor`'s replicas as `replicas` of `plan`; `owners` maps old owner -> new owner,
     `shards` are the new plan's owners' training shards, `lost` the nodes whose state died with
     them. A new owner (one rejoining) starts from the average of every copy."""
-    weights: dict[int, State] = defaultdict(dict)  # old replica index -> key -> tensor
-    momentum: dict[int, State] = defaultdict(dict)
-    for replica, (module, optimizer) in executor.replicas.items():
-        if replica.node in lost:
-            continue
-        weights[replica.replica].update({k: v.detach().clone() for k, v in module.state_dict().items()})
-        momentum[replica.replica].update(momentum_of(module, optimizer))
-    old_of = {new: old for old, new in owners.items()}
+    weights, momentum = pool(((r, m.state_dict(), momentum_of(m, o)) for r, (m, o) in executor.replicas.items()), lost)
     batches, cursor = executor.epoch_batches, executor.cursor
     executor.shards = list(shards)  # type: ignore[arg-type]
     executor.epoch_batches = {new: batches[old] for old, new in owners.items() if old in batches}
     executor.cursor = {(owners[lane], step): at for (lane, step), at in cursor.items() if lane in owners}
     executor.use_plan(plan)
     executor.replicas = {}
-    backups = _backups(executor, lost)
-    for replica in replicas:
-        if executor.node not in (None, replica.node):
-            continue
-        module = executor.template[replica.part]
-        source = old_of.get(replica.replica, -1)  # -1: no old copy of its own, the average
-        initial = module.state_dict()
-        state = {key: _nearest(key, source, weights, backups, initial, lost, aggregated or {}) for key in initial}
-        fresh = copy.deepcopy(module).to(executor.device(replica.node))
+    mine = [r for r in replicas if executor.node in (None, r.node)]
+    templates = [part.state_dict() for part in executor.template]
+    states = rebuild(mine, templates, owners, weights, momentum, freshest(executor.backups, lost), lost, aggregated)
+    for replica, (state, moments) in states.items():
+        fresh = copy.deepcopy(executor.template[replica.part]).to(executor.device(replica.node))
         fresh.load_state_dict(state)
         optimizer = executor.optimizer(fresh.parameters())
-        set_momentum(fresh, optimizer, momentum.get(source, {}))
+        set_momentum(fresh, optimizer, moments)
         executor.replicas[replica] = (fresh, optimizer)
 
 
-def _backups(executor: TensorExecutor, lost: Collection[str]) -> State:
-    """The freshest recovery copy of each key held by a surviving node."""
+def pool(states: Iterable[tuple[Replica, Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]]],
+         lost: Collection[str] = ()) -> tuple[dict[int, State], dict[int, State]]:
+    """Weights and momentum of every (replica, weights, momentum) outside `lost`, by replica index
+    (an owner's copy of the model is every node's replica of that index)."""
+    weights: dict[int, State] = defaultdict(dict)  # old replica index -> key -> tensor
+    momentum: dict[int, State] = defaultdict(dict)
+    for replica, held, moments in states:
+        if replica.node in lost:
+            continue
+        weights[replica.replica].update({k: v.detach().clone() for k, v in held.items()})
+        momentum[replica.replica].update(moments)
+    return weights, momentum
+
+
+def rebuild(replicas: Sequence[Replica], templates: Sequence[Mapping[str, torch.Tensor]], owners: Mapping[int, int],
+            weights: Mapping[int, State], momentum: Mapping[int, State], backups: State,
+            lost: Collection[str] = (), aggregated: State | None = None) -> dict[Replica, tuple[State, State]]:
+    """Weights and momentum of each of `replicas` (of part `templates[part]`'s keys), each key from
+    its nearest copy: the same owner's old replica, a recovery copy, the average, the aggregate,
+    the initial model. The emulator and a real run's coordinator both rebuild through this."""
+    old_of = {new: old for old, new in owners.items()}
+    out = {}
+    for replica in replicas:
+        initial = dict(templates[replica.part])
+        source = old_of.get(replica.replica, -1)  # -1: no old copy of its own, the average
+        state = {key: _nearest(key, source, weights, backups, initial, lost, aggregated or {}) for key in initial}
+        out[replica] = (state, {k: v for k, v in momentum.get(source, {}).items() if k in initial})
+    return out
+
+
+def freshest(backups: Mapping[str, Mapping[str, tuple[tuple[int, int], torch.Tensor]]], lost: Collection[str] = ()) -> State:
+    """The freshest recovery copy of each key held by a surviving node (node -> key -> (when, tensor))."""
     fresh: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
-    for node, held in executor.backups.items():
+    for node, held in backups.items():
         if node in lost:
             continue
         for key, (when, value) in held.items():

@@ -35,6 +35,7 @@ from splitpipe.engine.events import NodeFailed
 from splitpipe.engine.mark import Mark
 from splitpipe.loop import Faults, run_loop
 from splitpipe.plan import Plan
+from splitpipe.runtime import handoff
 from splitpipe.runtime.address import CONNECT_S, probe
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
@@ -50,7 +51,7 @@ from splitpipe.runtime.protocol import (
 )
 from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
 from splitpipe.runtime.transport import Message, Transport
-from splitpipe.schedules import Segment, build_schedule
+from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
 from splitpipe.setup import Setup, report_header
 from splitpipe.span import Span
@@ -287,6 +288,7 @@ class Coordinator:
         if segment.start != 0 or not segment.ends_epoch:
             raise RuntimeError("real runs change plans only between epochs")
         self.at: float | None = None
+        self.runner: NodeRunner | None = None
         gone = [n for n in plan.topology.names if n in self.dropped]
         if gone:  # it died while the others rewound: the loop re-plans without it too
             raise NodeFailed(gone[0], 0.0, [])
@@ -301,16 +303,42 @@ class Coordinator:
             log.warning("%s: %s; epoch %d is redone without %s", self.name, exc, segment.epoch, node)
             self._drop(node)
             time_s = 0.0 if self.at is None else max(0.0, time.time() - self.at)
-            raise NodeFailed(node, time_s, []) from None
+            raise NodeFailed(node, time_s, self._lost_spans()) from None
+
+    def _lost_spans(self) -> list[Span]:
+        """This node's compute spans of the epoch called off, on its clock (the loop counts the lost steps)."""
+        if self.runner is None or self.at is None:
+            return []
+        return [replace(s, start=s.start - self.at, end=s.end - self.at) for s in self.runner.spans]
 
     def _blame(self, plan: Plan, failure: RemoteFailure | PeerLost) -> str:
         """The node a failure report is held against: a data owner the run can lose speaks for itself only
-        (so one cannot stop the run by naming the server), other nodes for the peers the plan gives them."""
+        (so one cannot stop the run by naming the server), other nodes for the peers the plan gives them;
+        a droppable worker naming a droppable peer (FTPipeHD's neighbours) only if this node sees that
+        peer gone too, else it is held against the reporter."""
         reporter = getattr(failure, "reporter", failure.node)
-        if reporter in (failure.node, self.name) or can_drop(plan, reporter):
-            return reporter if reporter != self.name else failure.node
+        if reporter in (failure.node, self.name):
+            return failure.node
         sends, receives = peers_of(self.schedule, reporter)
-        return failure.node if failure.node in sends | receives else reporter
+        peer = failure.node in sends | receives
+        if can_drop(plan, reporter) and reporter not in plan.owners and peer and can_drop(plan, failure.node):
+            return failure.node if self._confirm(failure.node) else reporter  # two workers: which one died?
+        if can_drop(plan, reporter):
+            return reporter
+        return failure.node if peer else reporter
+
+    def _confirm(self, node: str) -> bool:
+        """Whether this node sees `node` gone too (its stream broke, it fell silent) within the silence limit."""
+        deadline = time.monotonic() + self.mailbox.silence_s
+        while node not in self.mailbox.broken and time.monotonic() < deadline:
+            try:
+                self.mailbox.poll(deadline - time.monotonic())
+            except RemoteFailure as exc:
+                if exc.node != node:
+                    raise
+                if exc.reporter == node:  # its own stream or silence, not another node's word
+                    return True
+        return node in self.mailbox.broken
 
     def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
         topology = plan.topology
@@ -331,8 +359,9 @@ class Coordinator:
             self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": self.offsets[member].to_node(at)})
         time.sleep(max(0.0, at - time.time()))
         wall = time.perf_counter()
-        own = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,
-                         timeout=self.timeout, speed=self.speed).run()
+        self.runner = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,
+                                 timeout=self.timeout, speed=self.speed)
+        own = self.runner.run()
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
         self.executor.end_epoch()
         self.loss = (self.executor.loss_sum, self.executor.loss_count)
@@ -377,6 +406,8 @@ class Coordinator:
         copies = list({**own, **self.states}.values())
         replicas = build_schedule(new, 0).replicas
         lost = set(old.topology.names) - set(new.topology.names)
+        if technique(new.technique).moves is not None and not set(new.topology.names) - set(old.topology.names):
+            return self._hand_off(new, owners, replicas, lost)
         orphans = _orphans(old, lost, self.aggregated)
         carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost, self.aggregated)
         back = [n for n in new.topology.names if n in self.members and n not in old.topology.names]
@@ -395,6 +426,23 @@ class Coordinator:
             mine = [r for r, held in keys.items() if held]
             if mine:
                 self._send_state(node, mine, self._epoch, {r: {k: self.aggregated[k] for k in keys[r]} for r in mine}, {})
+
+    def _hand_off(self, new: Plan, owners: Mapping[int, int], replicas: Sequence[Replica], lost: set[str]) -> None:
+        """Layers change node (FTPipeHD's DP over the survivors): every new replica rebuilt here from
+        the nearest surviving copy and sent to its node (runtime/handoff.py)."""
+        for member in self.members:
+            self.transport.send_control(member, {"type": "share", "epoch": self._epoch})
+        states, backups = handoff.held(self.executor)
+        gathered, copies = handoff.gather(self.mailbox, self.members, self.setup.topology.names, self._epoch,
+                                          self.timeout)
+        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost)
+        rebuilt = handoff.rebuilt(self.executor, {**states, **gathered}, {**backups, **copies}, replicas, owners, lost)
+        handoff.install(self.executor, rebuilt)
+        dead = [n for n in self.dropped if n not in new.topology.names]
+        for member in self.members:
+            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners), "peers": {}})
+            mine = [r for r in replicas if r.node == member]
+            self._send_state(member, mine, self._epoch, {r: rebuilt[r][0] for r in mine}, {r: rebuilt[r][1] for r in mine})
 
     def mark(self) -> None:
         """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""

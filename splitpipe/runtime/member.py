@@ -12,6 +12,7 @@ import time
 
 from splitpipe.engine.carry import carry_over, momentum_of, set_momentum
 from splitpipe.engine.mark import Mark
+from splitpipe.runtime.handoff import share
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import EpochAborted, Mailbox, PeerLost, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, Speed, node_executor
@@ -122,6 +123,9 @@ class _Member:
             self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]], body.get("peers", {}))
         elif kind == "load":
             self.load(int(body["epoch"]), body["replicas"])
+        elif kind == "share":
+            share(self.executor, self.transport, self.coordinator, int(body["epoch"]),
+                  self.setup.topology.names.index(self.name))
         elif kind == "stop":
             log.info("%s: stopped by %s", self.name, self.coordinator)
             return True

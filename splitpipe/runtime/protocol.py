@@ -29,6 +29,13 @@ dies and the technique can go on without it, the coordinator instead calls the e
      |-- rewound(epoch) ---------------->|       once the fences of its senders came in
      |<-- adopt(dead, owners) -----------|   (8) re-plan without the dead, carry the weights
      |<-- prepare(epoch) ... ------------|       and the epoch is run again
+
+When the re-plan moves layers between nodes (FTPipeHD: the DP re-partitions over the
+survivors), the coordinator first gathers every survivor's state (runtime/handoff.py)::
+
+     |<-- share(epoch) ------------------|  (10) weights, momentum and recovery copies follow as
+     |-- shared(replicas, backups) ----->|       data messages; after adopt, load (9) gives each
+                                                 node the rebuilt state of its new replicas
 """
 
 from __future__ import annotations
@@ -45,13 +52,15 @@ from splitpipe.span import Span
 __all__ = [
     "ROLES", "GATHER_OWNER", "node_name", "node_id", "coordinator_of", "check_body",
     "config_body", "config_mismatch", "spans_to_body", "spans_from_body", "gather_tag", "replica_of",
-    "assignment", "parse_address", "momentum_tag", "load_tags", "is_state_tag", "ORDERS", "REPORTS", "accepts",
+    "assignment", "parse_address", "momentum_tag", "load_tags", "share_tags", "backups_tag", "is_state_tag", "ORDERS", "REPORTS", "accepts",
 ]
 
 #: Owner in the tags of the data messages that carry a replica's weights to the coordinator (no schedule uses it).
 GATHER_OWNER = -2
 #: Owners of the tags of the other state messages: momentum to the coordinator, weights and momentum from it.
 MOMENTUM_OWNER, LOAD_OWNER, LOAD_MOMENTUM_OWNER = -3, -4, -5
+#: Owners of the tags of what a node shares after a re-plan (10): weights, momentum, its recovery copies.
+SHARE_OWNER, SHARE_MOMENTUM_OWNER, SHARE_BACKUP_OWNER = -6, -7, -8
 #: Config keys that may differ between nodes: they do not change what is trained.
 LOCAL_KEYS = frozenset({"out", "tensorboard", "progress", "profile", "checkpoint_every", "keep_checkpoints"})
 
@@ -75,13 +84,15 @@ BODIES: dict[str, tuple[str, ...]] = {
     "rewound": ("epoch",),
     "adopt": ("dead", "owners"),
     "load": ("epoch", "replicas"),
+    "share": ("epoch",),
+    "shared": ("epoch", "replicas", "backups"),
 }
 
 
 #: Control messages only the coordinator sends.
-ORDERS = frozenset({"assign", "ping", "prepare", "start", "stop", "abort", "rewind", "adopt", "load"})
+ORDERS = frozenset({"assign", "ping", "prepare", "start", "stop", "abort", "rewind", "adopt", "load", "share"})
 #: Control messages only the coordinator receives (from the other nodes).
-REPORTS = frozenset({"hello", "pong", "ready", "done", "error", "rewound"})
+REPORTS = frozenset({"hello", "pong", "ready", "done", "error", "rewound", "shared"})
 
 
 def accepts(kind: str, src: str, receiver: str, coordinator: str) -> bool:
@@ -184,6 +195,18 @@ def load_tags(replica: Replica, epoch: int) -> tuple[Tag, Tag]:
     """The tags of the weights and the momentum the coordinator sends `replica`'s node before `epoch` (9)."""
     return (Tag("weights", LOAD_OWNER, replica.part, replica.replica, epoch),
             Tag("weights", LOAD_MOMENTUM_OWNER, replica.part, replica.replica, epoch))
+
+
+def share_tags(replica: Replica, epoch: int) -> tuple[Tag, Tag]:
+    """The tags of the weights and the momentum of `replica` its node shares before `epoch` is redone (10)."""
+    return (Tag("weights", SHARE_OWNER, replica.part, replica.replica, epoch),
+            Tag("weights", SHARE_MOMENTUM_OWNER, replica.part, replica.replica, epoch))
+
+
+def backups_tag(node: int, epoch: int) -> Tag:
+    """The tag of the recovery copies node number `node` (its index in the run's topology) shares
+    before `epoch` is redone (10): each node's its own, as data messages are filed by tag."""
+    return Tag("weights", SHARE_BACKUP_OWNER, node, 0, epoch)
 
 
 def is_state_tag(tag: Tag) -> bool:

@@ -41,7 +41,10 @@ def peers_of(schedule: Schedule | None, node: str) -> tuple[set[str], set[str]]:
 
 
 def can_drop(plan: Plan, node: str) -> bool:
-    """Whether the run can go on without `node`: a data owner, or a node of a role the technique drops."""
+    """Whether the run can go on without `node`: a data owner, or a node of a role the technique drops;
+    never the coordinator (FTPipeHD's central node is its data owner too)."""
+    if node == plan.server:
+        return False
     record = technique(plan.technique)
     droppable = node in plan.owners or plan.topology.node(node).role in record.droppable_roles
     return droppable and record.replan is not None

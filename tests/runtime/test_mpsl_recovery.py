@@ -48,7 +48,8 @@ def test_a_dead_compute_node_is_survived(tiny_npz: str) -> None:
     finally:
         for transport in transports.values():
             transport.close()
-    (event,) = cast(list[dict[str, Any]], result.report["events"])
+    event, recovery = cast(list[dict[str, Any]], result.report["events"])
+    assert recovery == {**event, "event": "recovery"}
     assert (event["event"], event["nodes"], event["epoch"]) == ("failure", ["compute1"], 1)
     assert event["cuts_before"] == [1, 2, 3, 4] and len(event["cuts_after"]) == 3
     rows = cast(list[dict[str, Any]], result.report["epochs"])

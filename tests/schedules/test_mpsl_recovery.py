@@ -51,8 +51,9 @@ def test_the_dead_nodes_layers_come_back_from_the_last_aggregation() -> None:
 
 def test_a_dead_compute_node_is_survived_to_90_percent_on_digits() -> None:
     report = emulate(prepare(RunConfig(**{**BASE, "epochs": 1, "lr": 0.05, "fail": ("compute1@0.1",)}))).report  # type: ignore[arg-type]
-    (event,) = report["events"]  # type: ignore[misc]
+    event, recovery = report["events"]  # type: ignore[misc]
     assert (event["event"], event["nodes"], event["cuts_after"]) == ("failure", ["compute1"], [1, 2, 4])
+    assert (recovery["event"], recovery["nodes"], recovery["cuts_after"]) == ("recovery", ["compute1"], [1, 2, 4])
     (row,) = report["epochs"]  # type: ignore[misc]
     assert row["cuts"] == [1, 2, 4] and row["participants"] == ["device0", "device1", "device2"]
     assert row["test_accuracy"] >= 0.9

@@ -1,0 +1,57 @@
+"""A real FTPipeHD run (`splitpipe launch`, a process per stage) survives a worker SIGKILLed by the
+test mid-epoch: the central node drops it, re-runs the DP over the survivors, rebuilds every
+layer from the nearest surviving copy (runtime/handoff.py) and redoes the epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any, cast
+
+from splitpipe.cli import main
+from splitpipe.experiment import emulate, prepare
+from splitpipe.runtime.recovery import can_drop
+
+from .test_launch import FINISH_S, Launch, write_config
+
+
+def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) -> None:
+    config, path = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=4, micro_batches=2, epochs=5,
+                                replicate_every=2, replicate_central_every=4, repartition_every=0,
+                                checkpoint_every=0)
+    out = tmp_path / "out"
+    launch = Launch(path, "--out", str(out), "--timeout", "120")
+    try:
+        launch.wait_for("worker2: epoch 1 started")
+        os.kill(launch.pids["worker2"], signal.SIGKILL)  # the test's own kill, not --fail
+        code = launch.process.wait(timeout=FINISH_S)
+    finally:
+        launch.close()
+    text = launch.text()
+    assert code == 0, text
+    assert "worker2 (pid" in text and "was killed by SIGKILL; the run goes on without it" in text
+    report = json.loads((out / "report.json").read_text())
+    failure, recovery = report["events"]
+    assert (failure["event"], failure["nodes"], recovery["event"], recovery["nodes"]) == (
+        "failure", ["worker2"], "recovery", ["worker2"])
+    assert failure["cuts_before"] == [1, 2, 3] and len(recovery["cuts_after"]) == 2  # three stages left
+    rows = report["epochs"]
+    assert rows[-1]["cuts"] == recovery["cuts_after"] and len(rows) == 5
+    clean = cast(list[dict[str, Any]], emulate(prepare(config)).report["epochs"])  # the failure-free run
+    assert rows[-1]["test_accuracy"] >= clean[-1]["test_accuracy"] - 0.02
+
+
+def test_the_central_node_is_never_expendable(tmp_path: Path, tiny_npz: str) -> None:
+    """It holds the data (a data owner) but coordinates: its death ends the launch (exit 1, one line)."""
+    config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)
+    plan = prepare(config).plan
+    assert [n for n in plan.topology.names if can_drop(plan, n)] == ["worker1", "worker2"]
+
+
+def test_launch_refuses_a_re_partition_in_one_line(tmp_path: Path, tiny_npz: str, capsys) -> None:  # noqa: ANN001
+    _, path = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)  # --repartition-every 10
+    assert main(["launch", str(path), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == ("splitpipe launch: error: --repartition-every 10: real runs do not "
+                                               "re-partition yet (emulator only); give --repartition-every 0")
