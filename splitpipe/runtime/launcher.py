@@ -93,9 +93,6 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
     setup = prepare(config)  # every bad value fails here, before a process starts
     if config.round_deadline is not None:
         raise ValueError(f"--round-deadline {config.round_deadline:g}: real runs do not apply it yet (emulator only)")
-    if setup.technique.adapt is not None and setup.technique.adapt(setup.plan, config) is not None:
-        raise ValueError(f"--repartition-every {config.repartition_every}: real runs do not re-partition yet "
-                         "(emulator only); give --repartition-every 0")
     if processes is not None and config.fail:
         raise ValueError(f"--fail {config.fail[0]} kills a node's process: give it without --processes {processes}")
     if processes is not None and config.rejoin:

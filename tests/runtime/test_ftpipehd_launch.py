@@ -10,8 +10,8 @@ import signal
 from pathlib import Path
 from typing import Any, cast
 
-from splitpipe.cli import main
 from splitpipe.experiment import emulate, prepare
+from splitpipe.runtime.entry import adaptation_unused
 from splitpipe.runtime.recovery import can_drop
 
 from .test_launch import FINISH_S, Launch, write_config
@@ -50,8 +50,10 @@ def test_the_central_node_is_never_expendable(tmp_path: Path, tiny_npz: str) -> 
     assert [n for n in plan.topology.names if can_drop(plan, n)] == ["worker1", "worker2"]
 
 
-def test_launch_refuses_a_re_partition_in_one_line(tmp_path: Path, tiny_npz: str, capsys) -> None:  # noqa: ANN001
-    _, path = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)  # --repartition-every 10
-    assert main(["launch", str(path), "--no-progress"]) == 2
-    assert capsys.readouterr().err.strip() == ("splitpipe launch: error: --repartition-every 10: real runs do not "
-                                               "re-partition yet (emulator only); give --repartition-every 0")
+def test_a_real_run_keeps_its_first_cuts_and_says_so(tmp_path: Path, tiny_npz: str) -> None:
+    """Re-partitioning is emulator only: the default (every 10 iterations) is named in one warning, not refused."""
+    config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)  # --repartition-every 10
+    assert adaptation_unused(prepare(config)) == ("--repartition-every 10: real runs keep their first cuts "
+                                                  "(re-partitioning is emulator only); give --repartition-every 0 "
+                                                  "to silence this")
+    assert adaptation_unused(prepare(config.with_(repartition_every=0))) is None
