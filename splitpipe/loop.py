@@ -104,6 +104,8 @@ class Faults:
     deadline: float | None = None
     joined: Callable[[list[str]], list[str]] | None = None
     """Real runs: which of the dead nodes (given) have come back, asked at each epoch boundary."""
+    missed: Callable[[], list[int]] | None = None
+    """Real runs: the owners the aggregators left out at the deadline as they ran (the segment is not re-run)."""
 
 
 Progress = Callable[[int, dict[str, object]], None]
@@ -174,11 +176,17 @@ def run_loop(
                 epoch_spans += moved
                 offset = max([offset, *(s.end for s in moved)])
                 continue
-            late = _late(result.plan, spans, deadline - offset) if deadline is not None else []
-            if late:  # (4)
-                engine.rewind()
-                schedule = without_updates(schedule, late)
-                spans = engine.run_segment(result.plan, schedule, segment)
+            if deadline is None:
+                late = []
+            elif faults.missed is not None:  # a real run: left out as it ran
+                late = faults.missed()
+            else:
+                late = _late(result.plan, spans, deadline - offset)
+                if late:  # (4)
+                    engine.rewind()
+                    schedule = without_updates(schedule, late)
+                    spans = engine.run_segment(result.plan, schedule, segment)
+            if late:
                 missed = [result.plan.owners[i] for i in late]
                 result.events.append({"epoch": epoch, "step": segment.start, "time_s": deadline,
                                       "event": "deadline_miss", "nodes": missed})

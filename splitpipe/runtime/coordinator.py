@@ -103,6 +103,7 @@ class Coordinator:
         self.loss = (0.0, 0)
         self.wall_s = 0.0
         self.dropped: list[str] = []  # data owners that died, in order
+        self.missed: set[int] = set()  # owners left out of the last epoch's averages (round deadline)
         self.saved: Mark | None = None  # own state at the running epoch's start
         self.schedule: Schedule | None = None
         self._epoch = 0
@@ -117,7 +118,8 @@ class Coordinator:
             self._sync_clocks()
             first = self._load(self.resume) if self.resume is not None else 0
             result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
-                              progress=self._after_epoch, faults=Faults(joined=self._rejoined))
+                              progress=self._after_epoch, faults=Faults(deadline=self.setup.config.round_deadline,
+                                                                        joined=self._rejoined, missed=self._missed))
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -223,6 +225,10 @@ class Coordinator:
             back.append(name)
         return back
 
+    def _missed(self) -> list[int]:
+        """The run loop's question after an epoch: the owners some aggregator left out at the round deadline."""
+        return sorted(self.missed)
+
     def _send_state(self, node: str, replicas: list[Replica], epoch: int,
                     weights: Mapping[Replica, State], momentum: Mapping[Replica, State]) -> None:
         """protocol.py (9): `node` loads these replicas' weights and momentum before `epoch`."""
@@ -318,8 +324,10 @@ class Coordinator:
             self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": self.offsets[member].to_node(at)})
         time.sleep(max(0.0, at - time.time()))
         wall = time.perf_counter()
-        own = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,
-                         timeout=self.timeout, speed=self.speed).run()
+        runner = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,
+                            timeout=self.timeout, speed=self.speed, deadline=self.setup.config.round_deadline)
+        own = runner.run()
+        self.missed = set(runner.missed)
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
         self.executor.end_epoch()
         self.loss = (self.executor.loss_sum, self.executor.loss_count)
@@ -330,6 +338,7 @@ class Coordinator:
                 spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
                 self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
                 replicas = [Replica(src, int(part), int(index)) for part, index in body["sent"]]  # type: ignore[union-attr]
+                self.missed |= {int(i) for i in body.get("missed", [])}
             except (TypeError, ValueError, RuntimeError) as exc:
                 raise RemoteFailure(src, f"sent a bad report of epoch {epoch}: {exc}") from None
             for replica in replicas:

@@ -91,8 +91,6 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
     from splitpipe.runtime.transport.identity import new_keys
 
     setup = prepare(config)  # every bad value fails here, before a process starts
-    if config.round_deadline is not None:
-        raise ValueError(f"--round-deadline {config.round_deadline:g}: real runs do not apply it yet (emulator only)")
     if processes is not None and config.fail:
         raise ValueError(f"--fail {config.fail[0]} kills a node's process: give it without --processes {processes}")
     if processes is not None and config.rejoin:
