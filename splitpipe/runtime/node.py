@@ -175,10 +175,12 @@ class NodeRunner:
     # -- the round deadline --------------------------------------------------------------
     def _leave_out_late(self, lanes: Sequence[Lane]) -> None:
         """At the deadline: the owners whose snapshots have not come in are left out of this round's
-        averages, unless that would leave an average with no update at all (then all are waited for)."""
+        averages, unless an average already used their update (one owner is in all or none) or leaving
+        them out would leave an average with no update at all (then all are waited for)."""
         self._cutoff = None
+        used = {t.owner for ln in lanes for a in ln.program[:ln.pc] if a.op == AGGREGATE for t in a.reads}
         pending = {a.tag.owner for ln in lanes for a in ln.program[ln.pc:]  # type: ignore[union-attr]
-                   if _snapshot_recv(a) and a.tag not in self.mailbox.data}
+                   if _snapshot_recv(a) and a.tag not in self.mailbox.data} - used
         averages = [a for ln in lanes for a in ln.program if a.op == AGGREGATE]
         if pending and all({t.owner for t in a.reads} - pending for a in averages):
             self.missed = pending
