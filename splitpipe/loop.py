@@ -106,6 +106,11 @@ class Faults:
     deadline: float | None = None
     joined: Callable[[list[str]], list[str]] | None = None
     """Real runs: which of the dead nodes (given) have come back, asked at each epoch boundary."""
+    dead: tuple[str, ...] = ()
+    """Nodes dead before the first epoch (a run resumed from a checkpoint written after they died):
+    the loop starts on the plan without them; `rejoin` or `joined` may bring them back."""
+    missed: Callable[[], list[int]] | None = None
+    """Real runs: the owners the aggregators left out at the deadline as they ran (the segment is not re-run)."""
 
 
 Progress = Callable[[int, dict[str, object]], None]
@@ -137,8 +142,8 @@ def run_loop(
     if segment_steps is not None and segment_steps < 1:
         raise ValueError(f"segment steps must be >= 1, got {segment_steps}")
     faults = faults or Faults()
-    pending, dead = dict(faults.fail), set[str]()
-    result, clock = LoopResult([], [], plan), 0.0
+    pending, dead = dict(faults.fail), set(faults.dead)
+    result, clock = LoopResult([], [], _without(plan, dead, "resumed").plan), 0.0
     for epoch in epochs:
         back = sorted(n for n in dead if faults.rejoin.get(n, float("inf")) <= clock)
         if faults.joined is not None and dead:
@@ -179,11 +184,17 @@ def run_loop(
                     failure = result.events[-1]
                     result.events.append({**failure, "time_s": offset, "event": "recovery"})
                 continue
-            late = _late(result.plan, spans, deadline - offset) if deadline is not None else []
-            if late:  # (4)
-                engine.rewind()
-                schedule = without_updates(schedule, late)
-                spans = engine.run_segment(result.plan, schedule, segment)
+            if deadline is None:
+                late = []
+            elif faults.missed is not None:  # a real run: left out as it ran
+                late = faults.missed()
+            else:
+                late = _late(result.plan, spans, deadline - offset)
+                if late:  # (4)
+                    engine.rewind()
+                    schedule = without_updates(schedule, late)
+                    spans = engine.run_segment(result.plan, schedule, segment)
+            if late:
                 missed = [result.plan.owners[i] for i in late]
                 result.events.append({"epoch": epoch, "step": segment.start, "time_s": deadline,
                                       "event": "deadline_miss", "nodes": missed})
