@@ -13,6 +13,7 @@ from splitpipe.checkpoint import (
     Checkpoints,
     check_resumable,
     restore,
+    resumed_events,
     run_state,
     write_checkpoint,
 )
@@ -68,19 +69,20 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
         seed=config.seed, node_devices=node_devices,
     )
     rows: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
     first, dead = 0, []
     if resume is not None:
         check_resumable(resume, setup)
         dead = _without_dead(setup, executor, resume)
         executor.begin_segment(build_schedule(executor.plan, resume.epoch + 1))
         restore(resume, executor.replicas)
-        rows, first = list(resume.state["rows"]), resume.epoch + 1
+        rows, first, events = list(resume.state["rows"]), resume.epoch + 1, resumed_events(resume)
 
     def after_epoch(epoch: int, row: dict[str, object]) -> None:
         rows.append(row)
         if checkpoints is not None and checkpoints.due(epoch, config.epochs):
             gone = [n for n in setup.topology.names if n not in executor.plan.topology.names]
-            write_checkpoint(checkpoints.out, epoch, executor.replicas, run_state(setup, rows) | {"dead": gone},
+            write_checkpoint(checkpoints.out, epoch, executor.replicas, run_state(setup, rows, events) | {"dead": gone},
                              checkpoints.keep)
         if progress is not None:
             progress(epoch, row)
@@ -97,7 +99,7 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
         segment_steps = 1
     result = run_loop(setup.plan, engine, range(first, config.epochs), segment_steps=segment_steps,
                       controller=_first_change(controllers) if controllers else None, progress=after_epoch,
-                      faults=faults)
+                      faults=faults, events=events)
     schedule = result.schedule or build_schedule(setup.plan, max(0, config.epochs - 1))
     report = report_header(setup, timing.name) | {"epochs": rows}
     if result.events:

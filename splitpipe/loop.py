@@ -137,13 +137,18 @@ def run_loop(
     controller: Controller | None = None,
     progress: Progress | None = None,
     faults: Faults | None = None,
+    events: list[dict[str, object]] | None = None,
 ) -> LoopResult:
-    """Run `epochs` of `plan` on `engine`; segments of `segment_steps` mini-batches (None: whole epochs)."""
+    """Run `epochs` of `plan` on `engine`; segments of `segment_steps` mini-batches (None: whole epochs).
+
+    `events`: the list the run's events are added to (a resumed run's earlier ones first), so that
+    a checkpoint written between epochs holds them.
+    """
     if segment_steps is not None and segment_steps < 1:
         raise ValueError(f"segment steps must be >= 1, got {segment_steps}")
     faults = faults or Faults()
     pending, dead = dict(faults.fail), set(faults.dead)
-    result, clock = LoopResult([], [], _without(plan, dead, "resumed").plan), 0.0
+    result, clock = LoopResult([], [], _without(plan, dead, "resumed").plan, [] if events is None else events), 0.0
     for epoch in epochs:
         back = sorted(n for n in dead if faults.rejoin.get(n, float("inf")) <= clock)
         if faults.joined is not None and dead:

@@ -26,6 +26,7 @@ from splitpipe.checkpoint import (
     check_resumable,
     load_replicas,
     restore_rng,
+    resumed_events,
     run_state,
     write_states,
 )
@@ -93,6 +94,7 @@ class Coordinator:
         self.address, self.timeout, self.pings, self.speed = address, timeout, pings, speed
         self.progress, self.checkpoints, self.resume = progress, checkpoints, resume
         self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
+        self.events: list[dict[str, object]] = []  # the same for the report's events
         self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
         self.aggregated: State = {}  # the global model of the last aggregation
         self.mailbox = Mailbox(transport, silence_s, name, setup.topology.names)
@@ -122,7 +124,8 @@ class Coordinator:
             result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
                               progress=self._after_epoch, faults=Faults(deadline=self.setup.config.round_deadline,
                                                                         joined=self._rejoined, missed=self._missed,
-                                                                        dead=tuple(dead)))
+                                                                        dead=tuple(dead)),
+                              events=self.events)
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -290,7 +293,7 @@ class Coordinator:
                                                      "peers": {}})
             self._send_state(member, [r for r in schedule.replicas if r.node == member], first,
                              checkpoint.replicas, checkpoint.momentum)
-        self.rows = list(checkpoint.state["rows"])
+        self.rows, self.events = list(checkpoint.state["rows"]), resumed_events(checkpoint)
         log.info("%s: resumed from %s%s", self.name, checkpoint.path,
                  f" without {', '.join(dead)} (dead when it was written)" if dead else "")
         return first
@@ -299,7 +302,7 @@ class Coordinator:
         self.rows.append(row)
         if self._saves(epoch):
             assert self.checkpoints is not None
-            state = run_state(self.setup, self.rows) | {"dead": list(self.dropped)}
+            state = run_state(self.setup, self.rows, self.events) | {"dead": list(self.dropped)}
             path = write_states(self.checkpoints.out, epoch, self.states, self.momenta, state, self.checkpoints.keep)
             log.info("%s: checkpoint %s", self.name, path)
         if self.progress is not None:

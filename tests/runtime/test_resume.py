@@ -68,6 +68,8 @@ def test_a_run_resumed_from_a_checkpoint_written_after_a_death_goes_on_without_t
     resumed = cluster(setup, again, resume=checkpoint)
     rows = cast(list[dict[str, Any]], resumed.report["epochs"])
     assert [r["participants"] for r in rows] == [["device0", "device1", "device2"]] + [["device0", "device1"]] * 2
+    *earlier, resume = cast(list[dict[str, Any]], resumed.report["events"])
+    assert earlier == events and (resume["event"], resume["epoch"], resume["nodes"]) == ("resume", 2, ["device2"])
     assert resumed.states.keys() == whole.states.keys()
     for replica, state in whole.states.items():
         for key, tensor in state.items():
