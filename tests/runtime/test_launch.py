@@ -51,6 +51,7 @@ def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz:
     log = capfd.readouterr().err
     for device in ("device0", "device1"):
         assert f"{device}: dials out, listens nowhere" in log and f"{device}: listening" not in log
+    assert "refused a connection" not in log   # start-up and shutdown are no attack
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "distributed" and report["timing"] == "wall"
     assert (out / "metrics.csv").is_file() and (out / "timeline.png").is_file()
