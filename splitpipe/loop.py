@@ -8,8 +8,9 @@
         (3) spans move onto the epoch's clock: a segment starts when the previous one ended
         (4) a node that died in the segment: the engine rewinds it, the technique re-plans
             over the survivors, the weights move, and the segment runs again (its lost time
-            stays on the clock; a `recovery` event follows the `failure` one when the dead
-            node held layers, once they are rebuilt); owners that missed the round's deadline:
+            stays on the clock; the `failure` event is followed by `recovery` when the dead
+            node held layers, once they are rebuilt, or `dropout` when it was a data owner,
+            now out of FedAvg); owners that missed the round's deadline:
             the segment runs again with their updates left out of the average (same clock:
             they did the work)
         (5) the controller may change the plan at this boundary (a node dropped, a new
@@ -185,9 +186,11 @@ def run_loop(
                                                                              if s.category == "forward"})}, offset)
                 epoch_spans += moved
                 offset = max([offset, *(s.end for s in moved)])
-                if failed.node not in plan.owners:  # layers it held were rebuilt from surviving copies
-                    failure = result.events[-1]
-                    result.events.append({**failure, "time_s": offset, "event": "recovery"})
+                failure = result.events[-1]
+                # an owner is out of FedAvg from this round on (its in-flight work discarded); any
+                # other node's layers were rebuilt from surviving copies
+                kind = "dropout" if failed.node in plan.owners else "recovery"
+                result.events.append({**failure, "time_s": offset, "event": kind})
                 continue
             if deadline is None:
                 late = []

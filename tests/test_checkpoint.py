@@ -50,7 +50,7 @@ def test_a_resume_after_a_death_equals_an_uninterrupted_run_with_that_death(name
     config = _config(name, epochs=2).with_(devices=3, fail=(f"{dead}@0.01",), **({"cuts": (1, 2, 3, 4)} if name == "mpsl" else {}))
     whole = emulate(prepare(config))
     events = [(e["event"], e["epoch"]) for e in whole.report["events"]]  # type: ignore[attr-defined]
-    assert events == [("failure", 0)] + ([("recovery", 0)] if name == "mpsl" else [])  # MP-SL rebuilds the layers
+    assert events == [("failure", 0), ("recovery" if name == "mpsl" else "dropout", 0)]  # MP-SL rebuilds layers
     with pytest.raises(Crash):
         emulate(prepare(config), _crash_after(0), checkpoints=Checkpoints(tmp_path))
     checkpoint = read_checkpoint(latest_checkpoint(tmp_path))

@@ -153,7 +153,7 @@ def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: P
         launch.close()
     assert code == 0, launch.text()
     report = json.loads((out / "report.json").read_text())
-    assert [(e["event"], e["nodes"], e["epoch"]) for e in report["events"]] == [("failure", ["device1"], 1)]
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in report["events"]] == [("failure", ["device1"], 1), ("dropout", ["device1"], 1)]
     assert [e["participants"] for e in report["epochs"]] == [["device0", "device1", "device2"]] + [
         ["device0", "device2"]] * 2
 

@@ -59,7 +59,7 @@ def test_a_run_resumed_from_a_checkpoint_written_after_a_death_goes_on_without_t
     first = transports(setup)
     whole = cluster(setup, first, progress=die_after_epoch_0, checkpoints=Checkpoints(tmp_path, every=1, keep=3))
     events = cast(list[dict[str, Any]], whole.report["events"])
-    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device2"], 1)]
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device2"], 1), ("dropout", ["device2"], 1)]
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "epoch-0001")
     assert checkpoint.state["dead"] == ["device2"]
     assert launcher._dead_at(str(tmp_path)) == ["device2"]  # launch --resume does not start it
