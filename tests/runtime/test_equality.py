@@ -20,6 +20,7 @@ from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.experiment import Setup, emulate, prepare
 from splitpipe.loop import run_loop
+from splitpipe.runtime.bounds import message_bounds
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import config_body, coordinator_of
@@ -81,14 +82,14 @@ def test_same_weights_as_the_emulator_in_process(technique: str, tiny_npz: str) 
 
 
 def grpc_transports(setup: Setup) -> dict[str, Transport]:
-    """One started gRPC transport per node on loopback, shaped by the plan's links."""
+    """One started gRPC transport per node on loopback, shaped by the plan's links, with the run's derived limits."""
     coordinator = coordinator_of(setup.plan)
-    links = setup.topology.links
+    links, limits = setup.topology.links, message_bounds(setup).transport_limits()
     made: dict[str, Transport] = {}
     for name in [coordinator, *(n for n in setup.topology.names if n != coordinator)]:
         peers = {} if name == coordinator else {coordinator: made[coordinator].address}  # type: ignore[attr-defined]
         transport = GrpcTransport(name, "127.0.0.1:0", peers, b"equality-test-secret",
-                                  links=links, radios=setup.topology.radios)
+                                  links=links, radios=setup.topology.radios, **limits)
         transport.start()
         made[name] = transport
     return made
