@@ -109,11 +109,34 @@ def test_pipelearn_over_grpc_matches_the_emulator_on_a_shaped_network(tiny_npz: 
     assert set(cast(dict[str, object], result.report["nodes"])) == set(setup.topology.names)
 
 
-def test_a_node_with_another_config_is_named(tiny_npz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_node_with_another_config_is_dropped_naming_it_and_the_key(tiny_npz: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """device1's hello carries another learning rate: it is told why and dropped; device0 trains on."""
+    setup = small_setup("sfl", tiny_npz, epochs=1)
+    transports = make_local_transports(setup.topology.names)
+    device1 = transports["device1"]
+    device1.send_control("server", {"type": "hello", "name": "device1", "role": "device", "address": "",
+                                    "config": config_body(setup.config.with_(lr=0.5))})
+    member = threading.Thread(target=run_member, args=(setup, "device0", transports["device0"], "server"),
+                              kwargs={"timeout": 30}, daemon=True)
+    member.start()
+    with caplog.at_level("WARNING", "splitpipe.runtime"):
+        result = Coordinator(setup, "server", transports["server"], timeout=30).run()
+    member.join(30)
+    assert re.search(r"node device1 failed: has a different config: lr: 0.01 != 0.5; "
+                     r"the run goes on without device1", caplog.text)
+    told = device1.receive(10.0)
+    assert told is not None and told.control == {"type": "abort", "node": "device1",
+                                                 "message": "has a different config: lr: 0.01 != 0.5"}
+    assert {r.node for r in result.states} == {"server", "device0"}
+
+
+def test_a_run_that_cannot_lose_the_nodes_with_another_config_fails(tiny_npz: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     setup = small_setup("sfl", tiny_npz)
     other = config_body(setup.config.with_(lr=0.5))
-    monkeypatch.setattr("splitpipe.runtime.member.config_body", lambda config: other)  # the others' hello
-    with pytest.raises(ValueError, match=r"node device\d has a different config: lr: 0.01 != 0.5"):
+    monkeypatch.setattr("splitpipe.runtime.member.config_body", lambda config: other)  # every device's hello
+    with pytest.raises(RuntimeError, match=r"no data owner left after dropping device0, device1"):
         run_in_threads(setup, timeout=20)
 
 
