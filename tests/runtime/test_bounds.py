@@ -11,10 +11,12 @@ import torch
 
 from splitpipe.checkpoint import Checkpoints, latest_checkpoint, read_checkpoint
 from splitpipe.runtime.bounds import message_bounds
+from splitpipe.runtime.entry import _transport
+from splitpipe.runtime.options import NodeOptions
 from splitpipe.runtime.threads import run_in_threads
 from splitpipe.runtime.transport import SocketTransport
 from splitpipe.runtime.transport.base import payload_nbytes
-from splitpipe.runtime.transport.limits import MAX_TENSORS
+from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS
 from splitpipe.runtime.transport.local import LocalTransport
 from splitpipe.schedules.ir import Tag
 
@@ -86,3 +88,17 @@ def test_a_node_drops_a_message_over_its_derived_bound_and_its_peer_goes_on(tiny
         drops = [r.message for r in caplog.records if "malformed message from node 'tx'" in r.message]
         assert any(f"exceed the limit of {bounds.max_message_bytes} bytes" in m for m in drops)
         assert any(f"exceed the limit of {bounds.max_tensors} per message" in m for m in drops)
+
+
+def test_a_node_started_from_its_options_gets_the_derived_limits(tiny_npz: str, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    setup = small_setup("sl", tiny_npz)
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    options = NodeOptions(role="server", listen="127.0.0.1:0", secret_file=str(secret), config=setup.config)
+    with caplog.at_level(logging.INFO, "splitpipe.runtime"):
+        transport = _transport(options, options.listen, "server", setup, None, None)
+    bounds = message_bounds(setup)
+    assert (transport._max_message_bytes, transport._max_tensors) == (bounds.max_message_bytes, bounds.max_tensors)
+    assert transport._max_control_bytes == MAX_CONTROL_BYTES
+    assert f"drops data messages over {bounds.max_message_bytes} bytes or {bounds.max_tensors} tensors" in caplog.text
