@@ -228,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
 def adaptation_unused(setup: Setup) -> str | None:
     """What a real run leaves out of the config's plan changes (the coordinator says it once), or None.
 
@@ -240,7 +244,3 @@ def adaptation_unused(setup: Setup) -> str | None:
         return None
     return (f"--repartition-every {setup.config.repartition_every}: real runs keep their first cuts "
             "(re-partitioning is emulator only); give --repartition-every 0 to silence this")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
