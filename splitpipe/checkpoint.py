@@ -4,7 +4,7 @@
     OUT/checkpoints/epoch-0003/           after epoch 3 (written as .tmp-*, then renamed: never half there)
         replicas.safetensors              every replica's weights   NODE|PART|REPLICA|KEY
         optimizer.safetensors             every replica's SGD momentum, same keys
-        state.json                        format, epoch, config, plan, RNG states, data order, report rows
+        state.json                        format, epoch, config, plan, RNG states, data order, report rows and events, dead nodes
 
 Tensors go to safetensors only (nothing here is pickled); every file read is checked, and a
 problem is one ValueError naming the file and what is wrong.
@@ -272,15 +272,23 @@ def save_run_model(out: str | Path, setup: Setup, model: nn.Module) -> Path:
                       image_size=dataset.image_size, num_classes=dataset.num_classes, cuts=list(setup.plan.cuts))
 
 
-def run_state(setup: Setup, rows: Sequence[Mapping[str, object]]) -> dict[str, object]:
-    """What state.json says of the run besides the weights: its config, plan, data split and report rows."""
+def run_state(setup: Setup, rows: Sequence[Mapping[str, object]],
+              events: Sequence[Mapping[str, object]] = ()) -> dict[str, object]:
+    """What state.json says of the run besides the weights: its config, plan, data split, report rows and events."""
     from splitpipe.setup import report_header
 
     config = setup.config
     return {"config": config.to_json(), "technique": config.technique, "model": config.model,
             "dataset": config.dataset, "seed": config.seed, "epochs": config.epochs,
             "plan": report_header(setup, config.timing)["plan"], "data_order": data_order(setup.shards),
-            "rows": list(rows)}
+            "rows": list(rows), "events": list(events)}
+
+
+def resumed_events(checkpoint: Checkpoint) -> list[dict[str, object]]:
+    """The events of the run `checkpoint` was written by, then this run's `resume` (its dead named)."""
+    earlier = [dict(e) for e in checkpoint.state.get("events", [])]
+    return [*earlier, {"epoch": checkpoint.epoch + 1, "step": 0, "time_s": 0.0, "event": "resume",
+                       "nodes": [str(n) for n in checkpoint.state.get("dead", [])], "checkpoint": checkpoint.path.name}]
 
 
 def check_resumable(checkpoint: Checkpoint, setup: Setup) -> None:

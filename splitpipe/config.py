@@ -135,8 +135,8 @@ class RunConfig(Options):
     rejoin: Events = ()
     """NODE@T: a failed node comes back at the first epoch boundary after T seconds"""
     round_deadline: Positive | None = None
-    """seconds (emulator clock) after the epoch that ends a round began: an owner still training then is left
-    out of that round's FedAvg (its update discarded) and takes part again in the next"""
+    """seconds (the emulator's clock; wall seconds in real runs) after the epoch that ends a round began: an owner
+    still training then is left out of that round's FedAvg (its update discarded) and takes part again in the next"""
     out: str | None = None
     """directory for report.json, metrics.csv, plots, the trained model.safetensors and checkpoints/"""
     checkpoint_every: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = None

@@ -13,9 +13,11 @@ from splitpipe.checkpoint import (
     Checkpoints,
     check_resumable,
     restore,
+    resumed_events,
     run_state,
     write_checkpoint,
 )
+from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
@@ -67,23 +69,26 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
         seed=config.seed, node_devices=node_devices,
     )
     rows: list[dict[str, object]] = []
-    first = 0
+    events: list[dict[str, object]] = []
+    first, dead = 0, []
     if resume is not None:
         check_resumable(resume, setup)
-        executor.begin_segment(build_schedule(setup.plan, resume.epoch + 1))
+        dead = _without_dead(setup, executor, resume)
+        executor.begin_segment(build_schedule(executor.plan, resume.epoch + 1))
         restore(resume, executor.replicas)
-        rows, first = list(resume.state["rows"]), resume.epoch + 1
+        rows, first, events = list(resume.state["rows"]), resume.epoch + 1, resumed_events(resume)
 
     def after_epoch(epoch: int, row: dict[str, object]) -> None:
         rows.append(row)
         if checkpoints is not None and checkpoints.due(epoch, config.epochs):
-            write_checkpoint(checkpoints.out, epoch, executor.replicas, run_state(setup, rows),
+            gone = [n for n in setup.topology.names if n not in executor.plan.topology.names]
+            write_checkpoint(checkpoints.out, epoch, executor.replicas, run_state(setup, rows, events) | {"dead": gone},
                              checkpoints.keep)
         if progress is not None:
             progress(epoch, row)
 
     engine = EmulatorEngine(executor, predict=lambda plan, epoch: predict_epoch(plan, profiles, epoch).time_s)
-    faults = Faults(config.fail_times(), config.rejoin_times(), config.round_deadline)
+    faults = Faults(config.fail_times(), config.rejoin_times(), config.round_deadline, dead=tuple(dead))
     controllers = [controller] if controller is not None else []
     adapt = setup.technique.adapt(setup.plan, config) if setup.technique.adapt else None
     if adapt is not None:  # the technique's own controller (FTPipeHD's re-partition)
@@ -94,12 +99,26 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
         segment_steps = 1
     result = run_loop(setup.plan, engine, range(first, config.epochs), segment_steps=segment_steps,
                       controller=_first_change(controllers) if controllers else None, progress=after_epoch,
-                      faults=faults)
+                      faults=faults, events=events)
     schedule = result.schedule or build_schedule(setup.plan, max(0, config.epochs - 1))
     report = report_header(setup, timing.name) | {"epochs": rows}
     if result.events:
         report["events"] = result.events
     return RunResult(report, result.spans, executor.global_model(schedule))
+
+
+def _without_dead(setup: Setup, executor: TensorExecutor, checkpoint: Checkpoint) -> list[str]:
+    """The nodes dead when `checkpoint` was written; `executor` takes the plan without them (its replicas)."""
+    dead = [str(n) for n in checkpoint.state.get("dead", [])]
+    if dead:
+        if setup.technique.replan is None:
+            raise ValueError(f"{checkpoint.path / 'state.json'} says {', '.join(dead)} died: "
+                             f"{setup.plan.technique} cannot go on without them")
+        plan, _ = setup.technique.replan(setup.plan, sorted(dead))
+        owners = {i: plan.owners.index(n) for i, n in enumerate(setup.plan.owners) if n in plan.owners}
+        shards = [setup.shards[setup.plan.owners.index(n)] for n in plan.owners]
+        carry_over(executor, plan, owners, (), shards, dead)
+    return dead
 
 
 def _first_change(controllers: list[Controller]) -> Controller:

@@ -8,8 +8,9 @@
         (3) spans move onto the epoch's clock: a segment starts when the previous one ended
         (4) a node that died in the segment: the engine rewinds it, the technique re-plans
             over the survivors, the weights move, and the segment runs again (its lost time
-            stays on the clock; a `recovery` event follows the `failure` one when the dead
-            node held layers, once they are rebuilt); owners that missed the round's deadline:
+            stays on the clock; the `failure` event is followed by `recovery` when the dead
+            node held layers, once they are rebuilt, or `dropout` when it was a data owner,
+            now out of FedAvg); owners that missed the round's deadline:
             the segment runs again with their updates left out of the average (same clock:
             they did the work)
         (5) the controller may change the plan at this boundary (a node dropped, a new
@@ -106,6 +107,11 @@ class Faults:
     deadline: float | None = None
     joined: Callable[[list[str]], list[str]] | None = None
     """Real runs: which of the dead nodes (given) have come back, asked at each epoch boundary."""
+    dead: tuple[str, ...] = ()
+    """Nodes dead before the first epoch (a run resumed from a checkpoint written after they died):
+    the loop starts on the plan without them; `rejoin` or `joined` may bring them back."""
+    missed: Callable[[], list[int]] | None = None
+    """Real runs: the owners the aggregators left out at the deadline as they ran (the segment is not re-run)."""
 
 
 Progress = Callable[[int, dict[str, object]], None]
@@ -132,13 +138,18 @@ def run_loop(
     controller: Controller | None = None,
     progress: Progress | None = None,
     faults: Faults | None = None,
+    events: list[dict[str, object]] | None = None,
 ) -> LoopResult:
-    """Run `epochs` of `plan` on `engine`; segments of `segment_steps` mini-batches (None: whole epochs)."""
+    """Run `epochs` of `plan` on `engine`; segments of `segment_steps` mini-batches (None: whole epochs).
+
+    `events`: the list the run's events are added to (a resumed run's earlier ones first), so that
+    a checkpoint written between epochs holds them.
+    """
     if segment_steps is not None and segment_steps < 1:
         raise ValueError(f"segment steps must be >= 1, got {segment_steps}")
     faults = faults or Faults()
-    pending, dead = dict(faults.fail), set[str]()
-    result, clock = LoopResult([], [], plan), 0.0
+    pending, dead = dict(faults.fail), set(faults.dead)
+    result, clock = LoopResult([], [], _without(plan, dead, "resumed").plan, [] if events is None else events), 0.0
     for epoch in epochs:
         back = sorted(n for n in dead if faults.rejoin.get(n, float("inf")) <= clock)
         if faults.joined is not None and dead:
@@ -175,15 +186,23 @@ def run_loop(
                                                                              if s.category == "forward"})}, offset)
                 epoch_spans += moved
                 offset = max([offset, *(s.end for s in moved)])
-                if failed.node not in plan.owners:  # layers it held were rebuilt from surviving copies
-                    failure = result.events[-1]
-                    result.events.append({**failure, "time_s": offset, "event": "recovery"})
+                failure = result.events[-1]
+                # an owner is out of FedAvg from this round on (its in-flight work discarded); any
+                # other node's layers were rebuilt from surviving copies
+                kind = "dropout" if failed.node in plan.owners else "recovery"
+                result.events.append({**failure, "time_s": offset, "event": kind})
                 continue
-            late = _late(result.plan, spans, deadline - offset) if deadline is not None else []
-            if late:  # (4)
-                engine.rewind()
-                schedule = without_updates(schedule, late)
-                spans = engine.run_segment(result.plan, schedule, segment)
+            if deadline is None:
+                late = []
+            elif faults.missed is not None:  # a real run: left out as it ran
+                late = faults.missed()
+            else:
+                late = _late(result.plan, spans, deadline - offset)
+                if late:  # (4)
+                    engine.rewind()
+                    schedule = without_updates(schedule, late)
+                    spans = engine.run_segment(result.plan, schedule, segment)
+            if late:
                 missed = [result.plan.owners[i] for i in late]
                 result.events.append({"epoch": epoch, "step": segment.start, "time_s": deadline,
                                       "event": "deadline_miss", "nodes": missed})

@@ -44,6 +44,28 @@ def test_resume_equals_an_uninterrupted_run(name: str, tmp_path: Path) -> None:
     assert resumed.report["epochs"][2]["test_accuracy"] == whole.report["epochs"][2]["test_accuracy"]
 
 
+@pytest.mark.parametrize("name", ["pipelearn", "mpsl"])
+def test_a_resume_after_a_death_equals_an_uninterrupted_run_with_that_death(name: str, tmp_path: Path) -> None:
+    dead = "device1" if name == "pipelearn" else "compute1"
+    config = _config(name, epochs=2).with_(devices=3, fail=(f"{dead}@0.01",), **({"cuts": (1, 2, 3, 4)} if name == "mpsl" else {}))
+    whole = emulate(prepare(config))
+    events = [(e["event"], e["epoch"]) for e in whole.report["events"]]  # type: ignore[attr-defined]
+    assert events == [("failure", 0), ("recovery" if name == "mpsl" else "dropout", 0)]  # MP-SL rebuilds layers
+    with pytest.raises(Crash):
+        emulate(prepare(config), _crash_after(0), checkpoints=Checkpoints(tmp_path))
+    checkpoint = read_checkpoint(latest_checkpoint(tmp_path))
+    assert checkpoint.state["dead"] == [dead]
+    resumed = emulate(prepare(config), resume=checkpoint)
+    assert whole.model is not None and resumed.model is not None
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert [r["participants"] for r in resumed.report["epochs"]] == [r["participants"] for r in whole.report["epochs"]]
+    *earlier, resume = resumed.report["events"]  # type: ignore[misc]  # the first run's events, kept
+    assert earlier == whole.report["events"]
+    assert resume == {"epoch": 1, "step": 0, "time_s": 0.0, "event": "resume", "nodes": [dead],
+                      "checkpoint": "epoch-0000"}
+
+
 def test_only_the_newest_checkpoints_are_kept(tmp_path: Path) -> None:
     emulate(prepare(_config("fl", epochs=4)), checkpoints=Checkpoints(tmp_path, every=1, keep=2))
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())

@@ -96,8 +96,10 @@ def test_a_failed_owner_is_dropped_and_the_rest_train_to_90_percent() -> None:
     clean = emulate(prepare(config))
     halfway = clean.report["epochs"][0]["time_s"] / 2
     result = emulate(prepare(config.with_(fail=(f"device2@{halfway}",))))
-    (event,) = result.report["events"]
+    event, dropout = result.report["events"]
     assert event["event"] == "failure" and event["nodes"] == ["device2"] and event["epoch"] == 0
+    assert dropout == {**event, "event": "dropout", "time_s": dropout["time_s"]}  # out of FedAvg from now on
+    assert dropout["time_s"] >= event["time_s"]
     rows = result.report["epochs"]
     assert rows[0]["participants"] == ["device0", "device1", "device3"]
     assert rows[-1]["test_accuracy"] >= 0.9

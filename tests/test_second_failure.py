@@ -20,8 +20,8 @@ def test_a_failure_during_the_redo_ends_as_if_both_had_died_at_once() -> None:
     result = emulate(prepare(CONFIG.with_(fail=(f"device1@{first}", f"device2@{second}"))))
     events = result.report["events"]
     assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [  # type: ignore[union-attr]
-        ("failure", ["device1"], 1), ("failure", ["device2"], 1)]
-    assert events[1]["time_s"] > events[0]["time_s"]  # type: ignore[index]
+        ("failure", ["device1"], 1), ("dropout", ["device1"], 1), ("failure", ["device2"], 1), ("dropout", ["device2"], 1)]
+    assert events[2]["time_s"] > events[0]["time_s"]  # type: ignore[index]
     assert result.report["epochs"][1]["participants"] == ["device0", "device3"]  # type: ignore[index]
     both = emulate(prepare(CONFIG.with_(fail=(f"device1@{first}", f"device2@{first}"))))
     assert result.model is not None and both.model is not None

@@ -26,6 +26,7 @@ from splitpipe.checkpoint import (
     check_resumable,
     load_replicas,
     restore_rng,
+    resumed_events,
     run_state,
     write_states,
 )
@@ -49,7 +50,7 @@ from splitpipe.runtime.protocol import (
     momentum_tag,
     spans_from_body,
 )
-from splitpipe.runtime.recovery import can_drop, peers_of, send_fences
+from splitpipe.runtime.recovery import can_drop, peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
@@ -93,6 +94,7 @@ class Coordinator:
         self.address, self.timeout, self.pings, self.speed = address, timeout, pings, speed
         self.progress, self.checkpoints, self.resume = progress, checkpoints, resume
         self.rows: list[dict[str, object]] = []  # the report's, a resumed run's earlier ones first
+        self.events: list[dict[str, object]] = []  # the same for the report's events
         self.momenta: dict[Replica, State] = {}  # gathered for a checkpoint
         self.aggregated: State = {}  # the global model of the last aggregation
         self.mailbox = Mailbox(transport, silence_s, name, setup.topology.names)
@@ -104,6 +106,7 @@ class Coordinator:
         self.loss = (0.0, 0)
         self.wall_s = 0.0
         self.dropped: list[str] = []  # data owners that died, in order
+        self.missed: set[int] = set()  # owners left out of the last epoch's averages (round deadline)
         self.saved: Mark | None = None  # own state at the running epoch's start
         self.schedule: Schedule | None = None
         self._epoch = 0
@@ -113,12 +116,16 @@ class Coordinator:
         self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
         self.mailbox.on_return = self._returning
         try:
+            dead = self._resumed_dead()
             self._join()
             self._assign()
             self._sync_clocks()
-            first = self._load(self.resume) if self.resume is not None else 0
+            first = self._load(self.resume, dead) if self.resume is not None else 0
             result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
-                              progress=self._after_epoch, faults=Faults(joined=self._rejoined))
+                              progress=self._after_epoch, faults=Faults(deadline=self.setup.config.round_deadline,
+                                                                        joined=self._rejoined, missed=self._missed,
+                                                                        dead=tuple(dead)),
+                              events=self.events)
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
             self._broadcast({"type": "abort", "node": exc.node, "message": exc.reason})
@@ -241,6 +248,10 @@ class Coordinator:
             back.append(name)
         return back
 
+    def _missed(self) -> list[int]:
+        """The run loop's question after an epoch: the owners some aggregator left out at the round deadline."""
+        return sorted(self.missed)
+
     def _send_state(self, node: str, replicas: list[Replica], epoch: int,
                     weights: Mapping[Replica, State], momentum: Mapping[Replica, State]) -> None:
         """protocol.py (9): `node` loads these replicas' weights and momentum before `epoch`."""
@@ -252,30 +263,51 @@ class Coordinator:
             self.transport.send(node, tags[1], dict(momentum.get(replica, {})))
 
     # -- checkpoints and resume (protocol.py (9)) ------------------------------------------
-    def _load(self, checkpoint: Checkpoint) -> int:
-        """Own replicas from `checkpoint`, every other node's sent to it; the first epoch to run."""
+    def _resumed_dead(self) -> list[str]:
+        """The nodes dead when the resumed checkpoint was written: out of the run, not waited for; one
+        started again says hello and rejoins at an epoch boundary, as after any death."""
+        dead = [str(n) for n in self.resume.state.get("dead", [])] if self.resume is not None else []
+        for node in dead:
+            if node not in self.members or not can_drop(self.setup.plan, node):
+                raise ValueError(f"{self.resume.path / 'state.json'} says {node} died, "  # type: ignore[union-attr]
+                                 f"which this run cannot go on without")
+            self.members.remove(node)
+            self.dropped.append(node)
+            self.mailbox.forget(node)
+        return dead
+
+    def _load(self, checkpoint: Checkpoint, dead: list[str]) -> int:
+        """Own replicas from `checkpoint`, every other node's sent to it; the first epoch to run.
+
+        Written after nodes died, it holds the replicas of the plan without them: every node
+        re-plans first (protocol.py (8)'s adopt), then loads.
+        """
         check_resumable(checkpoint, self.setup)
-        if checkpoint.state.get("dead"):
-            raise ValueError(f"{checkpoint.path / 'state.json'} was written after {', '.join(checkpoint.state['dead'])} "
-                             "died: real runs resume from checkpoints with every node")
         first = checkpoint.epoch + 1
-        schedule = build_schedule(self.setup.plan, first)
+        plan, moved = replanned(self.setup.plan, self.setup.plan, dead)
+        schedule = build_schedule(plan, first)
         check_replicas(checkpoint, schedule.replicas)
+        if dead:
+            carry_over(self.executor, plan, moved, (), [self.shards[n] for n in plan.owners], dead)
         self.executor.begin_segment(schedule)
         load_replicas(checkpoint, self.executor.replicas)
         restore_rng(checkpoint)
         for member in self.members:
+            if dead:
+                self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(plan.owners),
+                                                     "peers": {}})
             self._send_state(member, [r for r in schedule.replicas if r.node == member], first,
                              checkpoint.replicas, checkpoint.momentum)
-        self.rows = list(checkpoint.state["rows"])
-        log.info("%s: resumed from %s", self.name, checkpoint.path)
+        self.rows, self.events = list(checkpoint.state["rows"]), resumed_events(checkpoint)
+        log.info("%s: resumed from %s%s", self.name, checkpoint.path,
+                 f" without {', '.join(dead)} (dead when it was written)" if dead else "")
         return first
 
     def _after_epoch(self, epoch: int, row: dict[str, object]) -> None:
         self.rows.append(row)
         if self._saves(epoch):
             assert self.checkpoints is not None
-            state = run_state(self.setup, self.rows) | {"dead": list(self.dropped)}
+            state = run_state(self.setup, self.rows, self.events) | {"dead": list(self.dropped)}
             path = write_states(self.checkpoints.out, epoch, self.states, self.momenta, state, self.checkpoints.keep)
             log.info("%s: checkpoint %s", self.name, path)
         if self.progress is not None:
@@ -365,8 +397,9 @@ class Coordinator:
         time.sleep(max(0.0, at - time.time()))
         wall = time.perf_counter()
         self.runner = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,
-                                 timeout=self.timeout, speed=self.speed)
+                                 timeout=self.timeout, speed=self.speed, deadline=self.setup.config.round_deadline)
         own = self.runner.run()
+        self.missed = set(self.runner.missed)
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
         self.executor.end_epoch()
         self.loss = (self.executor.loss_sum, self.executor.loss_count)
@@ -377,6 +410,7 @@ class Coordinator:
                 spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
                 self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
                 replicas = [Replica(src, int(part), int(index)) for part, index in body["sent"]]  # type: ignore[union-attr]
+                self.missed |= {int(i) for i in body.get("missed", [])}
             except (TypeError, ValueError, RuntimeError) as exc:
                 raise RemoteFailure(src, f"sent a bad report of epoch {epoch}: {exc}") from None
             for replica in replicas:

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from splitpipe.runtime.address import CONNECT_S, advertised_host
 from splitpipe.runtime.handover import Handover
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from splitpipe.runtime.transport.identity import Identity
     from splitpipe.setup import Setup
 
-__all__ = ["run_node", "run_handover", "main"]
+__all__ = ["run_node", "run_handover", "main", "exit_process"]
 
 log = logging.getLogger("splitpipe.runtime")
 
@@ -228,10 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def adaptation_unused(setup: Setup) -> str | None:
     """What a real run leaves out of the config's plan changes (the coordinator says it once), or None.
 
@@ -244,3 +240,27 @@ def adaptation_unused(setup: Setup) -> str | None:
         return None
     return (f"--repartition-every {setup.config.repartition_every}: real runs keep their first cuts "
             "(re-partitioning is emulator only); give --repartition-every 0 to silence this")
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this node process with `code` now, skipping interpreter finalization (flushed first).
+
+    At finalization Python 3.11 ends each daemon thread that next asks for the GIL with
+    pthread_exit; a transport thread inside a torch call (which released the GIL in a C++ guard)
+    unwinds through that guard's destructor, and the process aborts with "terminate called without
+    an active exception" (SIGABRT) although the run went well. Everything a node writes is
+    closed by then, so nothing is lost by not finalizing.
+    """
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    exit_process(main())

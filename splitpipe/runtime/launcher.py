@@ -91,14 +91,13 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
     from splitpipe.runtime.transport.identity import new_keys
 
     setup = prepare(config)  # every bad value fails here, before a process starts
-    if config.round_deadline is not None:
-        raise ValueError(f"--round-deadline {config.round_deadline:g}: real runs do not apply it yet (emulator only)")
     if processes is not None and config.fail:
         raise ValueError(f"--fail {config.fail[0]} kills a node's process: give it without --processes {processes}")
     if processes is not None and config.rejoin:
         raise ValueError(f"--rejoin {config.rejoin[0]} restarts a node's process: give it without --processes {processes}")
     coordinator = coordinator_of(setup.plan)
-    names = [coordinator, *(n for n in setup.topology.names if n != coordinator)]
+    gone = _dead_at(resume) if resume else []
+    names = [coordinator, *(n for n in setup.topology.names if n != coordinator and n not in gone)]
     if processes is None and not config.fail and not config.rejoin and len(names) > AUTO_PROCESSES:
         processes = AUTO_PROCESSES  # a process per node costs ~400 MB: 65 would not fit in 24 GB
         log.info("%d nodes share %d processes (--processes sets how many)", len(names), processes)
@@ -129,6 +128,16 @@ def launch(config: RunConfig, *, timeout: float = 600.0, emulate_speed: bool = F
     finally:
         cluster.stop()
         restore()
+
+
+def _dead_at(out: str) -> list[str]:
+    """The nodes dead when `out`'s last checkpoint was written: a resumed launch does not start them."""
+    from splitpipe.checkpoint import latest_checkpoint, read_checkpoint
+
+    dead = [str(n) for n in read_checkpoint(latest_checkpoint(out)).state.get("dead", [])]
+    if dead:
+        log.info("%s died before the checkpoint: not started, the run goes on without them", ", ".join(dead))
+    return dead
 
 
 def _stop_on_signals() -> Callable[[], None]:

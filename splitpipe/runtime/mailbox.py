@@ -89,6 +89,7 @@ class Mailbox:
         self.broken: set[str] = set()  # peers whose stream to this node broke (dead, or cut off)
         self.gone: set[str] = set()
         self.returning: dict[str, Message] = {}  # the hello of a forgotten node, restarted
+        self.discarded: set[Tag] = set()  # data to drop when it comes (late updates left out of an average)
         self.on_return: Callable[[str, str], None] | None = None  # (node, address), as its hello is filed
 
     def watch(self, node: str, *, from_first_word: bool = False) -> None:
@@ -173,6 +174,9 @@ class Mailbox:
         if refused is not None:
             self._refusals.warning(message.src, "%s refused %s from %s: %s", self.name, tag, message.src, refused)
             return
+        if tag in self.discarded:
+            self.discarded.discard(tag)
+            return
         if tag in self.data:
             raise RuntimeError(f"node {message.src} sent {tag} to {self.name} twice")
         self.data[tag] = message
@@ -221,9 +225,15 @@ class Mailbox:
             self.poll(left)
         self.fenced -= nodes
 
+    def discard(self, tag: Tag) -> None:
+        """Drop data message `tag`: now if it is in, else when it comes (a late update left out of an average)."""
+        if self.data.pop(tag, None) is None:
+            self.discarded.add(tag)
+
     def clear_data(self) -> None:
         """Forget every data message (after a rewind: all of them belong to the aborted attempt)."""
         self.data.clear()
+        self.discarded.clear()
         self.arrivals = []
 
     def _drop_from(self, node: str) -> None:

@@ -153,8 +153,9 @@ class _Member:
         if delay > 0:
             time.sleep(min(delay, self.timeout))
         log.info("%s: epoch %d started", self.name, epoch)
-        spans = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.plan.topology, epoch,
-                           timeout=self.timeout, speed=self.speed).run()
+        runner = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.plan.topology, epoch,
+                            timeout=self.timeout, speed=self.speed, deadline=self.setup.config.round_deadline)
+        spans = runner.run()
         self.executor.end_epoch()
         everything = self.save or epoch == self.setup.config.epochs - 1
         sent = self._send_weights(schedule, everything, epoch)
@@ -162,7 +163,7 @@ class _Member:
         self.transport.send_control(self.coordinator, {
             "type": "done", "epoch": epoch, "spans": spans_to_body(spans), "loss_sum": self.executor.loss_sum,
             "loss_count": self.executor.loss_count, "sent": [[r.part, r.replica] for r in sent],
-            "moments": [[r.part, r.replica] for r in moments],
+            "moments": [[r.part, r.replica] for r in moments], "missed": sorted(runner.missed),
         })
 
     def rewind(self, epoch: int, dead: list[str]) -> None:

@@ -9,6 +9,12 @@ The node's lanes share its processor by the ready rule of engine/lanes.py, as in
       (3) run the one compute action whose lane became ready first (ties: lane order)
       (4) nothing to do: wait for the next message
 
+With a round deadline (--round-deadline S), S seconds after the epoch began an aggregating node
+leaves out of its averages the data owners whose updates (snapshots) have not reached it: their
+Recvs are skipped, their late messages dropped as they come, the average renormalised over the
+others (fedavg.left_out); their replicas here load the average only once their lanes are done
+training. `missed` names them for the coordinator's report.
+
 Spans are on this node's clock (time.time()). A compute span is measured around the action.
 A link span is drawn by the receiver from the measured arrival: the transport's sender shapes
 each link as the emulator does (begin = link free, busy bytes/bandwidth, then one latency in
@@ -39,7 +45,19 @@ from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout
 from splitpipe.runtime.protocol import is_state_tag
 from splitpipe.runtime.transport import Message, Transport, TransportError
 from splitpipe.runtime.transport.base import payload_nbytes
-from splitpipe.schedules.ir import SEND, Action, Schedule
+from splitpipe.schedules.fedavg import left_out
+from splitpipe.schedules.ir import (
+    AGGREGATE,
+    BACKWARD,
+    FORWARD,
+    LOAD,
+    RECV,
+    SEND,
+    SNAPSHOT,
+    STEP,
+    Action,
+    Schedule,
+)
 from splitpipe.setup import Setup, accelerated_nodes
 from splitpipe.span import Span
 
@@ -92,11 +110,12 @@ class NodeRunner:
     `timeout` bounds how long the node may go without progress while it waits for a
     message. `speed` below 1 stretches each compute action to measured / speed, to stand
     in for a slower device when a whole cluster runs on one machine; a callable gives the
-    speed of the moment (--speed-change).
+    speed of the moment (--speed-change). `deadline`: the round deadline in seconds, if any.
     """
 
     def __init__(self, name: str, schedule: Schedule, executor: TensorExecutor, mailbox: Mailbox,
-                 topology: Topology, epoch: int, *, timeout: float = 600.0, speed: Speed = 1.0) -> None:
+                 topology: Topology, epoch: int, *, timeout: float = 600.0, speed: Speed = 1.0,
+                 deadline: float | None = None) -> None:
         self.name = name
         self.programs = schedule.programs.get(name, {})
         self.executor = executor
@@ -107,16 +126,23 @@ class NodeRunner:
         self.timeout = timeout
         self.speed = speed
         self.spans: list[Span] = []
+        self.missed: set[int] = set()
+        """Data owners left out of this node's averages (their updates missed the round deadline)."""
+        averages = any(a.op == AGGREGATE for program in self.programs.values() for a in program)
+        self._deadline = deadline if averages else None
 
     def run(self) -> list[Span]:
         """Run every lane to its end; return the node and link spans (on this node's clock)."""
         now = time.time()
         lanes = make_lanes({self.name: self.programs}, now)
+        self._cutoff = None if self._deadline is None else now + self._deadline
         progress = now
         while any(ln.action is not None for ln in lanes):
             self.mailbox.drain()  # (1)
+            if self._cutoff is not None and time.time() >= self._cutoff:
+                self._leave_out_late(lanes)
             moved = self._communicate(lanes)  # (2)
-            lane = earliest_compute(lanes)
+            lane = earliest_compute([ln for ln in lanes if not self._waits_for_training(ln, lanes)])
             if lane is not None:
                 self._compute(lane)  # (3)
             elif not moved:
@@ -141,8 +167,37 @@ class NodeRunner:
         return moved
 
     def _arrival(self, lane: Lane) -> float | None:
+        if self._left_out(lane.action):  # skipped at once
+            return lane.ready
         message = self.mailbox.data.get(lane.action.tag)  # type: ignore[union-attr,arg-type]
         return None if message is None else message.received_at
+
+    # -- the round deadline --------------------------------------------------------------
+    def _leave_out_late(self, lanes: Sequence[Lane]) -> None:
+        """At the deadline: the owners whose snapshots have not come in are left out of this round's
+        averages, unless an average already used their update (one owner is in all or none) or leaving
+        them out would leave an average with no update at all (then all are waited for)."""
+        self._cutoff = None
+        used = {t.owner for ln in lanes for a in ln.program[:ln.pc] if a.op == AGGREGATE for t in a.reads}
+        pending = {a.tag.owner for ln in lanes for a in ln.program[ln.pc:]  # type: ignore[union-attr]
+                   if _snapshot_recv(a) and a.tag not in self.mailbox.data} - used
+        averages = [a for ln in lanes for a in ln.program if a.op == AGGREGATE]
+        if pending and all({t.owner for t in a.reads} - pending for a in averages):
+            self.missed = pending
+            log.info("%s: owner(s) %s missed the round deadline of epoch %d; left out of its average",
+                     self.name, ", ".join(map(str, sorted(pending))), self.epoch)
+
+    def _left_out(self, action: Action | None) -> bool:
+        return action is not None and _snapshot_recv(action) and action.tag.owner in self.missed  # type: ignore[union-attr]
+
+    def _waits_for_training(self, lane: Lane, lanes: Sequence[Lane]) -> bool:
+        """A left-out owner's replica loads the average only after its own lanes' last training action."""
+        action = lane.action
+        if action is None or action.op != LOAD or action.owner not in self.missed:
+            return False
+        key = (action.part, action.replica)
+        return any(a.op in TRAINING and (a.part, a.replica) == key
+                   for other in lanes if other is not lane for a in other.program[other.pc:])
 
     def _send(self, action: Action) -> None:
         payload, _ = self.executor.send(self.name, action)
@@ -156,6 +211,9 @@ class NodeRunner:
                 raise PeerLost(str(action.peer), str(exc)) from None
 
     def _receive(self, action: Action) -> None:
+        if self._left_out(action):  # a late update: dropped now or when it comes
+            self.mailbox.discard(action.tag)  # type: ignore[arg-type]
+            return
         message = self.mailbox.data.pop(action.tag)  # type: ignore[arg-type]
         if message.src != action.peer:
             raise RuntimeError(f"{self.name} expected {action.tag} from {action.peer}, but {message.src} sent it")
@@ -165,6 +223,8 @@ class NodeRunner:
         action = lane.action
         assert action is not None
         start = time.time()
+        if action.op == AGGREGATE and self.missed:
+            action = left_out(action, self.missed)
         self.executor.compute(self.name, action)
         end = time.time()
         speed = self.speed() if callable(self.speed) else self.speed
@@ -176,6 +236,9 @@ class NodeRunner:
 
     def _wait(self, lanes: Sequence[Lane], progress: float) -> None:
         left = progress + self.timeout - time.time()
+        if self._cutoff is not None and self._cutoff < progress + self.timeout:  # wake at the deadline
+            self.mailbox.poll(max(0.0, self._cutoff - time.time()))
+            return
         if left <= 0 or not self.mailbox.poll(left):
             waits = "; ".join(f"lane {ln.lane} waits for {ln.action.tag} from {ln.action.peer}"  # type: ignore[union-attr]
                               for ln in lanes if ln.action is not None)
@@ -197,3 +260,12 @@ class NodeRunner:
             spans.append(transfer_span(message.src, self.name, tag, start, end, self.epoch, nbytes, label))
         return spans
 
+
+
+#: Actions that train or snapshot a replica (a left-out owner's replica loads the average after them).
+TRAINING = frozenset({FORWARD, BACKWARD, STEP, SNAPSHOT})
+
+
+def _snapshot_recv(action: Action) -> bool:
+    """A Recv of a replica's snapshot for an average (FedAvg's `weights` messages)."""
+    return action.op == RECV and action.tag is not None and action.tag.kind == "weights"

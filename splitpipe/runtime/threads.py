@@ -12,6 +12,7 @@ from typing import Any
 
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
+from splitpipe.runtime.node import Speed
 from splitpipe.runtime.protocol import coordinator_of
 from splitpipe.runtime.transport import Transport, make_transports
 from splitpipe.setup import Setup
@@ -20,12 +21,13 @@ __all__ = ["run_in_threads"]
 
 
 def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = None, *,
-                   timeout: float = 120.0, **coordinator_options: Any) -> ClusterResult:
+                   timeout: float = 120.0, speeds: Mapping[str, Speed] | None = None,
+                   **coordinator_options: Any) -> ClusterResult:
     """Run `setup` with every node of its topology in a thread; the caller's thread coordinates.
 
     Without `transports`, in-process ones shaped by the plan's links are made and closed here.
     Each node tells the others its transport's `address` ("" in-process). `coordinator_options`
-    go to the Coordinator (checkpoints, resume).
+    go to the Coordinator (checkpoints, resume, its own speed); `speeds` are the other nodes' (node.py's Speed).
     """
     names = setup.topology.names
     owned = transports is None
@@ -39,7 +41,7 @@ def run_in_threads(setup: Setup, transports: Mapping[str, Transport] | None = No
     def member(name: str) -> None:
         try:
             run_member(setup, name, transports[name], coordinator, transports[name].address,
-                       timeout=timeout)
+                       timeout=timeout, speed=(speeds or {}).get(name, 1.0))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             errors[name] = exc
 

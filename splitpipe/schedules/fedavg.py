@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from splitpipe.schedules.ir import AGG_LANE, AGGREGATE, LOAD, NO_OWNER, SNAPSHOT, Action, Schedule, Tag
 
-__all__ = ["Member", "fedavg", "without_updates"]
+__all__ = ["Member", "fedavg", "without_updates", "left_out"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,17 @@ def without_updates(schedule: Schedule, owners: Collection[int]) -> Schedule:
     programs = {node: {lane: tuple(_without(a, owners) for a in actions) for lane, actions in lanes.items()}
                 for node, lanes in schedule.programs.items()}
     return replace(schedule, programs=programs)
+
+
+def left_out(action: Action, owners: Collection[int]) -> Action:
+    """Average `action` without the reads of data owners `owners` (their updates never came: a real
+    run's round deadline), the others' weights renormalised as by without_updates; unchanged if no
+    other owner feeds it."""
+    kept = _without(action, owners)
+    if kept is action:
+        return action
+    pairs = [(tag, w) for tag, w in zip(kept.reads, kept.weights) if tag.owner not in owners]
+    return replace(kept, reads=tuple(tag for tag, _ in pairs), weights=tuple(w for _, w in pairs))
 
 
 def _without(action: Action, owners: Collection[int]) -> Action:

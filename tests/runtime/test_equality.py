@@ -167,4 +167,4 @@ def test_a_node_that_falls_silent_is_dropped_naming_it(tiny_npz: str, caplog: py
     assert re.search(r"node device1 failed: nothing heard from it for \d+ s .*the run goes on without device1",
                      caplog.text)
     events = cast(list[dict[str, Any]], result.report["events"])
-    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 0)]
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 0), ("dropout", ["device1"], 0)]

@@ -25,6 +25,8 @@ def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) ->
     launch = Launch(path, "--out", str(out), "--timeout", "120")
     try:
         launch.wait_for("worker2: epoch 1 started")
+        started = "".join(launch.seen)   # the coordinator probed each worker's address: no refusal for that
+        assert "refused a connection" not in started, started
         os.kill(launch.pids["worker2"], signal.SIGKILL)  # the test's own kill, not --fail
         code = launch.process.wait(timeout=FINISH_S)
     finally:
@@ -32,6 +34,7 @@ def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) ->
     text = launch.text()
     assert code == 0, text
     assert "worker2 (pid" in text and "was killed by SIGKILL; the run goes on without it" in text
+    assert text.count("was killed by") == 1 and "terminate called" not in text, text   # the others end cleanly
     report = json.loads((out / "report.json").read_text())
     failure, recovery = report["events"]
     assert (failure["event"], failure["nodes"], recovery["event"], recovery["nodes"]) == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -24,6 +25,9 @@ from splitpipe.experiment import emulate, prepare
 
 #: Seconds within which a launch must fail once a node is killed.
 FAIL_FAST_S = 60
+#: Seconds within which nodes must exit on their own once their coordinator died (a deadline that a loaded
+#: host meets: a broken stream is noticed at once, a silent coordinator after --silence, 10 s).
+ORPHAN_S = 30
 #: Seconds a short launch may take to finish its epochs on a loaded 2-core host (a deadline, not a speed goal).
 FINISH_S = 300
 
@@ -47,6 +51,7 @@ def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz:
     log = capfd.readouterr().err
     for device in ("device0", "device1"):
         assert f"{device}: dials out, listens nowhere" in log and f"{device}: listening" not in log
+    assert "refused a connection" not in log   # start-up and shutdown are no attack
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "distributed" and report["timing"] == "wall"
     assert (out / "metrics.csv").is_file() and (out / "timeline.png").is_file()
@@ -148,7 +153,7 @@ def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: P
         launch.close()
     assert code == 0, launch.text()
     report = json.loads((out / "report.json").read_text())
-    assert [(e["event"], e["nodes"], e["epoch"]) for e in report["events"]] == [("failure", ["device1"], 1)]
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in report["events"]] == [("failure", ["device1"], 1), ("dropout", ["device1"], 1)]
     assert [e["participants"] for e in report["epochs"]] == [["device0", "device1", "device2"]] + [
         ["device0", "device2"]] * 2
 
@@ -184,6 +189,42 @@ def test_a_killed_coordinator_ends_every_node_within_seconds(tmp_path: Path, tin
     text = launch.text()
     assert code == 1, text
     assert f"splitpipe launch: error: node server (pid {launch.pids['server']}) was killed by SIGKILL" in text
+
+
+def test_nodes_exit_on_their_own_with_one_line_when_the_coordinator_and_the_launcher_die(tmp_path: Path,
+                                                                                         tiny_npz: str) -> None:
+    """No launcher is left to stop them (a manual cluster has none): each node notices the broken stream."""
+    _, path = write_config(tmp_path, tiny_npz, epochs=100)  # minutes of training
+    launch = Launch(path, "--timeout", "60", "--processes", "2")  # the devices share a process
+    try:
+        launch.wait_for("device1: epoch 1 started")
+        devices = int(re.findall(r"started device0 device1 \(pid (\d+)\)", launch.text())[0])
+        os.kill(launch.process.pid, signal.SIGKILL)  # nobody cleans up after the nodes
+        os.kill(launch.pids["server"], signal.SIGKILL)
+        deadline = time.monotonic() + ORPHAN_S
+        while _running(devices) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(devices), "orphan node process"
+    finally:
+        for pid in launch.pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        launch.process.wait(30)
+    text = launch.text()
+    for device in ("device0", "device1"):
+        errors = [line for line in text.splitlines() if line.startswith(f"splitpipe node {device}: error:")]
+        assert len(errors) == 1 and "server" in errors[0], text
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie whose parent died and that nobody reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        return _alive(pid)
+    return state not in ("Z", "X")
 
 
 def test_a_launch_killed_between_epochs_resumes_to_an_uninterrupted_runs_weights(tmp_path: Path,

@@ -61,3 +61,19 @@ def test_a_handover_carries_options_and_keys_and_refuses_garbage() -> None:
         Handover.from_bytes(b'{"nodes": [{"role": "phone"}], "keys": [], "public": {}, "port_fd": null}')
     with pytest.raises(ValueError, match=r"names 1 node\(s\) and 0 key\(s\)"):
         Handover.from_bytes(handover.to_bytes().replace(b'"keys": ["-----BEGIN PRIVATE KEY-----\\n"]', b'"keys": []'))
+
+
+def test_a_node_process_ends_cleanly_while_a_daemon_thread_is_inside_torch() -> None:
+    """A plain interpreter exit aborts here ("terminate called without an active exception", SIGABRT)."""
+    script = ("import threading, torch\n"
+              "from splitpipe.runtime.entry import exit_process\n"
+              "a, busy = torch.ones(200, 200), threading.Event()\n"
+              "def spin():\n"
+              "    while True:\n"
+              "        busy.set(); a @ a\n"
+              "threading.Thread(target=spin, daemon=True).start()\n"
+              "busy.wait(60)\n"
+              "print('done', flush=False)\n"
+              "exit_process(0)\n")
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (ended.returncode, ended.stdout) == (0, "done\n"), ended.stderr

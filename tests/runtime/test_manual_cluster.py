@@ -20,7 +20,7 @@ from splitpipe.runtime.transport.identity import make_keys
 
 def test_nodes_with_their_own_keys_run_a_whole_run(tmp_path: Path, tiny_npz: str) -> None:
     config = RunConfig(technique="pipelearn", dataset=f"npz:{tiny_npz}", devices=2, network="none", epochs=1,
-                       batch_size=16, micro_batches=4, progress=False)
+                       batch_size=16, micro_batches=4, progress=False, round_deadline=60.0)  # every owner meets it
     make_keys(["server", "device0", "device1"], tmp_path / "keys")
     ports: queue.Queue[int] = queue.Queue()
     codes: dict[str, int] = {}
@@ -42,6 +42,7 @@ def test_nodes_with_their_own_keys_run_a_whole_run(tmp_path: Path, tiny_npz: str
     assert codes == {"server": 0, "device0": 0, "device1": 0}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["engine"] == "distributed" and len(report["epochs"]) == 1
+    assert report["epochs"][0]["participants"] == ["device0", "device1"] and "events" not in report
 
 
 def test_node_key_errors_are_one_line(tmp_path: Path, tiny_npz: str, capsys: pytest.CaptureFixture[str]) -> None:

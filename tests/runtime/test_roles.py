@@ -116,15 +116,15 @@ def run_with_forger(tiny_npz: str, when: Callable[[dict], bool] | None = None, e
 def test_a_devices_forged_error_does_not_abort_the_run(tiny_npz: str) -> None:
     result = run_with_forger(tiny_npz)
     events = cast(list[dict[str, Any]], result.report["events"])
-    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 1)]
+    assert [(e["event"], e["nodes"], e["epoch"]) for e in events] == [("failure", ["device1"], 1), ("dropout", ["device1"], 1)]
     epochs = cast(list[dict[str, Any]], result.report["epochs"])
     assert [e["participants"] for e in epochs] == [["device0", "device1"], ["device0"], ["device0"]]
 
 
 @pytest.mark.parametrize(("when", "after", "events"), [
-    ("hello", True, [("failure", ["device1"], 0)]),  # it joined, then failed: out for good
-    ("pong", False, [("failure", ["device1"], 0)]),  # its clock was being read
-    ("hello", False, [("failure", ["device1"], 0), ("rejoin", ["device1"], 1)]),  # its hello came after: a restart
+    ("hello", True, [("failure", ["device1"], 0), ("dropout", ["device1"], 0)]),  # it joined, then failed: out for good
+    ("pong", False, [("failure", ["device1"], 0), ("dropout", ["device1"], 0)]),  # its clock was being read
+    ("hello", False, [("failure", ["device1"], 0), ("dropout", ["device1"], 0), ("rejoin", ["device1"], 1)]),  # its hello came after: a restart
 ])
 def test_a_devices_error_before_the_first_epoch_drops_it(tiny_npz: str, when: str, after: bool,
                                                          events: list[tuple[str, list[str], int]], caplog) -> None:

@@ -417,6 +417,11 @@ class SocketTransport(Transport):
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(HANDSHAKE_S)
+            if _closed_unopened(sock):
+                log.debug("node '%s': a connection from %s closed before its first byte (a reachability probe "
+                          "or port check)", self.name, where)
+                sock.close()
+                return
             if self._tls is not None:
                 sock = self._tls[0].wrap_socket(sock, server_side=True)
             connection = Connection(sock, self._progress.reader(sock, READ_BUFFER), "?", "?", where)
@@ -540,6 +545,15 @@ class SocketTransport(Transport):
                 pass
         for connection in {*offered, *rest}:
             connection.release()
+
+
+def _closed_unopened(sock: socket.socket) -> bool:
+    """True when the other end closed without sending a byte: a probe (coordinator's `address.probe`, a port check).
+
+    Such a connection never started a handshake, so it is no refusal worth a warning; one that
+    sends anything, even a byte, and then stalls or stops is still refused out loud.
+    """
+    return sock.recv(1, socket.MSG_PEEK) == b""   # OSError (reset, stalled past the timeout): refused out loud
 
 
 def _discard(connection: Connection | None, sock: socket.socket) -> None:

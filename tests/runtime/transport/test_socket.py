@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from splitpipe.runtime.address import probe
 from splitpipe.runtime.transport import SocketTransport, TransportError
 from splitpipe.runtime.transport import socket_transport as socket_module
 from splitpipe.runtime.transport.channel import Connection
@@ -144,6 +145,19 @@ def test_wrong_secret_is_refused_and_named_and_a_good_peer_gets_through(rx, capl
         alice.send("rx", Tag("act", mb=1), torch.ones(3))
         m = rx.receive(10.0)
         assert m is not None and m.src == "alice" and torch.equal(m.payload, torch.ones(3))
+
+
+def test_a_reachability_probe_is_quiet_but_a_cut_hello_is_refused_out_loud(rx, caplog, wait_for) -> None:
+    """The coordinator's probe (address.probe) opens and closes; one byte of a hello and then nothing is refused."""
+    caplog.set_level(logging.DEBUG, LOGGER)
+    assert probe(rx.address, 5.0) is None
+    assert wait_for(lambda: any("closed before its first byte" in r.message for r in caplog.records))
+    host, _, port = rx.address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as cut:
+        cut.sendall(encode_control({"node": "raw"})[0][:1])
+    assert wait_for(lambda: any(r.levelno == logging.WARNING for r in caplog.records))
+    warnings = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "refused a connection" in warnings[0], warnings
 
 
 def test_a_recorded_handshake_cannot_be_replayed(rx) -> None:
