@@ -230,7 +230,7 @@ class Coordinator:
             body = message.control or {}
             try:
                 self._check_hello(name, body)
-            except ValueError as exc:
+            except (ValueError, RemoteFailure) as exc:   # another role, or another config
                 log.warning("%s: %s may not rejoin: %s", self.name, name, exc)
                 self.heartbeat.remove(name)
                 continue
