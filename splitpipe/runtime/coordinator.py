@@ -161,7 +161,12 @@ class Coordinator:
             self.addresses[name] = str(body["address"])
             self._reach(name, self.addresses[name])
             self.mailbox.add_peer(name, self.addresses[name])  # first, so that an abort reaches it too
-            self._check_hello(name, body)
+            try:
+                self._check_hello(name, body)
+            except RemoteFailure as exc:   # another config: dropped if the run can lose it, like any early failure
+                self._drop_early(exc)
+                self.transport.send_control(name, {"type": "abort", "node": name, "message": exc.reason})
+                continue
             self.mailbox.watch(name)
             self.heartbeat.add(name)
             log.info("%s: %s joined from %s", self.name, name, self.addresses[name] or "in-process")
@@ -172,7 +177,7 @@ class Coordinator:
             raise ValueError(f"node {name} joined as role {body['role']}, the plan makes it a {role}")
         diffs = config_mismatch(self.setup.config, body["config"])
         if diffs:
-            raise ValueError(f"node {name} has a different config: {'; '.join(diffs)}")
+            raise RemoteFailure(name, f"has a different config: {'; '.join(diffs)}")
 
     def _assign(self, members: list[str] | None = None) -> None:
         schedule = build_schedule(self.setup.plan, 0)
@@ -225,7 +230,7 @@ class Coordinator:
             body = message.control or {}
             try:
                 self._check_hello(name, body)
-            except ValueError as exc:
+            except (ValueError, RemoteFailure) as exc:   # another role, or another config
                 log.warning("%s: %s may not rejoin: %s", self.name, name, exc)
                 self.heartbeat.remove(name)
                 continue

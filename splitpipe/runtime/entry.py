@@ -21,7 +21,6 @@ from splitpipe.runtime.options import NodeOptions
 
 if TYPE_CHECKING:
     from splitpipe.checkpoint import Checkpoint
-    from splitpipe.plan import Topology
     from splitpipe.runtime.node import Speed
     from splitpipe.runtime.transport import SocketTransport, Transport
     from splitpipe.runtime.transport.identity import Identity
@@ -72,7 +71,7 @@ def run_node(options: NodeOptions, *, identity: Identity | None = None,
         parse_address(options.coordinator, "--coordinator")
     peer = None if leads else (coordinator, str(options.coordinator))
     host = advertised_host(listen, options.advertise, None if leads else options.coordinator) if listen else ""
-    transport = _transport(options, listen, name, setup.topology, peer, identity)
+    transport = _transport(options, listen, name, setup, peer, identity)
     with transport:
         transport.start()
         address = f"{host}:{transport.port}" if listen else ""
@@ -127,11 +126,15 @@ def _coordinate(setup: Setup, name: str, transport: Transport, address: str, opt
     return 0
 
 
-def _transport(options: NodeOptions, listen: str | None, name: str, topology: Topology,
+def _transport(options: NodeOptions, listen: str | None, name: str, setup: Setup,
                coordinator: tuple[str, str] | None, identity: Identity | None) -> SocketTransport:
+    from splitpipe.runtime.bounds import message_bounds
     from splitpipe.runtime.transport import SocketTransport, TlsConfig, load_secret
     from splitpipe.runtime.transport.identity import load_identity
 
+    topology, bounds = setup.topology, message_bounds(setup)
+    log.info("%s: drops data messages over %d bytes or %d tensors (derived from the model and batch size)",
+             name, bounds.max_message_bytes, bounds.max_tensors)
     peers = dict([coordinator]) if coordinator is not None else {}
     files = (options.tls_cert, options.tls_key, options.tls_ca)
     tls = TlsConfig(*(Path(str(p)) for p in files)) if all(files) else None
@@ -139,7 +142,8 @@ def _transport(options: NodeOptions, listen: str | None, name: str, topology: To
         identity = load_identity(name, options.keys)
     secret = None if identity is not None else load_secret(options.secret_file)
     return SocketTransport(name, listen, peers, secret, links=topology.links, tls=tls, identity=identity,
-                           radios=topology.radios, connect_timeout=min(options.timeout, CONNECT_S))
+                           radios=topology.radios, connect_timeout=min(options.timeout, CONNECT_S),
+                           **bounds.transport_limits())
 
 
 def _first_line(exc: BaseException) -> str:

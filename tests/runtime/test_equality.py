@@ -20,6 +20,7 @@ from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.experiment import Setup, emulate, prepare
 from splitpipe.loop import run_loop
+from splitpipe.runtime.bounds import message_bounds
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import config_body, coordinator_of
@@ -81,14 +82,14 @@ def test_same_weights_as_the_emulator_in_process(technique: str, tiny_npz: str) 
 
 
 def grpc_transports(setup: Setup) -> dict[str, Transport]:
-    """One started gRPC transport per node on loopback, shaped by the plan's links."""
+    """One started gRPC transport per node on loopback, shaped by the plan's links, with the run's derived limits."""
     coordinator = coordinator_of(setup.plan)
-    links = setup.topology.links
+    links, limits = setup.topology.links, message_bounds(setup).transport_limits()
     made: dict[str, Transport] = {}
     for name in [coordinator, *(n for n in setup.topology.names if n != coordinator)]:
         peers = {} if name == coordinator else {coordinator: made[coordinator].address}  # type: ignore[attr-defined]
         transport = GrpcTransport(name, "127.0.0.1:0", peers, b"equality-test-secret",
-                                  links=links, radios=setup.topology.radios)
+                                  links=links, radios=setup.topology.radios, **limits)
         transport.start()
         made[name] = transport
     return made
@@ -108,11 +109,34 @@ def test_pipelearn_over_grpc_matches_the_emulator_on_a_shaped_network(tiny_npz: 
     assert set(cast(dict[str, object], result.report["nodes"])) == set(setup.topology.names)
 
 
-def test_a_node_with_another_config_is_named(tiny_npz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_node_with_another_config_is_dropped_naming_it_and_the_key(tiny_npz: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """device1's hello carries another learning rate: it is told why and dropped; device0 trains on."""
+    setup = small_setup("sfl", tiny_npz, epochs=1)
+    transports = make_local_transports(setup.topology.names)
+    device1 = transports["device1"]
+    device1.send_control("server", {"type": "hello", "name": "device1", "role": "device", "address": "",
+                                    "config": config_body(setup.config.with_(lr=0.5))})
+    member = threading.Thread(target=run_member, args=(setup, "device0", transports["device0"], "server"),
+                              kwargs={"timeout": 30}, daemon=True)
+    member.start()
+    with caplog.at_level("WARNING", "splitpipe.runtime"):
+        result = Coordinator(setup, "server", transports["server"], timeout=30).run()
+    member.join(30)
+    assert re.search(r"node device1 failed: has a different config: lr: 0.01 != 0.5; "
+                     r"the run goes on without device1", caplog.text)
+    told = device1.receive(10.0)
+    assert told is not None and told.control == {"type": "abort", "node": "device1",
+                                                 "message": "has a different config: lr: 0.01 != 0.5"}
+    assert {r.node for r in result.states} == {"server", "device0"}
+
+
+def test_a_run_that_cannot_lose_the_nodes_with_another_config_fails(tiny_npz: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     setup = small_setup("sfl", tiny_npz)
     other = config_body(setup.config.with_(lr=0.5))
-    monkeypatch.setattr("splitpipe.runtime.member.config_body", lambda config: other)  # the others' hello
-    with pytest.raises(ValueError, match=r"node device\d has a different config: lr: 0.01 != 0.5"):
+    monkeypatch.setattr("splitpipe.runtime.member.config_body", lambda config: other)  # every device's hello
+    with pytest.raises(RuntimeError, match=r"no data owner left after dropping device0, device1"):
         run_in_threads(setup, timeout=20)
 
 

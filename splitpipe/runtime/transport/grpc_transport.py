@@ -82,14 +82,16 @@ class GrpcTransport(Transport):
     receiver checks the sender's; the sender checks that the peer's names the peer). Reassembled messages larger than
     `max_message_bytes` are refused; payloads travel in chunks of `chunk_bytes` (use the same
     value on every node: it sets the gRPC frame limit). `connect_timeout` bounds connecting to
-    a peer and flushing at close(). A received message may carry at most `max_tensors` tensors.
+    a peer and flushing at close(). A received message may carry at most `max_tensors` tensors;
+    control bodies at most `max_control_bytes` (default: the fixed limit, or `max_message_bytes` if smaller).
     """
 
     def __init__(self, name: str, listen: str, peers: Mapping[str, str], secret: bytes | None,
                  links: Mapping[tuple[str, str], LinkSpec] | None = None, tls: TlsConfig | None = None,
                  max_message_bytes: int = 1 << 30, chunk_bytes: int = 4 << 20,
                  connect_timeout: float = 30.0, max_tensors: int = MAX_TENSORS,
-                 identity: Identity | None = None, radios: Collection[str] = ()) -> None:
+                 identity: Identity | None = None, radios: Collection[str] = (),
+                 max_control_bytes: int | None = None) -> None:
         if not name:
             raise ValueError("node name must not be empty")
         if identity is None and (not isinstance(secret, bytes) or not secret):
@@ -104,6 +106,7 @@ class GrpcTransport(Transport):
         self.name, self._listen, self._secret, self._tls, self._identity = name, listen, secret, tls, identity
         self._peers = dict(peers)
         self._max_message_bytes, self._chunk_bytes, self._max_tensors = max_message_bytes, chunk_bytes, max_tensors
+        self._max_control_bytes = min(MAX_CONTROL_BYTES, max_message_bytes) if max_control_bytes is None else max_control_bytes
         self._connect_timeout = connect_timeout
         self._options = grpc_options(chunk_bytes)
         self._credentials = channel_credentials(tls) if tls is not None else None
@@ -144,7 +147,7 @@ class GrpcTransport(Transport):
         server = grpc.server(futures.ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix=f"splitpipe-recv-{self.name}"),
                              options=[*self._options, *SERVER_OPTIONS], maximum_concurrent_rpcs=MAX_STREAMS)
         self._servicer = LinkServicer(self.name, self._secret, self._arrive, self._max_message_bytes,
-                                      min(MAX_CONTROL_BYTES, self._max_message_bytes), self._stopping,
+                                      self._max_control_bytes, self._stopping,
                                       self._max_tensors, self._identity)
         add_LinkServicer_to_server(self._servicer, server)
         try:
@@ -240,8 +243,7 @@ class GrpcTransport(Transport):
 
     def send_control(self, peer: str, body: dict) -> None:
         sender = self._sender(peer)
-        limit = min(MAX_CONTROL_BYTES, self._max_message_bytes)
-        sender.put(control_to_frames(sender.next_message(), body, self._chunk_bytes, limit))
+        sender.put(control_to_frames(sender.next_message(), body, self._chunk_bytes, self._max_control_bytes))
 
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:

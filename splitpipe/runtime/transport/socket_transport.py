@@ -116,7 +116,8 @@ class SocketTransport(Transport):
     shapes the links this node holds (splitpipe/linkbook.py): those it sends on, and for a node in
     `radios` its downlink, on which incoming data messages wait their turn. Connections are authenticated by HMAC under `secret` over fresh
     challenges or, with `identity`, by Ed25519 signatures; with `tls`, by mutual TLS as well.
-    Received messages over `max_message_bytes` or `max_tensors` tensors are dropped.
+    Received messages over `max_message_bytes` or `max_tensors` tensors are dropped; control bodies
+    over `max_control_bytes` (default: the fixed limit, or `max_message_bytes` if smaller) too.
     `connect_timeout` bounds dialling a peer (or waiting for one that dials in) and flushing at close().
     """
 
@@ -124,7 +125,7 @@ class SocketTransport(Transport):
                  links: Mapping[tuple[str, str], LinkSpec] | None = None, tls: TlsConfig | None = None,
                  max_message_bytes: int = 1 << 30, connect_timeout: float = 30.0,
                  max_tensors: int = MAX_TENSORS, identity: Identity | None = None,
-                 radios: Collection[str] = ()) -> None:
+                 radios: Collection[str] = (), max_control_bytes: int | None = None) -> None:
         if not name:
             raise ValueError("node name must not be empty")
         if identity is None and (not isinstance(secret, bytes) or not secret):
@@ -144,7 +145,7 @@ class SocketTransport(Transport):
         self._tls = _contexts(tls) if tls is not None else None
         self._peers = {peer: address for peer, address in peers.items() if address}
         self._max_message_bytes, self._max_tensors = max_message_bytes, max_tensors
-        self._max_control_bytes = min(MAX_CONTROL_BYTES, max_message_bytes)
+        self._max_control_bytes = min(MAX_CONTROL_BYTES, max_message_bytes) if max_control_bytes is None else max_control_bytes
         self._connect_timeout = connect_timeout
         self._shaper = NodeShaper(name, links, radios)
         self._pool = Pool()
