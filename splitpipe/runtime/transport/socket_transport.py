@@ -216,6 +216,7 @@ class SocketTransport(Transport):
         with self._cond:
             if moved:
                 self._moves[name] += 1   # a channel still waiting for its old process takes no connection now
+                self._cond.notify_all()
                 stale = self._channels.pop(name, None)
                 if stale is not None and not self._peers.get(name) and not self._offered.get(name) \
                         and _alive(stale.connection):   # it took the connection the new process dialled in on
