@@ -142,6 +142,11 @@ class Channel:
             self._write_lock.release()
         return True
 
+    @property
+    def connection(self) -> Connection | None:
+        """The connection it writes on, once it has one."""
+        return self._connection
+
     def pending(self) -> int:
         return self._unwritten
 

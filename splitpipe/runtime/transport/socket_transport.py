@@ -153,6 +153,7 @@ class SocketTransport(Transport):
         self._channels: dict[str, Channel] = {}
         self._offered: dict[str, list[Connection]] = {}   # pull connections peers opened, for channels to them
         self._known: set[str] = set()                     # peers that proved themselves on a connection to us
+        self._moves: Counter[str] = Counter()             # restarts per peer (add_peer moved=True)
         self._open: Counter[tuple[str, str]] = Counter()  # authenticated connections per (peer, mode)
         self._connections: set[Connection] = set()
         self._handshakes = 0
@@ -215,7 +216,12 @@ class SocketTransport(Transport):
         stale = None
         with self._cond:
             if moved:
+                self._moves[name] += 1   # a channel still waiting for its old process takes no connection now
+                self._cond.notify_all()
                 stale = self._channels.pop(name, None)
+                if stale is not None and not self._peers.get(name) and not self._offered.get(name) \
+                        and _alive(stale.connection):   # it took the connection the new process dialled in on
+                    self._channels[name], stale = stale, None
                 self._peers.pop(name, None)
             channel = self._channels.get(name)
             if channel is not None and address and self._peers.get(name, address) != address:
@@ -245,7 +251,8 @@ class SocketTransport(Transport):
                 if peer not in self._peers and peer not in self._known:
                     known = ", ".join(sorted({*self._peers, *self._known})) or "none"
                     raise TransportError(f"unknown peer '{peer}' for node '{self.name}'; known peers: {known}")
-                channel = Channel(self.name, peer, lambda: self._connect(peer), self._pool)
+                moves = self._moves[peer]
+                channel = Channel(self.name, peer, lambda: self._connect(peer, moves), self._pool)
                 self._channels[peer] = channel
             return channel
 
@@ -275,14 +282,17 @@ class SocketTransport(Transport):
             return None
 
     # -- connections ------------------------------------------------------------------------
-    def _connect(self, peer: str) -> Connection:
-        """A connection to write to `peer` on: dialled ("push"), or the newest one it dialled to us ("pull")."""
+    def _connect(self, peer: str, moves: int) -> Connection:
+        """A connection to write to `peer` on: dialled ("push"), or the newest one it dialled to us ("pull");
+        none once the peer restarted (`moves` is its restart count when the channel began)."""
         address = self._peers.get(peer)
         if address:
             return self._dial(peer, address, "push")
         deadline = time.monotonic() + self._connect_timeout
         with self._cond:
             while not self._offered.get(peer):
+                if self._moves[peer] != moves:
+                    raise TransportError(f"peer '{peer}' restarted; the channel to its old process is dropped")
                 left = deadline - time.monotonic()
                 if self._closed or left <= 0:
                     raise TransportError(f"peer '{peer}' does not listen and did not dial node '{self.name}' "
@@ -554,6 +564,18 @@ def _closed_unopened(sock: socket.socket) -> bool:
     sends anything, even a byte, and then stalls or stops is still refused out loud.
     """
     return sock.recv(1, socket.MSG_PEEK) == b""   # OSError (reset, stalled past the timeout): refused out loud
+
+
+def _alive(connection: Connection | None) -> bool:
+    """Whether the other end of `connection` is still open (a killed process's end reads as closed or reset)."""
+    if connection is None:
+        return False
+    try:
+        return socket.socket.recv(connection.sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _discard(connection: Connection | None, sock: socket.socket) -> None:

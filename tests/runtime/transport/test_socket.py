@@ -388,3 +388,45 @@ def test_the_struct_header_round_trips_and_guards_its_length() -> None:
 def test_keeping_freed_memory_is_a_setting_not_a_failure() -> None:
     from splitpipe.runtime.transport.memory import keep_freed_memory
     assert keep_freed_memory() in (True, False)   # glibc takes it; elsewhere nothing changes
+
+
+@pytest.mark.parametrize("moved", ["before it dials", "after it dials"])
+def test_a_restarted_dial_out_node_is_reached_though_a_channel_to_its_old_process_waited(
+        wait_for, moved: str) -> None:
+    """Sends to a dead dial-out node leave a channel waiting for it to dial in; that channel must not take
+    (and close with a bye) the connection the restarted node opens, or the node never hears from us again."""
+    with SocketTransport("rx", "127.0.0.1:0", {}, SECRET, connect_timeout=5.0) as rx:
+        rx.start()
+        old = SocketTransport("phone", None, {"rx": rx.address}, SECRET)
+        old.start()
+        assert wait_for(lambda: rx.open_connections().get("phone") == 1)
+        rx.send_control("phone", {"n": 0})
+        assert old.receive(10.0).control == {"n": 0}
+        old._stopping.set()   # as if its process died: no bye, no redial
+        for connection in list(old._connections):
+            connection.release()
+        deadline = time.monotonic() + 30
+        while True:   # rx goes on sending (heartbeats) until a channel waits for the dead node to dial in
+            try:
+                rx.send_control("phone", {"n": 0})
+            except TransportError:
+                pass
+            stale = rx._channels.get("phone")
+            if stale is not None and stale.connection is None and not stale.finished:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        if moved == "before it dials":
+            rx.add_peer("phone", "", moved=True)
+        with SocketTransport("phone", None, {"rx": rx.address}, SECRET) as new:
+            new.start()
+            if moved == "after it dials":
+                assert wait_for(lambda: stale.connection is not None)   # the waiting channel took it
+                rx.add_peer("phone", "", moved=True)
+            rx.send_control("phone", {"n": 1})
+            while True:
+                m = new.receive(10.0)
+                assert m is not None, "the restarted node heard nothing"
+                if m.control == {"n": 1}:
+                    break
+        old.close()
