@@ -56,8 +56,11 @@ def test_launch_writes_the_report_of_a_distributed_run(tmp_path: Path, tiny_npz:
     assert report["engine"] == "distributed" and report["timing"] == "wall"
     assert (out / "metrics.csv").is_file() and (out / "timeline.png").is_file()
     emulated = cast(list[dict[str, Any]], emulate(prepare(config)).report["epochs"])
-    assert [e["test_accuracy"] for e in report["epochs"]] == [e["test_accuracy"] for e in emulated]
+    # real runs train to the emulator's weights within float tolerance (the sums' order may differ),
+    # so the loss agrees to 1e-5 and the accuracy to one borderline test sample of 48
     assert [e["train_loss"] for e in report["epochs"]] == pytest.approx([e["train_loss"] for e in emulated], rel=1e-5)
+    assert [e["test_accuracy"] for e in report["epochs"]] == pytest.approx(
+        [e["test_accuracy"] for e in emulated], abs=1.01 / 48)
 
 
 def spy_on_listen(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
