@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from splitpipe.experiment import emulate
+from splitpipe.runtime.coordinator import _averaged
 from splitpipe.runtime.threads import run_in_threads
 from splitpipe.runtime.transport import Transport, make_transports
-from splitpipe.schedules.ir import Tag
+from splitpipe.schedules.ir import Replica, Tag
 from splitpipe.setup import Setup
 
 from .test_equality import emulated_states, epochs, small_setup
@@ -69,3 +70,16 @@ def test_the_owners_arrival_order_leaves_the_weights_bit_for_bit_the_emulators(t
         assert all(same(result.states[r], state) for r, state in expected.items()), f"{late} last"
         assert result.model is not None and same(result.model.state_dict(), emulated.model.state_dict())
         assert [e["test_accuracy"] for e in epochs(result.report)] == [e["test_accuracy"] for e in epochs(emulated.report)]
+
+
+def test_a_rejoining_node_gets_the_same_average_whatever_order_the_reports_came_in() -> None:
+    """The coordinator averages every copy of a key for a rejoining node; its copies are the nodes'
+    reports, filed as they came: summed by replica index, every order gives the same bits."""
+    torch.manual_seed(0)
+    copies = {Replica(f"device{i}", 0, i): {"0.weight": torch.randn(1000)} for i in range(3)}
+    orders = [dict(sorted(copies.items(), key=lambda item, o=o: o.index(item[0].replica))) for o in ([0, 1, 2], [2, 0, 1])]
+    sums = [sum(c["0.weight"] / 3 for c in order.values()) for order in orders]
+    assert not torch.equal(*sums)  # the plain sums differ with their order: the test can tell
+    keys = {"0.weight": torch.zeros(1000)}
+    first, second = (_averaged(keys, order)["0.weight"] for order in orders)
+    assert torch.equal(first, second)

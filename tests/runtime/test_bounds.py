@@ -119,7 +119,12 @@ def test_nodes_of_one_process_derive_their_bounds_at_once_and_the_shared_model_k
     try:
         for _ in range(20):
             start = threading.Barrier(2)
-            threads = [threading.Thread(target=lambda: (start.wait(), message_bounds(setup))) for _ in range(2)]
+
+            def node(start: threading.Barrier = start) -> None:
+                start.wait()
+                message_bounds(setup)
+
+            threads = [threading.Thread(target=node) for _ in range(2)]
             for thread in threads:
                 thread.start()
             for thread in threads:
