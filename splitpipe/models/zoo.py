@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,24 +69,20 @@ def unit_output_shapes(
 ) -> list[tuple[int, ...]]:
     """Per-sample output shape of each unit, from one dummy forward of a batch of 2.
 
-    The forward runs in eval mode under no_grad (so BatchNorm statistics are
-    untouched) on the model's device and dtype; each module's training flag
-    is restored afterwards. Multiply a shape's product by the element size
-    to get a unit's activation bytes per sample.
+    Each unit runs as a copy in eval mode under no_grad on the model's device and
+    dtype, so `model` itself is only read: the nodes of one launched process share one
+    model, and flipping its training flags raced with the other nodes' calls (a dummy
+    forward in train mode moved BatchNorm's running statistics, which every replica
+    then inherited). Multiply a shape's product by the element size to get a unit's
+    activation bytes per sample.
     """
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None else torch.get_default_dtype()
-    modes = {module: module.training for module in model.modules()}
     x = torch.zeros(2, in_channels, image_size, image_size, device=device, dtype=dtype)
     shapes: list[tuple[int, ...]] = []
-    model.eval()
-    try:
-        with torch.no_grad():
-            for unit in model:
-                x = unit(x)
-                shapes.append(tuple(x.shape[1:]))
-    finally:
-        for module, training in modes.items():
-            module.training = training
+    with torch.no_grad():
+        for unit in model:
+            x = copy.deepcopy(unit).eval()(x)  # one unit at a time: a copy's memory is one unit's
+            shapes.append(tuple(x.shape[1:]))
     return shapes

@@ -442,7 +442,7 @@ class Coordinator:
         dead nodes held (an MP-SL compute node's) gets them from the last aggregation's model.
         """
         own = {r: m.state_dict() for r, (m, _) in self.executor.replicas.items()}
-        copies = list({**own, **self.states}.values())
+        copies = {**own, **self.states}  # the nodes' reports came in arrival order: _averaged sorts
         replicas = build_schedule(new, 0).replicas
         lost = set(old.topology.names) - set(new.topology.names)
         if technique(new.technique).moves is not None and not set(new.topology.names) - set(old.topology.names):
@@ -578,11 +578,13 @@ def _clock_sample(t0: float, body: dict, message: Message) -> ClockSample:
         raise RemoteFailure(message.src, f"sent a pong that is not a clock reading: {exc}") from None
 
 
-def _averaged(keys: Mapping[str, torch.Tensor], copies: Sequence[Mapping[str, torch.Tensor]]) -> State:
-    """Each key of `keys` as the plain average of the `copies` that hold it."""
+def _averaged(keys: Mapping[str, torch.Tensor], copies: Mapping[Replica, Mapping[str, torch.Tensor]]) -> State:
+    """Each key of `keys` as the plain average of the `copies` that hold it, summed by replica index
+    as carry.py's pool does (float sums depend on their order; the copies' came by arrival)."""
+    ordered = [copies[r] for r in sorted(copies, key=lambda r: (r.replica, r.part, r.node))]
     out = {}
     for key in keys:
-        held = [{key: c[key]} for c in copies if key in c]
+        held = [{key: c[key]} for c in ordered if key in c]
         if not held:
             raise RuntimeError(f"no copy of '{key}' survives to give a rejoining node")
         out[key] = average_states(held, [1 / len(held)] * len(held))[key]

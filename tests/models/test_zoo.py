@@ -69,6 +69,23 @@ def test_unit_count_and_num_classes(name: str) -> None:
     assert unit_output_shapes(model, 1, 8)[-1] == (7,)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_unit_output_shapes_only_reads_the_model(training: bool) -> None:
+    """The nodes of one launched process share one model and size their messages at once
+    (runtime/bounds.py): its modules never run and its flags never change, so another node's
+    call cannot run it in train mode and move BatchNorm's running statistics."""
+    model = build_model("vgg5", 1, 8, 10).train(training)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ran: list[nn.Module] = []
+    for module in model.modules():  # a copy keeps the hook: only the model's own modules count
+        module.register_forward_pre_hook(lambda m, _: ran.append(m))
+    assert unit_output_shapes(model, 1, 8)[-1] == (10,)
+    assert ran and not {id(m) for m in ran} & {id(m) for m in model.modules()}
+    assert {m.training for m in model.modules()} == {training}
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_training_forward_and_backward_reach_every_parameter() -> None:
     model = build_model("mobilenet_v3_small", 3, 32, 10).train()
     model(torch.randn(2, 3, 32, 32)).sum().backward()

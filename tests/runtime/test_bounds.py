@@ -4,6 +4,8 @@ are far below the fixed ceiling for a small model."""
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,32 @@ def test_a_node_started_from_its_options_gets_the_derived_limits(tiny_npz: str, 
     assert (transport._max_message_bytes, transport._max_tensors) == (bounds.max_message_bytes, bounds.max_tensors)
     assert transport._max_control_bytes == MAX_CONTROL_BYTES
     assert f"drops data messages over {bounds.max_message_bytes} bytes or {bounds.max_tensors} tensors" in caplog.text
+
+
+def test_nodes_of_one_process_derive_their_bounds_at_once_and_the_shared_model_keeps_its_state(tiny_npz: str) -> None:
+    """entry.run_handover runs the nodes of a launched process in threads sharing one setup: their
+    transports' bounds, derived at once, leave the model (and so every replica made from it) as it was.
+    Deriving them flipped the shared model's training flags and, 1 round in 5, moved its BatchNorm
+    statistics: the real run's test accuracy then differed from the emulator's."""
+    setup = small_setup("pipelearn", tiny_npz)
+    model = setup.model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads interleave inside the calls
+    try:
+        for _ in range(20):
+            start = threading.Barrier(2)
+
+            def node(start: threading.Barrier = start) -> None:
+                start.wait()
+                message_bounds(setup)
+
+            threads = [threading.Thread(target=node) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
