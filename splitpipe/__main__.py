@@ -1,7 +1,5 @@
 """`python -m splitpipe` runs the CLI."""
 
-import sys
+from splitpipe.cli import entry
 
-from splitpipe.cli import main
-
-sys.exit(main())
+entry()

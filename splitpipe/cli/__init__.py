@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from splitpipe.cli import compare, keys, launch, node, plan, profile, run, show
 
-__all__ = ["main"]
+__all__ = ["main", "entry"]
 
 #: name -> module with `add_arguments(parser)`, `execute(args) -> int` and a docstring.
 COMMANDS = {"run": run, "compare": compare, "node": node, "launch": launch, "plan": plan, "profile": profile,
@@ -60,5 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> NoReturn:
+    """The `splitpipe` program (console script and `python -m splitpipe`): `main`, then exit.
+
+    A `node` process ends without interpreter finalization, as a launched node does
+    (runtime/entry.py `exit_process` says why: a transport thread inside a torch call can abort
+    the process at finalization although the run went well).
+    """
+    code = main(sys.argv[1:])
+    if sys.argv[1:2] == ["node"]:
+        from splitpipe.runtime.entry import exit_process
+
+        exit_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
