@@ -86,6 +86,8 @@ BODIES: dict[str, tuple[str, ...]] = {
     "load": ("epoch", "replicas"),
     "share": ("epoch",),
     "shared": ("epoch", "replicas", "backups"),
+    "probe": ("seq",),
+    "probe_ack": ("seq",),
 }
 
 
