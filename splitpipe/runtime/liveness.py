@@ -167,6 +167,7 @@ class Polls:
         self._wait: float | None = None  # the start of the wait the gaps below belong to
         self._next: dict[str, float] = {}  # peer -> when it is polled next in this wait
         self._gap: dict[str, float] = {}
+        self._polled: set[str] = set()  # peers polled in this wait whose answer was not looked at yet
 
     def limit(self, peer: str) -> float:
         """Seconds `peer` has to answer a poll."""
@@ -206,13 +207,15 @@ class Polls:
         PeerLost (detected: backward timeout) for one that does not. Returns seconds until the next check."""
         now = time.time()
         if self._wait != since:  # a new wait: every peer gets the full patience again
-            self._wait, self._next, self._gap = since, {}, {}
+            self._wait, self._next, self._gap, self._polled = since, {}, {}, set()
             self.asked.clear()
         patience = self.pace.patience
         due = []
         for peer, what in waits.items():
             self._next.setdefault(peer, since + patience)
-            answer = self.state(peer, now) if peer in self.asked else None
+            answer = self.state(peer, now) if peer in self._polled else None
+            if answer is not None:
+                self._polled.discard(peer)
             if answer is False:
                 raise PeerLost(peer, f"no answer to a liveness poll within {self.limit(peer):.1f} s after waiting "
                                      f"{now - since:.1f} s for {what} (backward timeout: {patience:.1f} s, "
@@ -222,6 +225,7 @@ class Polls:
                 self._next[peer] = now + self._gap[peer]
             if peer not in self.asked and now >= self._next[peer]:
                 self.ask(peer)
+                self._polled.add(peer)
             asked = self.asked.get(peer)
             due.append(asked[1] + self.limit(peer) if asked is not None else self._next[peer])
         return max(0.01, min(due, default=now + HEARTBEAT_S) - now)
