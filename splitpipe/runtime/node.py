@@ -247,6 +247,8 @@ class NodeRunner:
             waits = "; ".join(f"lane {ln.lane} waits for {ln.action.tag} from {ln.action.peer}"  # type: ignore[union-attr]
                               for ln in lanes if ln.action is not None)
             raise PhaseTimeout(f"{self.name} made no progress in epoch {self.epoch} for {self.timeout:g} s: {waits}")
+        if self.mailbox.poll(0):  # something came in just now (a message, an answer to a poll): look again
+            return
         awaited = {str(a.peer): f"{a.tag}" for ln in lanes if (a := ln.action) is not None and a.op == RECV
                    and a.peer != self.name and not self._left_out(a) and a.tag not in self.mailbox.data}
         wait = min(left, self.mailbox.polls.check(awaited, progress))
