@@ -85,8 +85,8 @@ class Transport(ABC):
     `receive` returns the next message from any peer. `close` delivers what was sent, then
     refuses everything; a `with` block closes the transport at its end.
 
-    `on_control(src, body)`, where set, sees each control message on the thread that receives it,
-    before it is queued; True: it was handled there and is not queued (a liveness poll is answered
+    `on_control(src, body)`, where set, sees each control message on the thread that delivers it
+    (a receiving thread; in-process, the sender's), before it is queued; True: it was handled there and is not queued (a liveness poll is answered
     so, whatever the node's own thread is busy with: runtime/liveness.py).
     """
 
