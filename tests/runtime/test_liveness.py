@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from splitpipe.runtime import liveness
-from splitpipe.runtime.mailbox import Mailbox, PeerLost
+from splitpipe.runtime.mailbox import Mailbox, PeerLost, RemoteFailure
 from splitpipe.runtime.node import NodeRunner
 from splitpipe.runtime.transport import Transport, make_transports
 from splitpipe.schedules.ir import RECV, Action, Tag
@@ -97,3 +97,16 @@ def test_a_confirming_poll_tells_a_live_peer_from_a_stalled_one(pair: dict[str, 
     assert mailbox.polls.confirm("b", 30.0, gone) is False
     pair["b"].on_control = lambda src, body: body.get("type") == "probe"
     assert mailbox.polls.confirm("b", 30.0, gone) is True
+
+
+def test_a_members_report_says_how_it_found_the_peer_lost() -> None:
+    """serve() turns a PeerLost into an `error` with `detected`; the coordinator's mailbox keeps it (a value
+    it does not know reads as `reported`)."""
+    transports = make_transports("local", ["central", "worker1"])
+    central = Mailbox(transports["central"], coordinator="central", nodes=["central", "worker1", "worker2"])
+    for detected, expected in ((liveness.BACKWARD_TIMEOUT, liveness.BACKWARD_TIMEOUT), ("made up", liveness.REPORTED)):
+        transports["worker1"].send_control("central", {"type": "error", "node": "worker2", "message": "lost",
+                                                       "detected": detected})
+        with pytest.raises(RemoteFailure) as failure:
+            central.poll(10)
+        assert (failure.value.node, failure.value.reporter, failure.value.detected) == ("worker2", "worker1", expected)
