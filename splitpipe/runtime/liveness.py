@@ -168,6 +168,7 @@ class Polls:
         self._next: dict[str, float] = {}  # peer -> when it is polled next in this wait
         self._gap: dict[str, float] = {}
         self._polled: set[str] = set()  # peers polled in this wait whose answer was not looked at yet
+        self.slow: set[str] = set()  # peers that answered a poll (logged once)
 
     def limit(self, peer: str) -> float:
         """Seconds `peer` has to answer a poll."""
@@ -221,6 +222,11 @@ class Polls:
                                      f"{now - since:.1f} s for {what} (backward timeout: {patience:.1f} s, "
                                      f"{FACTOR:g}x the running average batch time)", detected=BACKWARD_TIMEOUT)
             if answer is True:  # slow, not dead: ask again later
+                if peer not in self.slow:  # said once per peer and run
+                    self.slow.add(peer)
+                    log.info("%s: waited %.1f s for %s from %s (more than %.1f s, %gx the average batch time); "
+                             "it answers a liveness poll: slow, not dead", self.transport.name, now - since, what,
+                             peer, patience, FACTOR)
                 self._gap[peer] = min(GAP_MAX_S, 2 * self._gap.get(peer, patience))
                 self._next[peer] = now + self._gap[peer]
             if peer not in self.asked and now >= self._next[peer]:
