@@ -183,7 +183,8 @@ def run_loop(
                 moved = _change(result, engine, _without(plan, dead, f"{failed.node} failed"),
                                 {"epoch": epoch, "step": segment.start, "time_s": offset, "event": "failure",
                                  "nodes": [failed.node], "lost_steps": len({s.step for s in failed.spans
-                                                                             if s.category == "forward"})}, offset)
+                                                                             if s.category == "forward"}),
+                                 **({"detected": failed.detected} if failed.detected else {})}, offset)
                 epoch_spans += moved
                 offset = max([offset, *(s.end for s in moved)])
                 failure = result.events[-1]

@@ -32,11 +32,12 @@ __all__ = ["Executor", "run_schedule", "ScheduleStuck", "NodeFailed"]
 
 
 class NodeFailed(RuntimeError):
-    """A node died at `time_s` (on the segment's clock) while it still had work; `spans` is what ran."""
+    """A node died at `time_s` (on the segment's clock) while it still had work; `spans` is what ran.
+    `detected`: how a real run found out (runtime/liveness.py DETECTIONS); None when scripted."""
 
-    def __init__(self, node: str, time_s: float, spans: list[Span]) -> None:
+    def __init__(self, node: str, time_s: float, spans: list[Span], detected: str | None = None) -> None:
         super().__init__(f"node {node} failed at {time_s:.4g} s")
-        self.node, self.time_s, self.spans = node, time_s, spans
+        self.node, self.time_s, self.spans, self.detected = node, time_s, spans, detected
 
 
 class ScheduleStuck(RuntimeError):

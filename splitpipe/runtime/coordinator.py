@@ -39,7 +39,7 @@ from splitpipe.plan import Plan
 from splitpipe.runtime import handoff
 from splitpipe.runtime.address import CONNECT_S, probe
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
-from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
+from splitpipe.runtime.liveness import REPORTED, SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
 from splitpipe.runtime.node import NodeRunner, Speed, node_executor
 from splitpipe.runtime.protocol import (
@@ -340,7 +340,8 @@ class Coordinator:
             log.warning("%s: %s; epoch %d is redone without %s", self.name, exc, segment.epoch, node)
             self._drop(node)
             time_s = 0.0 if self.at is None else max(0.0, time.time() - self.at)
-            raise NodeFailed(node, time_s, self._lost_spans()) from None
+            raise NodeFailed(node, time_s, self._lost_spans(),
+                             detected=exc.detected if node == exc.node else REPORTED) from None
 
     def _lost_spans(self) -> list[Span]:
         """This node's compute spans of the epoch called off, on its clock (the loop counts the lost steps)."""
@@ -365,17 +366,17 @@ class Coordinator:
         return failure.node if peer else reporter
 
     def _confirm(self, node: str) -> bool:
-        """Whether this node sees `node` gone too (its stream broke, it fell silent) within the silence limit."""
-        deadline = time.monotonic() + self.mailbox.silence_s
-        while node not in self.mailbox.broken and time.monotonic() < deadline:
+        """Whether this node sees `node` gone too: its stream broke, it fell silent, or it did not answer a
+        liveness poll (liveness.Polls; one that answers is alive) within the silence limit."""
+        def gone(seconds: float) -> bool:
             try:
-                self.mailbox.poll(deadline - time.monotonic())
+                self.mailbox.poll(seconds)
             except RemoteFailure as exc:
                 if exc.node != node:
                     raise
-                if exc.reporter == node:  # its own stream or silence, not another node's word
-                    return True
-        return node in self.mailbox.broken
+                return exc.reporter == node  # its own stream or silence, not another node's word
+            return node in self.mailbox.broken
+        return node in self.mailbox.broken or self.mailbox.polls.confirm(node, self.mailbox.silence_s, gone)
 
     def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
         topology = plan.topology

@@ -8,7 +8,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 
-from splitpipe.runtime.liveness import HEARTBEAT_S, SILENCE_S
+from splitpipe.runtime.liveness import (
+    BROKEN,
+    DETECTIONS,
+    HEARTBEAT_S,
+    REPORTED,
+    SILENCE,
+    SILENCE_S,
+    PeerLost,
+    Polls,
+    answer_probes,
+)
 from splitpipe.runtime.protocol import ORDERS, accepts, check_body
 from splitpipe.runtime.senders import Senders
 from splitpipe.runtime.transport import Message, Transport
@@ -23,24 +33,17 @@ log = logging.getLogger("splitpipe.runtime")
 class RemoteFailure(RuntimeError):
     """Another node failed (it said so, or the coordinator aborted the run because of it)."""
 
-    def __init__(self, node: str, message: str, reporter: str | None = None) -> None:
+    def __init__(self, node: str, message: str, reporter: str | None = None, detected: str = REPORTED) -> None:
         super().__init__(f"node {node} failed: {message}"
                          + (f" (as node {reporter} says)" if reporter not in (None, node) else ""))
         self.node = node
         self.reason = message
         self.reporter = node if reporter is None else reporter  # who said so
+        self.detected = detected  # how (liveness.DETECTIONS)
 
 
 class PhaseTimeout(RuntimeError):
     """Nothing that a phase of the run waits for came in time."""
-
-
-class PeerLost(RuntimeError):
-    """A message to `node` could not be delivered: its process or the network to it is gone."""
-
-    def __init__(self, node: str, message: str) -> None:
-        super().__init__(f"node {node} is unreachable: {message}")
-        self.node = node
 
 
 class EpochAborted(RuntimeError):
@@ -57,7 +60,7 @@ class Mailbox:
     Data messages wait under their tag until a Recv takes them (a Tag names one message
     per epoch); every data message is also kept in `arrivals` for the link spans. Control
     messages queue in order, except `error` and `abort`, which raise RemoteFailure at once,
-    and heartbeats. A watched node whose stream broke (the transport says so), or one not heard from for `silence_s` seconds, or one that
+    heartbeats and liveness polls' answers (`polls`; this node's transport answers polls itself). A watched node whose stream broke (the transport says so), or one not heard from for `silence_s` seconds, or one that
     `unreachable` names (the heartbeat could not reach it), raises RemoteFailure.
 
     With `coordinator` named, a control message the protocol does not let its sender send to
@@ -91,6 +94,9 @@ class Mailbox:
         self.returning: dict[str, Message] = {}  # the hello of a forgotten node, restarted
         self.discarded: set[Tag] = set()  # data to drop when it comes (late updates left out of an average)
         self.on_return: Callable[[str, str], None] | None = None  # (node, address), as its hello is filed
+        self.seen: dict[str, float] = {}  # node -> arrival of the last message from it
+        self.polls = Polls(transport, self.heard_from)
+        answer_probes(transport, nodes)
 
     def watch(self, node: str, *, from_first_word: bool = False) -> None:
         """From now on, fail if `node` falls silent (its process died, or the network between us).
@@ -135,6 +141,7 @@ class Mailbox:
             return
         if message.control is None or message.control.get("type") != "broken":
             self.broken.discard(message.src)  # it streams again
+            self.seen[message.src] = max(self.seen.get(message.src, 0.0), message.received_at)
         if message.src in self.last_heard:
             heard = self.last_heard[message.src]
             self.last_heard[message.src] = message.received_at if heard == math.inf else max(heard, message.received_at)
@@ -148,12 +155,21 @@ class Mailbox:
                 return
             if kind == "alive" or (kind == "error" and body["node"] in self.gone):
                 return
+            if kind == "probe_ack":
+                self.polls.answered(message.src, body["seq"], message.received_at)
+                return
+            if kind == "probe":  # a transport without Transport.on_control: answered here
+                self.transport.send_control(message.src, {"type": "probe_ack", "seq": body["seq"]})
+                return
             if kind == "error":
-                raise RemoteFailure(str(body["node"]), str(body["message"]), reporter=message.src)
+                detected = body.get("detected", REPORTED)
+                raise RemoteFailure(str(body["node"]), str(body["message"]), reporter=message.src,
+                                    detected=detected if detected in DETECTIONS else REPORTED)
             if kind == "abort":
                 raise RemoteFailure(str(body["node"]), str(body["message"]))
             if kind == "broken" and message.src in self.last_heard:
-                raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)")
+                raise RemoteFailure(message.src, "its stream broke (its process or the network to it died)",
+                                    detected=BROKEN)
             if kind == "broken":  # a peer's stream ended: nothing more of it follows, as after a fence
                 self.broken.add(message.src)
                 return
@@ -245,11 +261,15 @@ class Mailbox:
         no message and, where the transport tells (progress.py), no byte of one still coming in."""
         for node, reason in list(self.unreachable.items()):
             if node in self.last_heard:
-                raise RemoteFailure(node, f"unreachable ({reason})")
+                raise RemoteFailure(node, f"unreachable ({reason})", detected=BROKEN)
         for node, heard in self.last_heard.items():
             if now - heard > self.silence_s and now - (self.transport.heard(node) or heard) > self.silence_s:
                 raise RemoteFailure(node, f"nothing heard from it for {now - heard:.0f} s "
-                                          "(its process or the network to it is down)")
+                                          "(its process or the network to it is down)", detected=SILENCE)
+
+    def heard_from(self, node: str) -> float:
+        """When anything last came from `node`: a message filed, or a byte of one still coming in."""
+        return max(self.seen.get(node, 0.0), self.transport.heard(node) or 0.0)
 
     def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
         """Tell the transport where `name` listens ("": it listens nowhere and dials this node)."""

@@ -106,7 +106,7 @@ class _Member:
                 if lost.node == self.coordinator:
                     raise
                 self.transport.send_control(self.coordinator, {"type": "error", "node": lost.node,
-                                                               "message": str(lost)})
+                                                               "message": str(lost), "detected": lost.detected})
 
     def _obey(self, body: dict) -> bool:
         """Carry out one order; True when it was the last."""

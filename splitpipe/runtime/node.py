@@ -130,6 +130,7 @@ class NodeRunner:
         """Data owners left out of this node's averages (their updates missed the round deadline)."""
         averages = any(a.op == AGGREGATE for program in self.programs.values() for a in program)
         self._deadline = deadline if averages else None
+        self._backward: float | None = None  # when this node's last backward ended
 
     def run(self) -> list[Span]:
         """Run every lane to its end; return the node and link spans (on this node's clock)."""
@@ -233,16 +234,27 @@ class NodeRunner:
             end = time.time()
         lane.advance(end)
         self.spans.append(compute_span(self.name, action, start, end, self.epoch))
+        if action.op == BACKWARD:  # the batch time that a wait for a peer is measured against
+            if self._backward is not None:
+                self.mailbox.polls.pace.record(end - self._backward)
+            self._backward = end
 
     def _wait(self, lanes: Sequence[Lane], progress: float) -> None:
+        """(4) Wait for a message; a peer waited for too long is polled (liveness.Polls: PeerLost if it does not
+        answer), and after `timeout` seconds without progress the epoch fails (PhaseTimeout)."""
         left = progress + self.timeout - time.time()
-        if self._cutoff is not None and self._cutoff < progress + self.timeout:  # wake at the deadline
-            self.mailbox.poll(max(0.0, self._cutoff - time.time()))
-            return
-        if left <= 0 or not self.mailbox.poll(left):
+        if left <= 0:
             waits = "; ".join(f"lane {ln.lane} waits for {ln.action.tag} from {ln.action.peer}"  # type: ignore[union-attr]
                               for ln in lanes if ln.action is not None)
             raise PhaseTimeout(f"{self.name} made no progress in epoch {self.epoch} for {self.timeout:g} s: {waits}")
+        if self.mailbox.poll(0):  # something came in just now (a message, an answer to a poll): look again
+            return
+        awaited = {str(a.peer): f"{a.tag}" for ln in lanes if (a := ln.action) is not None and a.op == RECV
+                   and a.peer != self.name and not self._left_out(a) and a.tag not in self.mailbox.data}
+        wait = min(left, self.mailbox.polls.check(awaited, progress))
+        if self._cutoff is not None:  # wake at the round deadline
+            wait = min(wait, max(0.0, self._cutoff - time.time()))
+        self.mailbox.poll(wait)
 
     # -- link spans ----------------------------------------------------------------------
     def _link_spans(self) -> list[Span]:

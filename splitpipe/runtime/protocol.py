@@ -36,6 +36,11 @@ survivors), the coordinator first gathers every survivor's state (runtime/handof
      |<-- share(epoch) ------------------|  (10) weights, momentum and recovery copies follow as
      |-- shared(replicas, backups) ----->|       data messages; after adopt, load (9) gives each
                                                  node the rebuilt state of its new replicas
+
+Besides, between any two nodes: heartbeats (`alive`), the fences above, and liveness polls
+(runtime/liveness.py): a node that waits for a peer's message too long sends it `probe(seq)`,
+answered at once by the peer's transport with `probe_ack(seq)`. A member that finds a peer
+lost so reports it in an `error` whose `detected` says how (liveness.DETECTIONS).
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ BODIES: dict[str, tuple[str, ...]] = {
     "load": ("epoch", "replicas"),
     "share": ("epoch",),
     "shared": ("epoch", "replicas", "backups"),
+    "probe": ("seq",),
+    "probe_ack": ("seq",),
 }
 
 

@@ -46,6 +46,39 @@ def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) ->
     assert rows[-1]["test_accuracy"] >= clean[-1]["test_accuracy"] - 0.02
 
 
+def test_a_stalled_worker_is_found_by_the_backward_timeout(tmp_path: Path, tiny_npz: str) -> None:
+    """SIGSTOP keeps worker2's connections open and its heartbeats off; with --silence 120 only the backward
+    timeout finds it: worker1, waiting for its gradient, polls it, gets no answer and reports it; the central
+    node's own poll confirms it (runtime/liveness.py). The run goes on without it."""
+    _, path = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3, micro_batches=2, epochs=2,
+                           replicate_every=2, replicate_central_every=4, repartition_every=0, checkpoint_every=0)
+    out = tmp_path / "out"
+    launch = Launch(path, "--out", str(out), "--timeout", "300", "--silence", "120")
+    stopped = None
+    try:
+        launch.wait_for("worker2: epoch 1 started")
+        stopped = launch.pids["worker2"]
+        os.kill(stopped, signal.SIGSTOP)
+        launch.wait_for("epoch 1 is redone without worker2")
+        os.kill(stopped, signal.SIGKILL)  # dropped: the launcher need not wait for it at the end
+        code = launch.process.wait(timeout=FINISH_S)
+    finally:
+        if stopped is not None:
+            try:
+                os.kill(stopped, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        launch.close()
+    text = launch.text()
+    assert code == 0, text
+    assert "no answer to a liveness poll" in text, text
+    report = json.loads((out / "report.json").read_text())
+    failure, recovery = report["events"]
+    assert (failure["event"], failure["nodes"], failure["detected"]) == ("failure", ["worker2"], "backward timeout")
+    assert (recovery["event"], recovery["detected"]) == ("recovery", "backward timeout")
+    assert len(recovery["cuts_after"]) == 1 and len(report["epochs"]) == 2  # two stages left
+
+
 def test_the_central_node_is_never_expendable(tmp_path: Path, tiny_npz: str) -> None:
     """It holds the data (a data owner) but coordinates: its death ends the launch (exit 1, one line)."""
     config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, TypeVar
@@ -84,11 +84,21 @@ class Transport(ABC):
     bandwidth and latency. `send_control` is unshaped and need not stay in order with data.
     `receive` returns the next message from any peer. `close` delivers what was sent, then
     refuses everything; a `with` block closes the transport at its end.
+
+    `on_control(src, body)`, where set, sees each control message on the thread that delivers it
+    (a receiving thread; in-process, the sender's), before it is queued; True: it was handled there and is not queued (a liveness poll is answered
+    so, whatever the node's own thread is busy with: runtime/liveness.py).
     """
 
     name: str
     #: True where every node of the set is reachable by name from the start (no add_peer needed).
     implicit_peers: ClassVar[bool] = False
+    on_control: Callable[[str, dict], bool] | None = None
+
+    def _handled(self, message: Message) -> bool:
+        """Whether `on_control` took `message` (call on the receiving thread, before queueing it)."""
+        return message.control is not None and self.on_control is not None and self.on_control(message.src,
+                                                                                                message.control)
 
     @abstractmethod
     def start(self) -> None:

@@ -235,6 +235,8 @@ class GrpcTransport(Transport):
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""
+        if self._handled(message):
+            return
         if message.is_control or message.payload is None or self._closed:
             self._inbox.put(message)
             return

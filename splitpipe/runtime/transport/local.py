@@ -108,7 +108,9 @@ class LocalTransport(Transport):
     def send_control(self, peer: str, body: dict) -> None:
         inbox = self._check_peer(peer)
         copy = control_from_bytes(control_to_bytes(body))  # same JSON rules and limits as the wire
-        inbox.put(Message(self.name, None, None, copy, time.time()))
+        message = Message(self.name, None, None, copy, time.time())
+        if not self._hub.transports[peer]._handled(message):  # the receiver's handler, on this thread
+            inbox.put(message)
 
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:

@@ -519,6 +519,8 @@ class SocketTransport(Transport):
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""
+        if self._handled(message):
+            return
         if message.is_control or message.payload is None or self._stopping.is_set() \
                 or not self._shaper.delays(message.src):
             self._inbox.put(message)

@@ -153,6 +153,24 @@ class TransportContract:
         arrivals = sorted(self.recv(n["o"]).received_at - sent_at for _ in range(2))
         assert arrivals[1] >= 0.5
 
+    def test_on_control_takes_control_messages_before_they_are_queued(self, nodes) -> None:
+        """What liveness polls rely on: a handler sees each control message as it arrives; one it takes
+        (returns True for) is not queued, the rest are; data messages never reach it."""
+        n = nodes(("a", "b"))
+        seen: list[tuple[str, dict]] = []
+
+        def take_probes(src: str, body: dict) -> bool:
+            seen.append((src, body))
+            return body["type"] == "probe"
+        n["b"].on_control = take_probes
+        n["a"].send_control("b", {"type": "probe", "seq": 1})
+        n["a"].send("b", Tag("act"), torch.ones(2))
+        n["a"].send_control("b", {"type": "ok"})
+        received = [self.recv(n["b"]) for _ in range(2)]
+        assert sorted(str(m.control) for m in received) == ["None", str({"type": "ok"})]
+        assert seen == [("a", {"type": "probe", "seq": 1}), ("a", {"type": "ok"})]
+        assert n["b"].receive(0.05) is None
+
     def test_closed_transport_refuses(self, nodes) -> None:
         n = nodes(("a", "b"))
         with n["a"] as a:
