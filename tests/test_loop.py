@@ -93,7 +93,7 @@ def test_every_technique_can_replan() -> None:
 def test_a_failed_owner_is_dropped_and_the_rest_train_to_90_percent() -> None:
     config = RunConfig(technique="pipelearn", dataset="digits", devices=4, batch_size=16, micro_batches=4, epochs=4,
                        progress=False, timing="profile", profile=PROFILE)
-    clean = emulate(prepare(config))
+    clean = emulate(prepare(config.with_(epochs=1)))  # epoch 0 alone: its profile time does not depend on later ones
     halfway = clean.report["epochs"][0]["time_s"] / 2
     result = emulate(prepare(config.with_(fail=(f"device2@{halfway}",))))
     event, dropout = result.report["events"]
