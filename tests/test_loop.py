@@ -117,7 +117,8 @@ def test_a_failed_server_stops_the_run_with_one_line() -> None:
 
 def test_a_rejoined_owner_trains_again_from_the_next_epoch() -> None:
     config = RunConfig(technique="sfl", dataset="digits", devices=3, batch_size=16, epochs=3, progress=False,
-                       timing="profile", profile=PROFILE, fail=("device1@0.01",), rejoin=("device1@0.02",))
+                       timing="profile", profile=PROFILE, fail=("device1@0.01",), rejoin=("device1@0.02",),
+                       samples_per_device=160)  # 10 steps an epoch
     rows = emulate(prepare(config)).report["epochs"]
     assert rows[0]["participants"] == ["device0", "device2"]
     assert rows[1]["participants"] == ["device0", "device1", "device2"]
@@ -130,7 +131,8 @@ def test_fail_naming_no_node_is_refused() -> None:
 
 def _straggler_run(deadline: float | None) -> dict:
     config = RunConfig(technique="fl", dataset="digits", devices=3, batch_size=64, epochs=2, progress=False,
-                       timing="profile", profile=PROFILE, device_speed=(1.0, 1.0, 0.2), round_deadline=deadline)
+                       timing="profile", profile=PROFILE, device_speed=(1.0, 1.0, 0.2), round_deadline=deadline,
+                       samples_per_device=192)  # 3 steps an epoch
     result = emulate(prepare(config))
     return {"report": result.report, "spans": result.spans}
 
