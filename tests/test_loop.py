@@ -35,9 +35,10 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", ["fl", "sfl", "pipelearn", "mpsl", "ftpipehd"])
 def test_segments_alone_change_no_weight(name: str) -> None:
-    """Cutting epochs into segments of 3 mini-batches is a barrier, not a change of training."""
-    whole = emulate(prepare(_config(name)))
-    cut = emulate(prepare(_config(name)), segment_steps=3)
+    """Cutting epochs into segments of 3 mini-batches is a barrier, not a change of training.
+    400 samples per owner: 7 mini-batches of 64 an epoch, the last one short, in segments of 3, 3 and 1."""
+    whole = emulate(prepare(_config(name, samples_per_device=400)))
+    cut = emulate(prepare(_config(name, samples_per_device=400)), segment_steps=3)
     assert whole.model is not None and cut.model is not None
     for key, value in _weights(whole.model).items():
         torch.testing.assert_close(_weights(cut.model)[key], value, msg=key)
@@ -93,7 +94,7 @@ def test_every_technique_can_replan() -> None:
 def test_a_failed_owner_is_dropped_and_the_rest_train_to_90_percent() -> None:
     config = RunConfig(technique="pipelearn", dataset="digits", devices=4, batch_size=16, micro_batches=4, epochs=4,
                        progress=False, timing="profile", profile=PROFILE)
-    clean = emulate(prepare(config))
+    clean = emulate(prepare(config.with_(epochs=1)))  # epoch 0 alone: its profile time does not depend on later ones
     halfway = clean.report["epochs"][0]["time_s"] / 2
     result = emulate(prepare(config.with_(fail=(f"device2@{halfway}",))))
     event, dropout = result.report["events"]
@@ -116,7 +117,8 @@ def test_a_failed_server_stops_the_run_with_one_line() -> None:
 
 def test_a_rejoined_owner_trains_again_from_the_next_epoch() -> None:
     config = RunConfig(technique="sfl", dataset="digits", devices=3, batch_size=16, epochs=3, progress=False,
-                       timing="profile", profile=PROFILE, fail=("device1@0.01",), rejoin=("device1@0.02",))
+                       timing="profile", profile=PROFILE, fail=("device1@0.01",), rejoin=("device1@0.02",),
+                       samples_per_device=160)  # 10 steps an epoch
     rows = emulate(prepare(config)).report["epochs"]
     assert rows[0]["participants"] == ["device0", "device2"]
     assert rows[1]["participants"] == ["device0", "device1", "device2"]
@@ -129,7 +131,8 @@ def test_fail_naming_no_node_is_refused() -> None:
 
 def _straggler_run(deadline: float | None) -> dict:
     config = RunConfig(technique="fl", dataset="digits", devices=3, batch_size=64, epochs=2, progress=False,
-                       timing="profile", profile=PROFILE, device_speed=(1.0, 1.0, 0.2), round_deadline=deadline)
+                       timing="profile", profile=PROFILE, device_speed=(1.0, 1.0, 0.2), round_deadline=deadline,
+                       samples_per_device=192)  # 3 steps an epoch
     result = emulate(prepare(config))
     return {"report": result.report, "spans": result.spans}
 

@@ -19,9 +19,9 @@ from splitpipe.schedules import TECHNIQUES, technique
 from splitpipe.span import CATEGORIES, Span
 
 PROFILE = str(Path(__file__).parents[1] / "golden_reports" / "profile_vgg5_digits.json")
-#: Big batches: a few steps per epoch, so the six runs take seconds.
+#: Big batches and 300 samples per owner: two steps per epoch (the second short), so the runs take seconds.
 QUICK = dict(dataset="digits", devices=2, epochs=1, batch_size=256, micro_batches=2, timing="profile",
-             profile=PROFILE, progress=False)
+             profile=PROFILE, progress=False, samples_per_device=300)
 
 
 @pytest.fixture(scope="module")

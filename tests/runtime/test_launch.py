@@ -132,8 +132,10 @@ class Launch:
 def test_a_device_killed_mid_run_is_dropped_and_the_run_goes_on(tmp_path: Path, tiny_npz: str) -> None:
     _, path = write_config(tmp_path, tiny_npz, devices=4, epochs=6)
     out = tmp_path / "out"
-    launch = Launch(path, "--out", str(out), "--timeout", "60")
+    # device0 and device3 share a process, device2 (the one killed) has its own: 4 processes start, not 5
+    launch = Launch(path, "--out", str(out), "--timeout", "60", "--processes", "4")
     try:
+        launch.wait_for("started device2 (pid")
         launch.wait_for("device2: epoch 2 started")  # (1) device2 trains
         os.kill(launch.pids["device2"], signal.SIGKILL)  # (2)
         code = launch.process.wait(timeout=FAIL_FAST_S)
@@ -154,8 +156,10 @@ def test_a_device_killed_mid_run_is_dropped_and_the_run_goes_on(tmp_path: Path, 
 def test_sfl_and_fl_go_on_without_a_sigkilled_device(technique: str, tmp_path: Path, tiny_npz: str) -> None:
     _, path = write_config(tmp_path, tiny_npz, technique=technique, devices=3, epochs=3)
     out = tmp_path / "out"
-    launch = Launch(path, "--out", str(out), "--timeout", "120")  # nodes start slowly on a loaded host
+    # nodes start slowly on a loaded host; device0 and device2 share a process, device1 (the one killed) has its own
+    launch = Launch(path, "--out", str(out), "--timeout", "120", "--processes", "3")
     try:
+        launch.wait_for("started device1 (pid")
         launch.wait_for("device1: epoch 1 started")
         os.kill(launch.pids["device1"], signal.SIGKILL)
         code = launch.process.wait(timeout=FINISH_S)
@@ -241,7 +245,7 @@ def test_a_launch_killed_between_epochs_resumes_to_an_uninterrupted_runs_weights
                                                                                   tiny_npz: str) -> None:
     config, path = write_config(tmp_path, tiny_npz, epochs=3)
     out = tmp_path / "out"
-    launch = Launch(path, "--out", str(out), "--timeout", "120")
+    launch = Launch(path, "--out", str(out), "--timeout", "120", "--processes", "2")  # the devices share one
     try:
         launch.wait_for("device1: epoch 1 started")  # the checkpoint after epoch 0 is written by then
         os.kill(launch.pids["server"], signal.SIGKILL)
@@ -249,7 +253,8 @@ def test_a_launch_killed_between_epochs_resumes_to_an_uninterrupted_runs_weights
     finally:
         launch.close()
     assert read_checkpoint(latest_checkpoint(out)).epoch < 2 and not (out / "model.safetensors").exists()
-    assert main(["launch", "--resume", str(out), "--no-progress", "--threads", "1", "--timeout", "120"]) == 0
+    assert main(["launch", "--resume", str(out), "--no-progress", "--threads", "1", "--timeout", "120",
+                 "--processes", "2"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [e["epoch"] for e in report["epochs"]] == [0, 1, 2]
     resumed, whole = load_model(out / "model.safetensors").state_dict(), emulate(prepare(config)).model

@@ -57,6 +57,6 @@ def test_launch_trains_sfl2_on_digits_to_90_percent(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["launch", "--technique", "sfl2", "--dataset", "digits", "--devices", "2", "--epochs", "2",
                  "--batch-size", "32", "--network", "none", "--threads", "1", "--timeout", "120", "--no-progress",
-                 "--out", str(out)]) == 0
+                 "--processes", "2", "--out", str(out)]) == 0   # the server's process and the devices' one
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "distributed" and report["epochs"][-1]["test_accuracy"] >= 0.9
