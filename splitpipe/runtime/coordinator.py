@@ -121,10 +121,13 @@ class Coordinator:
             self._assign()
             self._sync_clocks()
             first = self._load(self.resume, dead) if self.resume is not None else 0
-            result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
-                              progress=self._after_epoch, faults=Faults(deadline=self.setup.config.round_deadline,
-                                                                        joined=self._rejoined, missed=self._missed,
-                                                                        dead=tuple(dead)),
+            config = self.setup.config
+            adapt = self.setup.technique.adapt(self.setup.plan, config) if self.setup.technique.adapt else None
+            controller, steps = adapt if adapt is not None else (None, None)  # FTPipeHD's re-partition
+            result = run_loop(self.setup.plan, self, range(first, config.epochs), segment_steps=steps,
+                              controller=controller, progress=self._after_epoch,  # type: ignore[arg-type]
+                              faults=Faults(deadline=config.round_deadline, joined=self._rejoined,
+                                            missed=self._missed, dead=tuple(dead)),
                               events=self.events)
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
@@ -319,31 +322,29 @@ class Coordinator:
     # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
-        """One epoch on every node; NodeFailed (for the run loop) when a data owner it can lose dies."""
+        """One segment on every node; NodeFailed (for the run loop) when a node it can lose dies."""
         if failures:
             raise RuntimeError("real runs take no scripted failures: the launcher kills the node (launch --fail)")
-        if segment.start != 0 or not segment.ends_epoch:
-            raise RuntimeError("real runs change plans only between epochs")
         self.at: float | None = None
         self.runner: NodeRunner | None = None
         gone = [n for n in plan.topology.names if n in self.dropped]
         if gone:  # it died while the others rewound: the loop re-plans without it too
             raise NodeFailed(gone[0], 0.0, [])
         try:
-            return self._run_epoch(plan, schedule, segment.epoch)
+            return self._run_segment(plan, schedule, segment)
         except (RemoteFailure, PeerLost) as exc:
             node = self._blame(plan, exc)
             if node not in self.members or not can_drop(plan, node):
                 if node == exc.node:
                     raise
                 raise RemoteFailure(node, str(exc)) from None
-            log.warning("%s: %s; epoch %d is redone without %s", self.name, exc, segment.epoch, node)
+            log.warning("%s: %s; %s is redone without %s", self.name, exc, _steps(segment), node)
             self._drop(node)
             time_s = 0.0 if self.at is None else max(0.0, time.time() - self.at)
             raise NodeFailed(node, time_s, self._lost_spans()) from None
 
     def _lost_spans(self) -> list[Span]:
-        """This node's compute spans of the epoch called off, on its clock (the loop counts the lost steps)."""
+        """This node's compute spans of the segment called off, on its clock (the loop counts the lost steps)."""
         if self.runner is None or self.at is None:
             return []
         return [replace(s, start=s.start - self.at, end=s.end - self.at) for s in self.runner.spans]
@@ -377,19 +378,30 @@ class Coordinator:
                     return True
         return node in self.mailbox.broken
 
-    def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
-        topology = plan.topology
+    def _run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+        """protocol.py (4), (5) for one segment: prepare, start at one instant, collect the reports.
+
+        Every segment is marked as it starts (a real node may die at any moment), so a death costs
+        the segment's work only. Loss and weights are collected after an epoch's last segment.
+        """
+        topology, epoch, last = plan.topology, segment.epoch, segment.ends_epoch
         self.schedule, self._epoch = schedule, epoch
         self.mailbox.expect(schedule)
-        save = self._saves(epoch)
+        save = self._saves(epoch) and last
         for member in self.members:
-            self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save})
-        self.executor.begin_epoch(epoch, schedule)
+            self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save,
+                                                 "start": segment.start, "stop": segment.stop})
+        if segment.start == 0:
+            self.executor.begin_epoch(epoch, schedule)
+            self.wall_s = 0.0
+        else:
+            self.executor.begin_segment(schedule)
         self.saved = Mark.take(self.executor)
-        for message in self._reports(f"the nodes to prepare epoch {epoch}"):
+        for message in self._reports(f"the nodes to prepare {_steps(segment)}"):
             body = self._expect(message, "ready")
-            if body["epoch"] != epoch:
-                raise RemoteFailure(message.src, f"prepared epoch {body['epoch']}, not {epoch}")
+            if body["epoch"] != epoch or body.get("start", 0) != segment.start:
+                raise RemoteFailure(message.src, f"prepared step {body.get('start', 0)} of epoch {body['epoch']}, "
+                                                 f"not {segment.start} of {epoch}")
         margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
         at = self.at = time.time() + margin
         for member in self.members:
@@ -401,18 +413,20 @@ class Coordinator:
         own = self.runner.run()
         self.missed = set(self.runner.missed)
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
-        self.executor.end_epoch()
-        self.loss = (self.executor.loss_sum, self.executor.loss_count)
-        self.states, self.momenta = {}, {}
-        for message in self._reports(f"the reports of epoch {epoch}"):
+        if last:
+            self.executor.end_epoch()
+            self.loss = (self.executor.loss_sum, self.executor.loss_count)
+            self.states, self.momenta = {}, {}
+        for message in self._reports(f"the reports of {_steps(segment)}"):
             body, src = self._expect(message, "done"), message.src
             try:
                 spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
-                self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
                 replicas = [Replica(src, int(part), int(index)) for part, index in body["sent"]]  # type: ignore[union-attr]
-                self.missed |= {int(i) for i in body.get("missed", [])}
+                if last:
+                    self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
+                    self.missed |= {int(i) for i in body.get("missed", [])}
             except (TypeError, ValueError, RuntimeError) as exc:
-                raise RemoteFailure(src, f"sent a bad report of epoch {epoch}: {exc}") from None
+                raise RemoteFailure(src, f"sent a bad report of {_steps(segment)}: {exc}") from None
             for replica in replicas:
                 data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
                 self.states[replica] = data.payload  # type: ignore[assignment]
@@ -420,8 +434,8 @@ class Coordinator:
                 replica = Replica(src, int(part), int(index))
                 data = self.mailbox.take_data(momentum_tag(replica, epoch), self.timeout, f"the momentum of {replica}")
                 self.momenta[replica] = data.payload  # type: ignore[assignment]
-        self.wall_s = time.perf_counter() - wall
-        if save or epoch == self.setup.config.epochs - 1:
+        self.wall_s += time.perf_counter() - wall
+        if last and (save or epoch == self.setup.config.epochs - 1):
             for replica, (module, optimizer) in self.executor.replicas.items():
                 self.states[replica] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
                 self.momenta[replica] = {k: v.detach().cpu().clone() for k, v in momentum_of(module, optimizer).items()}
@@ -454,7 +468,7 @@ class Coordinator:
         dead = [n for n in self.dropped if n not in new.topology.names]  # one that died since: next time
         for member in self.members:
             self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
-                                                 "peers": peers})
+                                                 "cuts": list(new.cuts), "peers": peers})
         for node in back:
             mine = [r for r in replicas if r.node == node]
             weights = {r: _averaged(self.executor.template[r.part].state_dict(), copies) for r in mine}
@@ -479,7 +493,8 @@ class Coordinator:
         handoff.install(self.executor, rebuilt)
         dead = [n for n in self.dropped if n not in new.topology.names]
         for member in self.members:
-            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners), "peers": {}})
+            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
+                                                 "cuts": list(new.cuts), "peers": {}, "handoff": True})
             mine = [r for r in replicas if r.node == member]
             self._send_state(member, mine, self._epoch, {r: rebuilt[r][0] for r in mine}, {r: rebuilt[r][1] for r in mine})
 
@@ -569,6 +584,14 @@ class Coordinator:
                     self.transport.send_control(member, body)
                 except Exception as exc:  # noqa: BLE001 - keep telling the others
                     log.debug("%s: could not send %s to %s: %s", self.name, body["type"], member, exc)
+
+
+def _steps(segment: Segment) -> str:
+    """How logs name a segment: the epoch, or some of its steps."""
+    if segment.start == 0 and segment.ends_epoch:
+        return f"epoch {segment.epoch}"
+    stop = "its end" if segment.stop is None else f"step {segment.stop}"
+    return f"steps {segment.start} to {stop} of epoch {segment.epoch}"
 
 
 def _clock_sample(t0: float, body: dict, message: Message) -> ClockSample:
