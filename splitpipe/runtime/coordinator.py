@@ -488,7 +488,8 @@ class Coordinator:
         states, backups = handoff.held(self.executor)
         gathered, copies = handoff.gather(self.mailbox, self.members, self.setup.topology.names, self._epoch,
                                           self.timeout)
-        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost)
+        everyone = set(self.setup.topology.names)  # the replicas only: their state is installed next
+        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], everyone)
         rebuilt = handoff.rebuilt(self.executor, {**states, **gathered}, {**backups, **copies}, replicas, owners, lost)
         handoff.install(self.executor, rebuilt)
         dead = [n for n in self.dropped if n not in new.topology.names]

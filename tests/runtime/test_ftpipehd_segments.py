@@ -1,0 +1,72 @@
+"""A real FTPipeHD run re-partitions mid-epoch from the capacities it measures: a worker slowed ten
+times by --speed-change (node.py's speed_over_time) loses layers, the layers and their momentum move
+through the coordinator's hand-off, and the run ends with the weights of an emulator run that
+makes the same cut changes at the same steps.
+
+The cluster runs in threads on in-process transports; each segment of `EVERY` steps is prepared,
+started and reported on every node (protocol.py (4), (5)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, cast
+
+import torch
+
+from splitpipe.engine.emulate import TensorExecutor
+from splitpipe.engine.emulator import EmulatorEngine
+from splitpipe.engine.timing import MeasuredTiming
+from splitpipe.loop import Boundary, PlanChange, run_loop
+from splitpipe.plan import Plan
+from splitpipe.runtime.node import speed_over_time
+from splitpipe.runtime.threads import run_in_threads
+from splitpipe.schedules import Segment
+from splitpipe.schedules.ir import Replica
+from splitpipe.setup import Setup
+
+from .test_equality import small_setup
+
+EVERY = 3  # 12 steps an epoch: four segments
+
+
+def replaying(events: list[dict[str, Any]]) -> Any:
+    """A controller that makes the real run's re-partitions where it made them (epoch, step)."""
+    changes = {(e["epoch"], e["step"]): tuple(e["cuts_after"]) for e in events if e["event"] == "repartition"}
+
+    def controller(plan: Plan, segment: Segment, boundary: Boundary) -> PlanChange | None:
+        cuts = changes.get((segment.epoch, segment.stop))
+        return None if cuts is None else PlanChange(replace(plan, cuts=cuts), "repartition")
+    return controller
+
+
+def emulated(setup: Setup, events: list[dict[str, Any]]) -> dict[Replica, dict[str, torch.Tensor]]:
+    plan, config = setup.plan, setup.config
+    executor = TensorExecutor(setup.model, plan, setup.dataset, setup.shards,
+                              MeasuredTiming({n: 1.0 for n in setup.topology.names}),
+                              lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                              seed=config.seed)
+    result = run_loop(plan, EmulatorEngine(executor, evaluate=False), range(config.epochs), segment_steps=EVERY,
+                      controller=replaying(events))
+    assert [e["cuts_after"] for e in result.events] == [e["cuts_after"] for e in events]
+    return {r: executor.module(r).state_dict() for r in executor.replicas}
+
+
+def test_a_slowed_worker_loses_layers_and_the_weights_are_the_emulators(tiny_npz: str) -> None:
+    setup = small_setup("ftpipehd", tiny_npz, stages=3, micro_batches=2, repartition_every=EVERY,
+                        speed_change=("worker1@0=0.1",))
+    node, at, speed = setup.config.speed_changes()[0]
+    result = run_in_threads(setup, timeout=60, speeds={node: speed_over_time(1.0, [(at, speed)])})
+    events = cast(list[dict[str, Any]], result.report["events"])
+    first = events[0]
+    assert first["event"] == "repartition" and first["step"] % EVERY == 0, events
+    assert first["cuts_before"] == list(setup.plan.cuts)
+    held = [cuts[1] - cuts[0] for cuts in (first["cuts_before"], first["cuts_after"])]  # worker1's units
+    assert held[1] < held[0], events
+    rows = cast(list[dict[str, Any]], result.report["epochs"])
+    assert rows[-1]["cuts"] == events[-1]["cuts_after"] != list(setup.plan.cuts)
+    expected = emulated(setup, events)
+    assert sorted(result.states, key=repr) == sorted(expected, key=repr)
+    for replica, state in expected.items():
+        for key, tensor in state.items():
+            torch.testing.assert_close(result.states[replica][key], tensor, rtol=1e-5, atol=1e-6, msg=f"{replica} {key}")
