@@ -492,6 +492,9 @@ class Coordinator:
         carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], everyone)
         rebuilt = handoff.rebuilt(self.executor, {**states, **gathered}, {**backups, **copies}, replicas, owners, lost)
         handoff.install(self.executor, rebuilt)
+        # what an epoch's end gathered is of the old parts: evaluation and a checkpoint take the new ones
+        self.states = {r: weights for r, (weights, _) in rebuilt.items()}
+        self.momenta = {r: momentum for r, (_, momentum) in rebuilt.items()}
         dead = [n for n in self.dropped if n not in new.topology.names]
         for member in self.members:
             self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),

@@ -54,7 +54,7 @@ def share(executor: TensorExecutor, transport: Transport, coordinator: str, epoc
     """(1) on a node (`number`: its index in the run's topology): send the coordinator its state,
     then `shared` naming what was sent."""
     states, backups = held(executor)
-    log.info("%s: sharing its state with %s before epoch %d is redone", executor.node, coordinator, epoch)
+    log.info("%s: sharing its state with %s for a re-plan in epoch %d", executor.node, coordinator, epoch)
     for replica, (weights, momentum) in sorted(states.items(), key=lambda item: (item[0].part, item[0].replica)):
         for tag, state in zip(share_tags(replica, epoch), (weights, momentum)):
             transport.send(coordinator, tag, state)
