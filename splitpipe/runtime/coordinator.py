@@ -33,6 +33,7 @@ from splitpipe.checkpoint import (
 from splitpipe.engine.carry import carry_over, momentum_of
 from splitpipe.engine.emulate import average_states
 from splitpipe.engine.events import NodeFailed
+from splitpipe.engine.lanes import LINK_CATEGORY
 from splitpipe.engine.mark import Mark
 from splitpipe.loop import Faults, run_loop
 from splitpipe.plan import Plan
@@ -52,6 +53,7 @@ from splitpipe.runtime.protocol import (
 )
 from splitpipe.runtime.recovery import can_drop, peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Message, Transport
+from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
 from splitpipe.setup import Setup, report_header
@@ -448,7 +450,7 @@ class Coordinator:
         return {"train_loss": loss_sum / max(1, loss_count),
                 "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
 
-    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> list[Span] | None:
         """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list.
 
         A node that rejoined gets the state of its replicas: each key the average of every copy
@@ -479,15 +481,22 @@ class Coordinator:
             mine = [r for r, held in keys.items() if held]
             if mine:
                 self._send_state(node, mine, self._epoch, {r: {k: self.aggregated[k] for k in keys[r]} for r in mine}, {})
+        return None
 
-    def _hand_off(self, new: Plan, owners: Mapping[int, int], replicas: Sequence[Replica], lost: set[str]) -> None:
-        """Layers change node (FTPipeHD's DP over the survivors): every new replica rebuilt here from
-        the nearest surviving copy and sent to its node (runtime/handoff.py)."""
+    def _hand_off(self, new: Plan, owners: Mapping[int, int], replicas: Sequence[Replica],
+                  lost: set[str]) -> list[Span]:
+        """Layers change node (FTPipeHD's DP over the survivors, or its re-partition): every new replica
+        rebuilt here from the nearest surviving copy and sent to its node (runtime/handoff.py).
+
+        Returns the transfers' spans (time 0 = the change): the state each node shares as it arrived
+        here, and the state sent back."""
+        began = time.time()
         for member in self.members:
             self.transport.send_control(member, {"type": "share", "epoch": self._epoch})
         states, backups = handoff.held(self.executor)
+        arrived: list[Message] = []
         gathered, copies = handoff.gather(self.mailbox, self.members, self.setup.topology.names, self._epoch,
-                                          self.timeout)
+                                          self.timeout, arrived)
         everyone = set(self.setup.topology.names)  # the replicas only: their state is installed next
         carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], everyone)
         rebuilt = handoff.rebuilt(self.executor, {**states, **gathered}, {**backups, **copies}, replicas, owners, lost)
@@ -496,11 +505,31 @@ class Coordinator:
         self.states = {r: weights for r, (weights, _) in rebuilt.items()}
         self.momenta = {r: momentum for r, (_, momentum) in rebuilt.items()}
         dead = [n for n in self.dropped if n not in new.topology.names]
+        spans = [self._move_span(m.src, self.name, payload_nbytes(m.payload), m.received_at, began)  # type: ignore[arg-type]
+                 for m in arrived]
         for member in self.members:
             self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
                                                  "cuts": list(new.cuts), "peers": {}, "handoff": True})
             mine = [r for r in replicas if r.node == member]
+            sent = time.time()
             self._send_state(member, mine, self._epoch, {r: rebuilt[r][0] for r in mine}, {r: rebuilt[r][1] for r in mine})
+            nbytes = sum(payload_nbytes(rebuilt[r][i]) for r in mine for i in (0, 1))
+            spans.append(self._move_span(self.name, member, nbytes, None, began, sent))
+        return spans
+
+    def _move_span(self, src: str, dst: str, nbytes: int, arrival: float | None, began: float,
+                   sent: float = 0.0) -> Span:
+        """A hand-off's transfer on the link src -> dst: back from its arrival here, or on from its send."""
+        link = self.setup.topology.links.get((src, dst))
+        busy = link.transfer_s(nbytes) if link is not None else 0.0
+        if arrival is not None:
+            end = arrival - (link.latency_s if link is not None else 0.0)
+            start = end - busy
+        else:
+            start = sent
+            end = start + busy
+        return Span(f"{src}->{dst}", LINK_CATEGORY["move"], max(0.0, start - began), max(0.0, end - began), self._epoch,
+                    bytes=nbytes, label="move")
 
     def mark(self) -> None:
         """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""

@@ -65,6 +65,8 @@ def test_a_slowed_worker_loses_layers_and_the_weights_are_the_emulators(tiny_npz
     assert held[1] < held[0], events
     rows = cast(list[dict[str, Any]], result.report["epochs"])
     assert rows[-1]["cuts"] == events[-1]["cuts_after"] != list(setup.plan.cuts)
+    moved = [s for s in result.spans if s.label == "move"]  # the hand-off's transfers, on the run's clock
+    assert {s.resource for s in moved} >= {"worker1->central", "central->worker1"} and sum(s.bytes for s in moved) > 0
     expected = emulated(setup, events)
     assert sorted(result.states, key=repr) == sorted(expected, key=repr)
     for replica, state in expected.items():
