@@ -56,7 +56,7 @@ from splitpipe.runtime.transport import Message, Transport
 from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
-from splitpipe.setup import Setup, report_header
+from splitpipe.setup import Setup, report_header, setup_profiles
 from splitpipe.span import Span
 
 __all__ = ["Coordinator", "ClusterResult"]
@@ -126,7 +126,7 @@ class Coordinator:
             config = self.setup.config
             adapt = self.setup.technique.adapt(self.setup.plan, config) if self.setup.technique.adapt else None
             controller, steps = adapt if adapt is not None else (None, None)  # FTPipeHD's re-partition
-            result = run_loop(self.setup.plan, self, range(first, config.epochs), segment_steps=steps,
+            result = run_loop(self._costed(adapt is not None), self, range(first, config.epochs), segment_steps=steps,
                               controller=controller, progress=self._after_epoch,  # type: ignore[arg-type]
                               faults=Faults(deadline=config.round_deadline, joined=self._rejoined,
                                             missed=self._missed, dead=tuple(dead)),
@@ -147,6 +147,15 @@ class Coordinator:
             report["events"] = result.events
         model = self.executor.global_model(result.schedule, states=states) if result.schedule else None
         return ClusterResult(report, spans, states, model)
+
+    def _costed(self, adapts: bool) -> Plan:
+        """The plan with the per-unit costs a re-plan's DP weighs (the technique's `add_costs`), when
+        the run adapts and --profile gives them; measuring this host's profile here would take
+        minutes, so without one every unit counts the same (the cuts go to every node in `adopt`)."""
+        plan, record = self.setup.plan, self.setup.technique
+        if not adapts or record.add_costs is None or not self.setup.config.profile:
+            return plan
+        return record.add_costs(plan, setup_profiles(self.setup))
 
     # -- (1) join, (2) assign, (3) clocks ------------------------------------------------
     def _join(self) -> None:

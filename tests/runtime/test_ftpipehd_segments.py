@@ -10,6 +10,7 @@ started and reported on every node (protocol.py (4), (5)).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -19,9 +20,12 @@ from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.loop import Boundary, PlanChange, run_loop
 from splitpipe.plan import Plan
+from splitpipe.runtime.coordinator import Coordinator
 from splitpipe.runtime.node import speed_over_time
 from splitpipe.runtime.threads import run_in_threads
+from splitpipe.runtime.transport import make_local_transports
 from splitpipe.schedules import Segment
+from splitpipe.schedules.ftpipehd_replan import UNIT_S
 from splitpipe.schedules.ir import Replica
 from splitpipe.setup import Setup
 
@@ -72,3 +76,13 @@ def test_a_slowed_worker_loses_layers_and_the_weights_are_the_emulators(tiny_npz
     for replica, state in expected.items():
         for key, tensor in state.items():
             torch.testing.assert_close(result.states[replica][key], tensor, rtol=1e-5, atol=1e-6, msg=f"{replica} {key}")
+
+
+def test_the_coordinators_dp_weighs_the_given_profile_only(tiny_npz: str) -> None:
+    """With --profile the re-partition's DP gets per-unit costs; measuring this host would take minutes."""
+    profile = Path(__file__).parents[1] / "golden_reports" / "profile_vgg5_digits.json"
+    for given, costed in ((None, False), (str(profile), True)):
+        setup = small_setup("ftpipehd", tiny_npz, profile=given)
+        coordinator = Coordinator(setup, "central", make_local_transports(setup.topology.names)["central"])
+        assert (UNIT_S in coordinator._costed(True).extra) is costed
+        assert coordinator._costed(False) is setup.plan
