@@ -1,10 +1,12 @@
 """The coordinating node (the server, or the central node): it runs its own lanes like any node,
-and besides gathers the others, estimates their clocks, starts each epoch and merges the traces.
+and besides gathers the others, estimates their clocks, starts each segment (a whole epoch, or
+FTPipeHD's `--repartition-every` steps, after which its controller may re-partition) and merges
+the traces.
 
 Every phase has a timeout, and a node that fails or falls silent stops the run with its name,
-unless it is a node the technique can go on without (a data owner, an MP-SL compute node):
-then the epoch is called off and redone without it (runtime/recovery.py), as the emulator does
-at a scripted failure. A dead node that says hello again rejoins at the next epoch boundary.
+unless it is a node the technique can go on without (a data owner, an MP-SL compute node, an
+FTPipeHD worker): then the segment is called off and redone without it (runtime/recovery.py),
+as the emulator does at a scripted failure. A dead node that says hello again rejoins at the next epoch boundary.
 After a checkpoint's epoch it gathers every replica's weights and momentum and writes them;
 a resumed run starts by sending each node its replicas' state (protocol.py (9)).
 """
