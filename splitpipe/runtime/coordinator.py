@@ -115,6 +115,7 @@ class Coordinator:
         self.schedule: Schedule | None = None
         self._epoch = 0
         self.shards = dict(zip(setup.plan.owners, setup.shards))
+        self.cuts: tuple[int, ...] = ()  # a resumed run's, where a re-partition had moved them
 
     def run(self) -> ClusterResult:
         self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
@@ -128,7 +129,9 @@ class Coordinator:
             config = self.setup.config
             adapt = self.setup.technique.adapt(self.setup.plan, config) if self.setup.technique.adapt else None
             controller, steps = adapt if adapt is not None else (None, None)  # FTPipeHD's re-partition
-            result = run_loop(self._costed(adapt is not None), self, range(first, config.epochs), segment_steps=steps,
+            plan = self._costed(adapt is not None)
+            result = run_loop(replace(plan, cuts=self.cuts or plan.cuts), self, range(first, config.epochs),
+                              segment_steps=steps,
                               controller=controller, progress=self._after_epoch,  # type: ignore[arg-type]
                               faults=Faults(deadline=config.round_deadline, joined=self._rejoined,
                                             missed=self._missed, dead=tuple(dead)),
@@ -301,17 +304,21 @@ class Coordinator:
         check_resumable(checkpoint, self.setup)
         first = checkpoint.epoch + 1
         plan, moved = replanned(self.setup.plan, self.setup.plan, dead)
+        rows = checkpoint.state["rows"]
+        cuts = tuple(rows[-1].get("cuts") or plan.cuts) if rows and not dead else plan.cuts
+        if cuts != plan.cuts and len(cuts) == len(plan.cuts):  # re-partitioned before it was written
+            plan, self.cuts = replace(plan, cuts=cuts), cuts
         schedule = build_schedule(plan, first)
         check_replicas(checkpoint, schedule.replicas)
-        if dead:
+        if dead or self.cuts:
             carry_over(self.executor, plan, moved, (), [self.shards[n] for n in plan.owners], dead)
         self.executor.begin_segment(schedule)
         load_replicas(checkpoint, self.executor.replicas)
         restore_rng(checkpoint)
         for member in self.members:
-            if dead:
+            if dead or self.cuts:  # every replica's state follows
                 self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(plan.owners),
-                                                     "peers": {}})
+                                                     "cuts": list(plan.cuts), "peers": {}, "handoff": True})
             self._send_state(member, [r for r in schedule.replicas if r.node == member], first,
                              checkpoint.replicas, checkpoint.momentum)
         self.rows, self.events = list(checkpoint.state["rows"]), resumed_events(checkpoint)

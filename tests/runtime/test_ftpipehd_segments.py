@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import torch
 
+from splitpipe.checkpoint import Checkpoints, latest_checkpoint, read_checkpoint
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.timing import MeasuredTiming
@@ -86,3 +87,18 @@ def test_the_coordinators_dp_weighs_the_given_profile_only(tiny_npz: str) -> Non
         coordinator = Coordinator(setup, "central", make_local_transports(setup.topology.names)["central"])
         assert (UNIT_S in coordinator._costed(True).extra) is costed
         assert coordinator._costed(False) is setup.plan
+
+
+def test_a_run_resumed_after_a_re_partition_goes_on_with_its_cuts(tiny_npz: str, tmp_path: Path) -> None:
+    """The checkpoint holds the re-partitioned stages: every node takes its cuts, then its state."""
+    changes = dict(stages=3, micro_batches=2, repartition_every=EVERY, speed_change=("worker1@0=0.1",))
+    first = small_setup("ftpipehd", tiny_npz, epochs=1, **changes)
+    done = run_in_threads(first, timeout=60, speeds={"worker1": 0.1}, checkpoints=Checkpoints(tmp_path, every=1))
+    cuts = cast(list[dict[str, Any]], done.report["epochs"])[-1]["cuts"]
+    assert cuts != list(first.plan.cuts)
+    whole = small_setup("ftpipehd", tiny_npz, epochs=2, **changes)
+    result = run_in_threads(whole, timeout=60, resume=read_checkpoint(latest_checkpoint(tmp_path)))
+    rows = cast(list[dict[str, Any]], result.report["epochs"])
+    later = [e for e in cast(list[dict[str, Any]], result.report["events"]) if e["epoch"] == 1
+             and e["event"] == "repartition"]
+    assert len(rows) == 2 and (later[0]["cuts_before"] if later else rows[-1]["cuts"]) == cuts
