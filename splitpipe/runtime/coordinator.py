@@ -550,10 +550,10 @@ class Coordinator:
                     bytes=nbytes, label="move")
 
     def mark(self) -> None:
-        """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""
+        """Nothing: every segment is marked as it starts, since a real node may die at any moment."""
 
     def rewind(self) -> None:
-        """recovery.py (2): every survivor back to the epoch's start; returns once none sends any more."""
+        """recovery.py (2): every survivor back to the segment's start; returns once none sends any more."""
         for member in self.members:
             self.transport.send_control(member, {"type": "rewind", "epoch": self._epoch, "dead": self.dropped})
         sends, _ = peers_of(self.schedule, self.name)
