@@ -44,7 +44,7 @@ def test_a_worker_killed_mid_epoch_costs_only_its_segment(tmp_path: Path, tiny_n
     at = kinds.index("failure")
     failure, recovery = events[at:at + 2]
     assert (failure["nodes"], recovery["event"], recovery["nodes"]) == (["worker2"], "recovery", ["worker2"])
-    assert failure["epoch"] >= 1 and failure["step"] % EVERY == 0 and 1 <= failure["lost_steps"] <= EVERY, failure
+    assert failure["epoch"] >= 1 and failure["step"] % EVERY == 0 and failure["lost_steps"] <= EVERY, failure
     assert len(failure["cuts_before"]) == 3 and len(recovery["cuts_after"]) == 2  # three stages left
     rows = report["epochs"]
     assert rows[-1]["cuts"] == events[-1]["cuts_after"] and len(rows) == 5
