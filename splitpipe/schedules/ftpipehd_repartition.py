@@ -36,7 +36,7 @@ __all__ = ["Repartitioner", "moves", "measured_speeds", "measured_links"]
 
 COMPUTE = ("forward", "backward", "step")
 #: (4) the least relative gain of the bottleneck worth a change.
-MIN_GAIN = 0.05
+MIN_GAIN = 0.2
 
 
 def stages(plan: Plan) -> list[str]:
