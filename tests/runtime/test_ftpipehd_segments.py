@@ -64,7 +64,7 @@ def test_a_slowed_worker_loses_layers_and_the_weights_are_the_emulators(tiny_npz
     result = run_in_threads(setup, timeout=60, speeds={node: speed_over_time(1.0, [(at, speed)])})
     events = cast(list[dict[str, Any]], result.report["events"])
     first = events[0]
-    assert first["event"] == "repartition" and first["step"] % EVERY == 0, events
+    assert first["event"] == "repartition" and (first["step"] or 0) % EVERY == 0, events  # None: an epoch's end
     assert first["cuts_before"] == list(setup.plan.cuts)
     held = [cuts[1] - cuts[0] for cuts in (first["cuts_before"], first["cuts_after"])]  # worker1's units
     assert held[1] < held[0], events
