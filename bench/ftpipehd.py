@@ -12,6 +12,8 @@
     (adjacent) failed; epoch times (the redone work stays on the clock) and final accuracy.
 (r) (c) as real runs (`splitpipe launch`, loopback, measured timing): the script SIGKILLs the
     workers' processes mid-epoch; wall epoch times, the report's events, final accuracy.
+(s) (b) as real runs: worker1's process at 0.1 from its start (--speed-change, wall seconds);
+    static cuts against re-partitioning every 10 iterations.
 (d) 4 stages, 2 epochs, copies every 5, 20 or 100 iterations (central: twice that) or never:
     the epoch time and link bytes they cost, and the time lost when worker2 dies late in epoch 0.
 
@@ -141,6 +143,34 @@ def real_failure_table(out: Path | None) -> list[dict[str, object]]:
     return rows
 
 
+def real_speed_drop_table(out: Path | None) -> list[dict[str, object]]:
+    """(b) again as real runs: worker1's process computes at 0.1 from its start (--speed-change counts
+    wall seconds from the process's start, and a loaded host's start-up varies by minutes, so a
+    later T would not land at the same point of the training); static cuts against re-partitioning
+    every 10 iterations (the DP weighs the profile's per-unit costs)."""
+    import tempfile
+
+    config = BASE.with_(stages=3, epochs=3, network=("none",), timing="measured", checkpoint_every=0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="splitpipe-ftpipehd-") as tmp:
+        at = 0.0
+        for i, (name, every) in enumerate((("no drop", None), ("static", 0), ("dynamic", 10))):
+            run_config = config.with_(repartition_every=every or 0)
+            if every is not None:
+                run_config = run_config.with_(speed_change=(f"worker1@{at:.3g}=0.1",))
+            path = Path(tmp) / f"run-{i}.toml"
+            path.write_text(run_config.to_toml())
+            code, report = launched(path, (out or Path(tmp)) / f"real-speed-{i}", {})
+            epochs = report.get("epochs", [])
+            cuts = [e["cuts_after"] for e in report.get("events", []) if e["event"] == "repartition"]
+            rows.append({"run": name, "exit": code, "drop": "-" if every is None else f"worker1@{at:.3g}=0.1",
+                         "epoch s": " / ".join(f"{e['time_s']:.3g}" for e in epochs),
+                         "total s": sum(e["time_s"] for e in epochs),
+                         "re-partitions": " -> ".join(",".join(map(str, c)) for c in cuts) or "-",
+                         "final accuracy": epochs[-1]["test_accuracy"] if epochs else "-"})
+    return rows
+
+
 def launched(path: Path, out: Path, kills: Mapping[str, int]) -> tuple[int, dict]:
     """A launch of `path`; each node of `kills` SIGKILLed 0.5 s after its epoch `kills[node]` started."""
     import json
@@ -177,7 +207,7 @@ def launched(path: Path, out: Path, kills: Mapping[str, int]) -> tuple[int, dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="write report.json and timelines here")
-    parser.add_argument("--parts", default="abcd", help="which tables: a, b, c, d; r: (c) as real runs")
+    parser.add_argument("--parts", default="abcd", help="which tables: a, b, c, d; r, s: (c), (b) as real runs")
     parser.add_argument("--network", default="4g", help="every hop's network profile")
     args = parser.parse_args()
     global BASE
@@ -187,7 +217,8 @@ def main() -> None:
               "b": ("worker1 slows from 1 to 0.1", speed_drop_table),
               "c": ("failed workers", failure_table),
               "d": ("replication period", replication_table),
-              "r": ("failed workers, real runs (launch)", real_failure_table)}
+              "r": ("failed workers, real runs (launch)", real_failure_table),
+              "s": ("worker1 at 0.1, real runs (launch)", real_speed_drop_table)}
     for part in args.parts:
         title, table = tables[part]
         print(f"\n({part}) {title}", flush=True)

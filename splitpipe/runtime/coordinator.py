@@ -1,10 +1,12 @@
 """The coordinating node (the server, or the central node): it runs its own lanes like any node,
-and besides gathers the others, estimates their clocks, starts each epoch and merges the traces.
+and besides gathers the others, estimates their clocks, starts each segment (a whole epoch, or
+FTPipeHD's `--repartition-every` steps, after which its controller may re-partition) and merges
+the traces.
 
 Every phase has a timeout, and a node that fails or falls silent stops the run with its name,
-unless it is a node the technique can go on without (a data owner, an MP-SL compute node):
-then the epoch is called off and redone without it (runtime/recovery.py), as the emulator does
-at a scripted failure. A dead node that says hello again rejoins at the next epoch boundary.
+unless it is a node the technique can go on without (a data owner, an MP-SL compute node, an
+FTPipeHD worker): then the segment is called off and redone without it (runtime/recovery.py),
+as the emulator does at a scripted failure. A dead node that says hello again rejoins at the next epoch boundary.
 After a checkpoint's epoch it gathers every replica's weights and momentum and writes them;
 a resumed run starts by sending each node its replicas' state (protocol.py (9)).
 """
@@ -33,6 +35,7 @@ from splitpipe.checkpoint import (
 from splitpipe.engine.carry import carry_over, momentum_of
 from splitpipe.engine.emulate import average_states
 from splitpipe.engine.events import NodeFailed
+from splitpipe.engine.lanes import LINK_CATEGORY
 from splitpipe.engine.mark import Mark
 from splitpipe.loop import Faults, run_loop
 from splitpipe.plan import Plan
@@ -52,9 +55,10 @@ from splitpipe.runtime.protocol import (
 )
 from splitpipe.runtime.recovery import can_drop, peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Message, Transport
+from splitpipe.runtime.transport.base import payload_nbytes
 from splitpipe.schedules import Segment, build_schedule, technique
 from splitpipe.schedules.ir import AGGREGATE, Replica, Schedule
-from splitpipe.setup import Setup, report_header
+from splitpipe.setup import Setup, report_header, setup_profiles
 from splitpipe.span import Span
 
 __all__ = ["Coordinator", "ClusterResult"]
@@ -111,6 +115,7 @@ class Coordinator:
         self.schedule: Schedule | None = None
         self._epoch = 0
         self.shards = dict(zip(setup.plan.owners, setup.shards))
+        self.cuts: tuple[int, ...] = ()  # a resumed run's, where a re-partition had moved them
 
     def run(self) -> ClusterResult:
         self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
@@ -121,10 +126,15 @@ class Coordinator:
             self._assign()
             self._sync_clocks()
             first = self._load(self.resume, dead) if self.resume is not None else 0
-            result = run_loop(self.setup.plan, self, range(first, self.setup.config.epochs),
-                              progress=self._after_epoch, faults=Faults(deadline=self.setup.config.round_deadline,
-                                                                        joined=self._rejoined, missed=self._missed,
-                                                                        dead=tuple(dead)),
+            config = self.setup.config
+            adapt = self.setup.technique.adapt(self.setup.plan, config) if self.setup.technique.adapt else None
+            controller, steps = adapt if adapt is not None else (None, None)  # FTPipeHD's re-partition
+            plan = self._costed(adapt is not None)
+            result = run_loop(replace(plan, cuts=self.cuts or plan.cuts), self, range(first, config.epochs),
+                              segment_steps=steps,
+                              controller=controller, progress=self._after_epoch,  # type: ignore[arg-type]
+                              faults=Faults(deadline=config.round_deadline, joined=self._rejoined,
+                                            missed=self._missed, dead=tuple(dead)),
                               events=self.events)
             self._broadcast({"type": "stop"})
         except RemoteFailure as exc:
@@ -142,6 +152,15 @@ class Coordinator:
             report["events"] = result.events
         model = self.executor.global_model(result.schedule, states=states) if result.schedule else None
         return ClusterResult(report, spans, states, model)
+
+    def _costed(self, adapts: bool) -> Plan:
+        """The plan with the per-unit costs a re-plan's DP weighs (the technique's `add_costs`), when
+        the run adapts and --profile gives them; measuring this host's profile here would take
+        minutes, so without one every unit counts the same (the cuts go to every node in `adopt`)."""
+        plan, record = self.setup.plan, self.setup.technique
+        if not adapts or record.add_costs is None or not self.setup.config.profile:
+            return plan
+        return record.add_costs(plan, setup_profiles(self.setup))
 
     # -- (1) join, (2) assign, (3) clocks ------------------------------------------------
     def _join(self) -> None:
@@ -285,17 +304,21 @@ class Coordinator:
         check_resumable(checkpoint, self.setup)
         first = checkpoint.epoch + 1
         plan, moved = replanned(self.setup.plan, self.setup.plan, dead)
+        rows = checkpoint.state["rows"]
+        cuts = tuple(rows[-1].get("cuts") or plan.cuts) if rows and not dead else plan.cuts
+        if cuts != plan.cuts and len(cuts) == len(plan.cuts):  # re-partitioned before it was written
+            plan, self.cuts = replace(plan, cuts=cuts), cuts
         schedule = build_schedule(plan, first)
         check_replicas(checkpoint, schedule.replicas)
-        if dead:
+        if dead or self.cuts:
             carry_over(self.executor, plan, moved, (), [self.shards[n] for n in plan.owners], dead)
         self.executor.begin_segment(schedule)
         load_replicas(checkpoint, self.executor.replicas)
         restore_rng(checkpoint)
         for member in self.members:
-            if dead:
+            if dead or self.cuts:  # every replica's state follows
                 self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(plan.owners),
-                                                     "peers": {}})
+                                                     "cuts": list(plan.cuts), "peers": {}, "handoff": True})
             self._send_state(member, [r for r in schedule.replicas if r.node == member], first,
                              checkpoint.replicas, checkpoint.momentum)
         self.rows, self.events = list(checkpoint.state["rows"]), resumed_events(checkpoint)
@@ -319,32 +342,30 @@ class Coordinator:
     # -- (4) and (5): one epoch, as an engine of the run loop ----------------------------
     def run_segment(self, plan: Plan, schedule: Schedule, segment: Segment,
                     failures: Mapping[str, float] | None = None) -> list[Span]:
-        """One epoch on every node; NodeFailed (for the run loop) when a data owner it can lose dies."""
+        """One segment on every node; NodeFailed (for the run loop) when a node it can lose dies."""
         if failures:
             raise RuntimeError("real runs take no scripted failures: the launcher kills the node (launch --fail)")
-        if segment.start != 0 or not segment.ends_epoch:
-            raise RuntimeError("real runs change plans only between epochs")
         self.at: float | None = None
         self.runner: NodeRunner | None = None
         gone = [n for n in plan.topology.names if n in self.dropped]
         if gone:  # it died while the others rewound: the loop re-plans without it too
             raise NodeFailed(gone[0], 0.0, [])
         try:
-            return self._run_epoch(plan, schedule, segment.epoch)
+            return self._run_segment(plan, schedule, segment)
         except (RemoteFailure, PeerLost) as exc:
             node = self._blame(plan, exc)
             if node not in self.members or not can_drop(plan, node):
                 if node == exc.node:
                     raise
                 raise RemoteFailure(node, str(exc)) from None
-            log.warning("%s: %s; epoch %d is redone without %s", self.name, exc, segment.epoch, node)
+            log.warning("%s: %s; %s is redone without %s", self.name, exc, _steps(segment), node)
             self._drop(node)
             time_s = 0.0 if self.at is None else max(0.0, time.time() - self.at)
             raise NodeFailed(node, time_s, self._lost_spans(),
                              detected=exc.detected if node == exc.node else REPORTED) from None
 
     def _lost_spans(self) -> list[Span]:
-        """This node's compute spans of the epoch called off, on its clock (the loop counts the lost steps)."""
+        """This node's compute spans of the segment called off, on its clock (the loop counts the lost steps)."""
         if self.runner is None or self.at is None:
             return []
         return [replace(s, start=s.start - self.at, end=s.end - self.at) for s in self.runner.spans]
@@ -378,19 +399,30 @@ class Coordinator:
             return node in self.mailbox.broken
         return node in self.mailbox.broken or self.mailbox.polls.confirm(node, self.mailbox.silence_s, gone)
 
-    def _run_epoch(self, plan: Plan, schedule: Schedule, epoch: int) -> list[Span]:
-        topology = plan.topology
+    def _run_segment(self, plan: Plan, schedule: Schedule, segment: Segment) -> list[Span]:
+        """protocol.py (4), (5) for one segment: prepare, start at one instant, collect the reports.
+
+        Every segment is marked as it starts (a real node may die at any moment), so a death costs
+        the segment's work only. Loss and weights are collected after an epoch's last segment.
+        """
+        topology, epoch, last = plan.topology, segment.epoch, segment.ends_epoch
         self.schedule, self._epoch = schedule, epoch
         self.mailbox.expect(schedule)
-        save = self._saves(epoch)
+        save = self._saves(epoch) and last
         for member in self.members:
-            self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save})
-        self.executor.begin_epoch(epoch, schedule)
+            self.transport.send_control(member, {"type": "prepare", "epoch": epoch, "save": save,
+                                                 "start": segment.start, "stop": segment.stop})
+        if segment.start == 0:
+            self.executor.begin_epoch(epoch, schedule)
+            self.wall_s = 0.0
+        else:
+            self.executor.begin_segment(schedule)
         self.saved = Mark.take(self.executor)
-        for message in self._reports(f"the nodes to prepare epoch {epoch}"):
+        for message in self._reports(f"the nodes to prepare {_steps(segment)}"):
             body = self._expect(message, "ready")
-            if body["epoch"] != epoch:
-                raise RemoteFailure(message.src, f"prepared epoch {body['epoch']}, not {epoch}")
+            if body["epoch"] != epoch or body.get("start", 0) != segment.start:
+                raise RemoteFailure(message.src, f"prepared step {body.get('start', 0)} of epoch {body['epoch']}, "
+                                                 f"not {segment.start} of {epoch}")
         margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
         at = self.at = time.time() + margin
         for member in self.members:
@@ -402,18 +434,20 @@ class Coordinator:
         own = self.runner.run()
         self.missed = set(self.runner.missed)
         spans = [replace(s, start=s.start - at, end=s.end - at) for s in own]
-        self.executor.end_epoch()
-        self.loss = (self.executor.loss_sum, self.executor.loss_count)
-        self.states, self.momenta = {}, {}
-        for message in self._reports(f"the reports of epoch {epoch}"):
+        if last:
+            self.executor.end_epoch()
+            self.loss = (self.executor.loss_sum, self.executor.loss_count)
+            self.states, self.momenta = {}, {}
+        for message in self._reports(f"the reports of {_steps(segment)}"):
             body, src = self._expect(message, "done"), message.src
             try:
                 spans += spans_from_body(body["spans"], src, -self.offsets[src].offset_s - at)  # type: ignore[arg-type]
-                self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
                 replicas = [Replica(src, int(part), int(index)) for part, index in body["sent"]]  # type: ignore[union-attr]
-                self.missed |= {int(i) for i in body.get("missed", [])}
+                if last:
+                    self.loss = (self.loss[0] + float(body["loss_sum"]), self.loss[1] + int(body["loss_count"]))  # type: ignore[arg-type,call-overload]
+                    self.missed |= {int(i) for i in body.get("missed", [])}
             except (TypeError, ValueError, RuntimeError) as exc:
-                raise RemoteFailure(src, f"sent a bad report of epoch {epoch}: {exc}") from None
+                raise RemoteFailure(src, f"sent a bad report of {_steps(segment)}: {exc}") from None
             for replica in replicas:
                 data = self.mailbox.take_data(gather_tag(replica, epoch), self.timeout, f"the weights of {replica}")
                 self.states[replica] = data.payload  # type: ignore[assignment]
@@ -421,8 +455,8 @@ class Coordinator:
                 replica = Replica(src, int(part), int(index))
                 data = self.mailbox.take_data(momentum_tag(replica, epoch), self.timeout, f"the momentum of {replica}")
                 self.momenta[replica] = data.payload  # type: ignore[assignment]
-        self.wall_s = time.perf_counter() - wall
-        if save or epoch == self.setup.config.epochs - 1:
+        self.wall_s += time.perf_counter() - wall
+        if last and (save or epoch == self.setup.config.epochs - 1):
             for replica, (module, optimizer) in self.executor.replicas.items():
                 self.states[replica] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
                 self.momenta[replica] = {k: v.detach().cpu().clone() for k, v in momentum_of(module, optimizer).items()}
@@ -435,7 +469,7 @@ class Coordinator:
         return {"train_loss": loss_sum / max(1, loss_count),
                 "test_accuracy": self.executor.evaluate(schedule, states=self.states), "wall_s": self.wall_s}
 
-    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> None:
+    def adopt(self, old: Plan, new: Plan, owners: Mapping[int, int]) -> list[Span] | None:
         """recovery.py (4): own replicas carried over; the others make the same re-plan from the dead list.
 
         A node that rejoined gets the state of its replicas: each key the average of every copy
@@ -455,7 +489,7 @@ class Coordinator:
         dead = [n for n in self.dropped if n not in new.topology.names]  # one that died since: next time
         for member in self.members:
             self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
-                                                 "peers": peers})
+                                                 "cuts": list(new.cuts), "peers": peers})
         for node in back:
             mine = [r for r in replicas if r.node == node]
             weights = {r: _averaged(self.executor.template[r.part].state_dict(), copies) for r in mine}
@@ -466,29 +500,61 @@ class Coordinator:
             mine = [r for r, held in keys.items() if held]
             if mine:
                 self._send_state(node, mine, self._epoch, {r: {k: self.aggregated[k] for k in keys[r]} for r in mine}, {})
+        return None
 
-    def _hand_off(self, new: Plan, owners: Mapping[int, int], replicas: Sequence[Replica], lost: set[str]) -> None:
-        """Layers change node (FTPipeHD's DP over the survivors): every new replica rebuilt here from
-        the nearest surviving copy and sent to its node (runtime/handoff.py)."""
+    def _hand_off(self, new: Plan, owners: Mapping[int, int], replicas: Sequence[Replica],
+                  lost: set[str]) -> list[Span]:
+        """Layers change node (FTPipeHD's DP over the survivors, or its re-partition): every new replica
+        rebuilt here from the nearest surviving copy and sent to its node (runtime/handoff.py).
+
+        Returns the transfers' spans (time 0 = the change): the state each node shares as it arrived
+        here, and the state sent back."""
+        began = time.time()
         for member in self.members:
             self.transport.send_control(member, {"type": "share", "epoch": self._epoch})
         states, backups = handoff.held(self.executor)
+        arrived: list[Message] = []
         gathered, copies = handoff.gather(self.mailbox, self.members, self.setup.topology.names, self._epoch,
-                                          self.timeout)
-        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], lost)
+                                          self.timeout, arrived)
+        everyone = set(self.setup.topology.names)  # the replicas only: their state is installed next
+        carry_over(self.executor, new, owners, replicas, [self.shards[n] for n in new.owners], everyone)
         rebuilt = handoff.rebuilt(self.executor, {**states, **gathered}, {**backups, **copies}, replicas, owners, lost)
         handoff.install(self.executor, rebuilt)
+        # what an epoch's end gathered is of the old parts: evaluation and a checkpoint take the new ones
+        self.states = {r: weights for r, (weights, _) in rebuilt.items()}
+        self.momenta = {r: momentum for r, (_, momentum) in rebuilt.items()}
         dead = [n for n in self.dropped if n not in new.topology.names]
+        spans = [self._move_span(m.src, self.name, payload_nbytes(m.payload), m.received_at, began)  # type: ignore[arg-type]
+                 for m in arrived]
         for member in self.members:
-            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners), "peers": {}})
+            self.transport.send_control(member, {"type": "adopt", "dead": dead, "owners": list(new.owners),
+                                                 "cuts": list(new.cuts), "peers": {}, "handoff": True})
             mine = [r for r in replicas if r.node == member]
+            sent = time.time()
             self._send_state(member, mine, self._epoch, {r: rebuilt[r][0] for r in mine}, {r: rebuilt[r][1] for r in mine})
+            nbytes = sum(payload_nbytes(rebuilt[r][i]) for r in mine for i in (0, 1))
+            spans.append(self._move_span(self.name, member, nbytes, None, began, sent))
+        return spans
+
+    def _move_span(self, src: str, dst: str, nbytes: int, arrival: float | None, began: float,
+                   sent: float = 0.0) -> Span:
+        """A hand-off's transfer on the link src -> dst: back from its arrival here, or on from its send."""
+        link = self.setup.topology.links.get((src, dst))
+        busy = link.transfer_s(nbytes) if link is not None else 0.0
+        if arrival is not None:
+            end = arrival - (link.latency_s if link is not None else 0.0)
+            start = end - busy
+        else:
+            start = sent
+            end = start + busy
+        return Span(f"{src}->{dst}", LINK_CATEGORY["move"], max(0.0, start - began), max(0.0, end - began), self._epoch,
+                    bytes=nbytes, label="move")
 
     def mark(self) -> None:
-        """Nothing: every epoch is marked as it starts, since a real node may die at any moment."""
+        """Nothing: every segment is marked as it starts, since a real node may die at any moment."""
 
     def rewind(self) -> None:
-        """recovery.py (2): every survivor back to the epoch's start; returns once none sends any more."""
+        """recovery.py (2): every survivor back to the segment's start; returns once none sends any more."""
         for member in self.members:
             self.transport.send_control(member, {"type": "rewind", "epoch": self._epoch, "dead": self.dropped})
         sends, _ = peers_of(self.schedule, self.name)
@@ -570,6 +636,14 @@ class Coordinator:
                     self.transport.send_control(member, body)
                 except Exception as exc:  # noqa: BLE001 - keep telling the others
                     log.debug("%s: could not send %s to %s: %s", self.name, body["type"], member, exc)
+
+
+def _steps(segment: Segment) -> str:
+    """How logs name a segment: the epoch, or some of its steps."""
+    if segment.start == 0 and segment.ends_epoch:
+        return f"epoch {segment.epoch}"
+    stop = "its end" if segment.stop is None else f"step {segment.stop}"
+    return f"steps {segment.start} to {stop} of epoch {segment.epoch}"
 
 
 def _clock_sample(t0: float, body: dict, message: Message) -> ClockSample:

@@ -62,8 +62,6 @@ def run_node(options: NodeOptions, *, identity: Identity | None = None,
     if options.resume and not leads:
         raise ValueError(f"--resume is for the coordinator ({coordinator}); {name} gets its state from it")
     resume = _checkpoint(options.resume, setup) if options.resume else None
-    if leads and (unused := adaptation_unused(setup)):
-        log.warning(unused)
     listen = options.listen or (None if dials_out(setup.plan, name) and not leads else DEFAULT_LISTEN)
     if listen is not None:
         parse_address(listen, "--listen")
@@ -226,20 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def adaptation_unused(setup: Setup) -> str | None:
-    """What a real run leaves out of the config's plan changes (the coordinator says it once), or None.
-
-    Re-partitioning from measured capacity (FTPipeHD's `--repartition-every`, on by default as in
-    the paper's code) runs in the emulator only: a real run keeps its first cuts and says so,
-    rather than refusing a default or ignoring it without a word.
-    """
-    adapt = setup.technique.adapt
-    if adapt is None or adapt(setup.plan, setup.config) is None:
-        return None
-    return (f"--repartition-every {setup.config.repartition_every}: real runs keep their first cuts "
-            "(re-partitioning is emulator only); give --repartition-every 0 to silence this")
 
 
 def exit_process(code: int) -> NoReturn:

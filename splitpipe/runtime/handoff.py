@@ -29,7 +29,7 @@ from splitpipe.engine.carry import freshest, momentum_of, pool, rebuild, set_mom
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.runtime.mailbox import Mailbox, RemoteFailure
 from splitpipe.runtime.protocol import backups_tag, share_tags
-from splitpipe.runtime.transport import Transport
+from splitpipe.runtime.transport import Message, Transport
 from splitpipe.schedules.ir import Replica
 
 __all__ = ["share", "gather", "held", "rebuilt", "install"]
@@ -54,7 +54,7 @@ def share(executor: TensorExecutor, transport: Transport, coordinator: str, epoc
     """(1) on a node (`number`: its index in the run's topology): send the coordinator its state,
     then `shared` naming what was sent."""
     states, backups = held(executor)
-    log.info("%s: sharing its state with %s before epoch %d is redone", executor.node, coordinator, epoch)
+    log.info("%s: sharing its state with %s for a re-plan in epoch %d", executor.node, coordinator, epoch)
     for replica, (weights, momentum) in sorted(states.items(), key=lambda item: (item[0].part, item[0].replica)):
         for tag, state in zip(share_tags(replica, epoch), (weights, momentum)):
             transport.send(coordinator, tag, state)
@@ -67,9 +67,11 @@ def share(executor: TensorExecutor, transport: Transport, coordinator: str, epoc
 
 
 def gather(mailbox: Mailbox, members: Sequence[str], names: Sequence[str], epoch: int,
-           timeout: float) -> tuple[States, Backups]:
+           timeout: float, arrived: list[Message] | None = None) -> tuple[States, Backups]:
     """(1) at the coordinator: every member's state, after `share` orders went out to them
-    (`names`: the run's nodes, whose indices number the recovery copies' tags)."""
+    (`names`: the run's nodes, whose indices number the recovery copies' tags); `arrived`
+    collects the data messages (for the move's link spans)."""
+    arrived = [] if arrived is None else arrived
     states: States = {}
     backups: Backups = {}
     waiting = set(members)
@@ -85,10 +87,13 @@ def gather(mailbox: Mailbox, members: Sequence[str], names: Sequence[str], epoch
         except (TypeError, ValueError, IndexError) as exc:
             raise RemoteFailure(src, f"sent a bad list of its state: {exc}") from None
         for replica in replicas:
-            weights, momentum = (mailbox.take_data(tag, timeout, f"the state of {replica}").payload
+            weights, momentum = (mailbox.take_data(tag, timeout, f"the state of {replica}")
                                  for tag in share_tags(replica, epoch))
-            states[replica] = (weights, momentum)  # type: ignore[assignment]
-        copies = mailbox.take_data(backups_tag(names.index(src), epoch), timeout, f"the recovery copies of {src}").payload
+            arrived += [weights, momentum]
+            states[replica] = (weights.payload, momentum.payload)  # type: ignore[assignment]
+        message = mailbox.take_data(backups_tag(names.index(src), epoch), timeout, f"the recovery copies of {src}")
+        arrived.append(message)
+        copies = message.payload
         if set(copies) != set(stamps):  # type: ignore[arg-type]
             raise RemoteFailure(src, "sent recovery copies other than the ones it listed")
         backups[src] = {key: (stamps[key], value) for key, value in copies.items()}  # type: ignore[union-attr]

@@ -80,7 +80,7 @@ class Mailbox:
         self.name = transport.name
         self.coordinator = coordinator
         self.nodes = None if nodes is None else frozenset(nodes)
-        self.senders = Senders(self.name, coordinator) if coordinator is not None else None
+        self.senders = Senders(self.name, coordinator, tuple(nodes or ())) if coordinator is not None else None
         self._refusals = RateLimitedLog(log)
         self.silence_s = silence_s
         self.data: dict[Tag, Message] = {}

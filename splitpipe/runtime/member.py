@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from splitpipe.engine.carry import carry_over, momentum_of, set_momentum
 from splitpipe.engine.mark import Mark
@@ -26,7 +27,7 @@ from splitpipe.runtime.protocol import (
 )
 from splitpipe.runtime.recovery import peers_of, replanned, send_fences
 from splitpipe.runtime.transport import Transport
-from splitpipe.schedules import build_schedule
+from splitpipe.schedules import Segment, build_schedule
 from splitpipe.schedules.ir import Replica, Schedule
 from splitpipe.setup import Setup
 
@@ -71,7 +72,8 @@ class _Member:
         self.schedule: Schedule | None = None
         self.executor = node_executor(setup, name)
         self.plan = setup.plan  # without the owners that died
-        self.saved: Mark | None = None  # the state at the prepared epoch's start
+        self.saved: Mark | None = None  # the state at the prepared segment's start
+        self.segment = Segment(0)
         self.shards = dict(zip(setup.plan.owners, setup.shards))
 
     def join(self, address: str) -> None:
@@ -116,11 +118,15 @@ class _Member:
                 "type": "pong", "seq": body["seq"], "t0": body["t0"], "t1": self._received, "t2": time.time(),
             })
         elif kind == "prepare":
-            self.prepare(int(body["epoch"]), bool(body.get("save", False)))
+            stop = body.get("stop")
+            self.prepare(Segment(int(body["epoch"]), int(body.get("start", 0)), None if stop is None else int(stop)),
+                         bool(body.get("save", False)))
         elif kind == "start":
             self.run_epoch(int(body["epoch"]), float(body["at"]))
         elif kind == "adopt":
-            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]], body.get("peers", {}))
+            cuts = body.get("cuts")
+            self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]], body.get("peers", {}),
+                       None if cuts is None else tuple(int(c) for c in cuts), bool(body.get("handoff", False)))
         elif kind == "load":
             self.load(int(body["epoch"]), body["replicas"])
         elif kind == "share":
@@ -133,18 +139,25 @@ class _Member:
             raise RuntimeError(f"{self.name} got an unexpected '{kind}' from {self.coordinator}")
         return False
 
-    def prepare(self, epoch: int, save: bool = False) -> None:
-        """(4) build the schedule and replicas before the clock starts (the first epoch's take seconds)."""
+    def prepare(self, segment: Segment, save: bool = False) -> None:
+        """(4) build the segment's schedule and replicas before the clock starts (the first epoch's take
+        seconds); mark the state there, where a rewind goes back to."""
+        epoch = segment.epoch
         self.save = save
-        self.schedule = build_schedule(self.plan, epoch)
+        self.segment = segment
+        self.schedule = build_schedule(self.plan, segment)
         self.mailbox.expect(self.schedule)
-        self.executor.begin_epoch(epoch, self.schedule)
+        if segment.start == 0:
+            self.executor.begin_epoch(epoch, self.schedule)
+        else:
+            self.executor.begin_segment(self.schedule)
         self.saved = Mark.take(self.executor)
         self.prepared = epoch
-        self.transport.send_control(self.coordinator, {"type": "ready", "epoch": epoch})
+        self.transport.send_control(self.coordinator, {"type": "ready", "epoch": epoch, "start": segment.start})
 
     def run_epoch(self, epoch: int, at: float) -> None:
-        """(4) run the epoch from the agreed instant, (5) report spans, loss and weights."""
+        """(4) run the prepared segment from the agreed instant, (5) report its spans; after an epoch's
+        last segment also its loss and weights."""
         if self.prepared != epoch:
             raise RuntimeError(f"{self.name} was told to start epoch {epoch} but prepared epoch {self.prepared}")
         schedule = self.schedule
@@ -152,10 +165,16 @@ class _Member:
         delay = at - time.time()
         if delay > 0:
             time.sleep(min(delay, self.timeout))
-        log.info("%s: epoch %d started", self.name, epoch)
+        log.info("%s: epoch %d started%s", self.name, epoch,
+                 "" if self.segment.start == 0 else f" at step {self.segment.start}")
         runner = NodeRunner(self.name, schedule, self.executor, self.mailbox, self.plan.topology, epoch,
                             timeout=self.timeout, speed=self.speed, deadline=self.setup.config.round_deadline)
         spans = runner.run()
+        if not self.segment.ends_epoch:
+            self.transport.send_control(self.coordinator, {
+                "type": "done", "epoch": epoch, "spans": spans_to_body(spans), "loss_sum": 0.0, "loss_count": 0,
+                "sent": []})
+            return
         self.executor.end_epoch()
         everything = self.save or epoch == self.setup.config.epochs - 1
         sent = self._send_weights(schedule, everything, epoch)
@@ -167,7 +186,7 @@ class _Member:
         })
 
     def rewind(self, epoch: int, dead: list[str]) -> None:
-        """recovery.py (3): back to the epoch's mark, fence the receivers, await the senders' fences."""
+        """recovery.py (3): back to the segment's mark, fence the receivers, await the senders' fences."""
         log.info("%s: epoch %d called off (%s died); rewinding", self.name, epoch, ", ".join(dead))
         for node in dead:
             self.mailbox.forget(node)
@@ -180,21 +199,31 @@ class _Member:
         self.prepared = -1
         self.transport.send_control(self.coordinator, {"type": "rewound", "epoch": epoch})
 
-    def adopt(self, dead: list[str], owners: list[str], peers: dict[str, str]) -> None:
+    def adopt(self, dead: list[str], owners: list[str], peers: dict[str, str],
+              cuts: tuple[int, ...] | None = None, handoff: bool = False) -> None:
         """recovery.py (5): the coordinator's re-plan, made here from the config; own replicas carried over.
 
         `peers`: nodes back after a restart, and where they listen now. A node that is itself
         back holds no replicas yet: the coordinator sends their state next (protocol.py (9)).
+        `cuts`: the coordinator's (a re-partition from measured capacity, which only it measures).
+        `handoff`: the coordinator rebuilt every replica (runtime/handoff.py) and sends each its state
+        next, so none is made from this node's own copies.
         """
         for node, address in peers.items():
             if node != self.name:
                 self.mailbox.rejoin(str(node), str(address))
         plan, moved = replanned(self.setup.plan, self.plan, dead)
+        if cuts is not None and cuts != plan.cuts:
+            if len(cuts) != len(plan.cuts):
+                raise RuntimeError(f"{self.name}'s re-plan has {len(plan.cuts)} cuts, the coordinator sent {list(cuts)}")
+            plan = replace(plan, cuts=cuts)
         if list(plan.owners) != owners:
             raise RuntimeError(f"{self.name}'s re-plan without {', '.join(dead)} has owners {list(plan.owners)}, "
                                f"the coordinator's has {owners}")
         replicas = build_schedule(plan, 0).replicas if self.executor.replicas else ()
         lost = set(self.plan.topology.names) - set(plan.topology.names)  # layers only they held: sent next
+        if handoff:
+            lost = set(self.plan.topology.names)
         carry_over(self.executor, plan, moved, replicas, [self.shards[n] for n in plan.owners], lost)
         self.plan, self.schedule = plan, None
 

@@ -6,10 +6,14 @@ One run, as control messages (data messages carry tensors, as in the emulator)::
      |-- hello(name, address, config) -->|   (1) every node joins
      |<-- assign(peers, lanes, parts) ---|   (2) who to talk to, what to run
      |<-- ping(t0) / pong(t0,t1,t2) ---->|   (3) clock offsets, NTP style
-     |<-- prepare(epoch) / ready(epoch) ->|   (4) build the epoch's schedule and replicas, then
+     |<-- prepare(epoch) / ready(epoch) ->|   (4) build the segment's schedule and replicas, then
      |<-- start(epoch, at) --------------|       all nodes start at the same instant
-     |   ... the epoch's data messages ...
-     |-- done(spans, loss) ------------->|   (5) plus weights as data messages (GATHER_OWNER)
+     |   ... the segment's data messages ...
+     |-- done(spans, loss) ------------->|   (5) after an epoch's last segment: plus loss and
+                                                 weights as data messages (GATHER_OWNER)
+
+A segment is the whole epoch, or (FTPipeHD's re-partition) steps `start`..`stop` of it, named
+in `prepare` and `ready`; each node marks its state as a segment starts, where (7) goes back to.
      |<-- stop --------------------------|   (6) after the last epoch
 
 With `save` in prepare (a checkpoint follows the epoch) a node sends every replica's weights
@@ -24,11 +28,11 @@ node cannot order another about; an `error` from a data owner the run can lose c
 that owner's own failure, whatever node it names (the coordinator's `blame`). When a data owner
 dies and the technique can go on without it, the coordinator instead calls the epoch off::
 
-     |<-- rewind(epoch, dead) -----------|   (7) stop; weights back to the epoch's start
+     |<-- rewind(epoch, dead) -----------|   (7) stop; weights back to the segment's start
      |-- fence --> each peer it sends to |       nothing more of the aborted attempt follows
      |-- rewound(epoch) ---------------->|       once the fences of its senders came in
      |<-- adopt(dead, owners) -----------|   (8) re-plan without the dead, carry the weights
-     |<-- prepare(epoch) ... ------------|       and the epoch is run again
+     |<-- prepare(epoch) ... ------------|       and the segment is run again
 
 When the re-plan moves layers between nodes (FTPipeHD: the DP re-partitions over the
 survivors), the coordinator first gathers every survivor's state (runtime/handoff.py)::

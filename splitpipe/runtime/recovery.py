@@ -1,17 +1,17 @@
-"""How real nodes call off an epoch a dead data owner spoiled, and redo it without that owner.
+"""How real nodes call off a segment (an epoch, or part of one) a dead node spoiled, and redo it without that node.
 
 The runtime twin of the run loop's step (4) (see loop.py and protocol.py (7), (8))::
 
     coordinator                          every surviving node
       (1) notices: broken stream,          |
           silence, a peer's report         |
-      (2) rewind(epoch, dead) -----------> (3) weights back to the epoch's mark,
+      (2) rewind(epoch, dead) -----------> (3) weights back to the segment's mark,
           fence -> its receivers               fence -> every node it sends to,
                                                await the fences of its senders,
       <------------------------- rewound       drop every data message left
       (4) adopt(dead, owners) -----------> (5) the same re-plan from config + dead,
                                                carry_over keeps its own replicas
-      (6) prepare / start: the epoch again
+      (6) prepare / start: the segment again
 
 A fence travels on the same ordered stream as the data, so once a node holds the fence of
 each node that sends to it, nothing of the aborted attempt can still arrive.

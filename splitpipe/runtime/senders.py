@@ -7,12 +7,13 @@ real one. The mailbox asks `Senders.refusal` first and drops what the plan does 
 
 - a schedule tag only from the peer of this node's Recv of that tag in the epoch's schedule;
 - replica state (protocol.is_state_tag): to the coordinator only from the node that holds
-  that replica in the epoch's schedule, to any other node only from the coordinator.
+  that replica in the epoch's schedule (a node's recovery copies: from the node of that
+  number), to any other node only from the coordinator.
 """
 
 from __future__ import annotations
 
-from splitpipe.runtime.protocol import is_state_tag, replica_of
+from splitpipe.runtime.protocol import SHARE_BACKUP_OWNER, is_state_tag, replica_of
 from splitpipe.schedules.ir import RECV, Replica, Schedule, Tag
 
 __all__ = ["Senders"]
@@ -21,8 +22,8 @@ __all__ = ["Senders"]
 class Senders:
     """The expected sender of each data message `node` may receive in the epoch `expect` was given."""
 
-    def __init__(self, node: str, coordinator: str) -> None:
-        self.node, self.coordinator = node, coordinator
+    def __init__(self, node: str, coordinator: str, names: tuple[str, ...] = ()) -> None:
+        self.node, self.coordinator, self.names = node, coordinator, names
         self.by_tag: dict[Tag, str] = {}
         self.replicas: set[Replica] = set()
 
@@ -35,7 +36,11 @@ class Senders:
     def refusal(self, src: str, tag: Tag) -> str | None:
         """Why `tag` from `src` is not taken (None: it is expected)."""
         if is_state_tag(tag):
-            if src == self.coordinator or (self.node == self.coordinator and replica_of(tag, src) in self.replicas):
+            if tag.owner == SHARE_BACKUP_OWNER:  # numbered by the node's index in the run, whatever it holds
+                held = tag.part < len(self.names) and self.names[tag.part] == src
+            else:
+                held = replica_of(tag, src) in self.replicas
+            if src == self.coordinator or (self.node == self.coordinator and held):
                 return None
             return ("only the node holding that replica sends its state" if self.node == self.coordinator
                     else f"only {self.coordinator} sends replica state")

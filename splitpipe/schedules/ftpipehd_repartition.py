@@ -7,8 +7,10 @@ Every `repartition_every` iterations the central node (a controller of the run l
         capacity_s = speed_s / speed_central (its time against the central node's on the same units)
     (2) each hop's bandwidth from the bytes and busy time its link measured (else the declared link)
     (3) the min-max DP over (1) and (2): new cuts and their bottleneck
-    (4) switch when (old bottleneck - new) x iterations left > seconds to move the layers that
-        change stage (their weights and momentum, hop by hop along the chain)
+    (4) switch when the new bottleneck is at least MIN_GAIN shorter (measured times jitter: a
+        real run would otherwise chase its own noise from one near-tie to the next) and
+        (old bottleneck - new) x iterations left > seconds to move the layers that change
+        stage (their weights and momentum, hop by hop along the chain)
 
 The move is real (`moves`, run by engine/move.py before training goes on): each moved unit's
 state travels over the chain's links, on the timeline and in the links' bytes.
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["Repartitioner", "moves", "measured_speeds", "measured_links"]
 
 COMPUTE = ("forward", "backward", "step")
+#: (4) the least relative gain of the bottleneck worth a change.
+MIN_GAIN = 0.2
 
 
 def stages(plan: Plan) -> list[str]:
@@ -140,7 +144,7 @@ class Repartitioner:
         new = replace(plan, cuts=best.cuts)
         cost = move_s(plan, moves(plan, new), links)
         gain = (now - best.bottleneck_s) * (self.total - done)
-        if gain <= cost:  # (4)
+        if gain <= cost or best.bottleneck_s > (1 - MIN_GAIN) * now:  # (4)
             return None
         capacity = [round(s / speeds[0], 4) for s in speeds]
         return PlanChange(new, "repartition", details={

@@ -35,7 +35,7 @@ PLANS = {
     "fl": {},
     "sl": {},
     "mpsl": {"compute_nodes": 2},
-    "ftpipehd": {"stages": 3},
+    "ftpipehd": {"stages": 3, "repartition_every": 0},  # re-partitions: test_ftpipehd_segments.py
 }
 
 

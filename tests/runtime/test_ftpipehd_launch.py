@@ -1,6 +1,7 @@
 """A real FTPipeHD run (`splitpipe launch`, a process per stage) survives a worker SIGKILLed by the
 test mid-epoch: the central node drops it, re-runs the DP over the survivors, rebuilds every
-layer from the nearest surviving copy (runtime/handoff.py) and redoes the epoch."""
+layer from the nearest surviving copy (runtime/handoff.py) and redoes the interrupted segment
+(`--repartition-every` steps: the run re-partitions there too), not the whole epoch."""
 
 from __future__ import annotations
 
@@ -11,20 +12,21 @@ from pathlib import Path
 from typing import Any, cast
 
 from splitpipe.experiment import emulate, prepare
-from splitpipe.runtime.entry import adaptation_unused
 from splitpipe.runtime.recovery import can_drop
 
 from .test_launch import FINISH_S, Launch, write_config
 
+EVERY = 3  # steps per segment (12 an epoch)
 
-def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) -> None:
+
+def test_a_worker_killed_mid_epoch_costs_only_its_segment(tmp_path: Path, tiny_npz: str) -> None:
     config, path = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=4, micro_batches=2, epochs=5,
-                                replicate_every=2, replicate_central_every=4, repartition_every=0,
+                                replicate_every=2, replicate_central_every=4, repartition_every=EVERY,
                                 checkpoint_every=0)
     out = tmp_path / "out"
     launch = Launch(path, "--out", str(out), "--timeout", "120")
     try:
-        launch.wait_for("worker2: epoch 1 started")
+        launch.wait_for(f"worker2: epoch 1 started at step {EVERY}")  # mid-epoch
         started = "".join(launch.seen)   # the coordinator probed each worker's address: no refusal for that
         assert "refused a connection" not in started, started
         os.kill(launch.pids["worker2"], signal.SIGKILL)  # the test's own kill, not --fail
@@ -36,12 +38,16 @@ def test_a_worker_killed_mid_epoch_is_survived(tmp_path: Path, tiny_npz: str) ->
     assert "worker2 (pid" in text and "was killed by SIGKILL; the run goes on without it" in text
     assert text.count("was killed by") == 1 and "terminate called" not in text, text   # the others end cleanly
     report = json.loads((out / "report.json").read_text())
-    failure, recovery = report["events"]
-    assert (failure["event"], failure["nodes"], recovery["event"], recovery["nodes"]) == (
-        "failure", ["worker2"], "recovery", ["worker2"])
-    assert failure["cuts_before"] == [1, 2, 3] and len(recovery["cuts_after"]) == 2  # three stages left
+    events = report["events"]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("failure") == 1 and set(kinds) <= {"failure", "recovery", "repartition"}, events
+    at = kinds.index("failure")
+    failure, recovery = events[at:at + 2]
+    assert (failure["nodes"], recovery["event"], recovery["nodes"]) == (["worker2"], "recovery", ["worker2"])
+    assert failure["epoch"] >= 1 and failure["step"] % EVERY == 0 and failure["lost_steps"] <= EVERY, failure
+    assert len(failure["cuts_before"]) == 3 and len(recovery["cuts_after"]) == 2  # three stages left
     rows = report["epochs"]
-    assert rows[-1]["cuts"] == recovery["cuts_after"] and len(rows) == 5
+    assert rows[-1]["cuts"] == events[-1]["cuts_after"] and len(rows) == 5
     clean = cast(list[dict[str, Any]], emulate(prepare(config)).report["epochs"])  # the failure-free run
     assert rows[-1]["test_accuracy"] >= clean[-1]["test_accuracy"] - 0.02
 
@@ -84,12 +90,3 @@ def test_the_central_node_is_never_expendable(tmp_path: Path, tiny_npz: str) -> 
     config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)
     plan = prepare(config).plan
     assert [n for n in plan.topology.names if can_drop(plan, n)] == ["worker1", "worker2"]
-
-
-def test_a_real_run_keeps_its_first_cuts_and_says_so(tmp_path: Path, tiny_npz: str) -> None:
-    """Re-partitioning is emulator only: the default (every 10 iterations) is named in one warning, not refused."""
-    config, _ = write_config(tmp_path, tiny_npz, technique="ftpipehd", stages=3)  # --repartition-every 10
-    assert adaptation_unused(prepare(config)) == ("--repartition-every 10: real runs keep their first cuts "
-                                                  "(re-partitioning is emulator only); give --repartition-every 0 "
-                                                  "to silence this")
-    assert adaptation_unused(prepare(config.with_(repartition_every=0))) is None

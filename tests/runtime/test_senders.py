@@ -117,3 +117,17 @@ def test_a_devices_data_to_a_node_it_is_not_paired_with_does_not_disturb_the_run
     epochs = cast(list[dict[str, Any]], result.report["epochs"])
     assert [e["participants"] for e in epochs] == [["device0", "device1"]] * 2
     assert f"device0 refused {tag} from device1: the plan has server send it" in caplog.text
+
+
+def test_a_nodes_recovery_copies_are_taken_from_the_node_of_that_number_whatever_it_holds(tiny_npz: str) -> None:
+    """After a re-plan worker3 holds part 2, yet its copies are numbered 3 (its index in the run)."""
+    from splitpipe.runtime.protocol import backups_tag
+    from splitpipe.runtime.senders import Senders
+
+    setup = prepare(RunConfig(technique="ftpipehd", dataset=f"npz:{tiny_npz}", stages=4, network="none",
+                              epochs=1, batch_size=16, progress=False))
+    senders = Senders("central", "central", setup.topology.names)
+    plan, _ = setup.technique.replan(setup.plan, ["worker2"])  # type: ignore[misc]
+    senders.expect(build_schedule(plan, 0))
+    assert senders.refusal("worker3", backups_tag(setup.topology.names.index("worker3"), 0)) is None
+    assert senders.refusal("worker1", backups_tag(setup.topology.names.index("worker3"), 0)) is not None
