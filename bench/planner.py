@@ -314,7 +314,7 @@ def main() -> None:
                         help="training samples of all devices together, per model: short epochs")
     parser.add_argument("--epochs", default="vgg5=3,resnet18=2,mobilenet_v3_small=2",
                         help="measured epochs per configuration (after one warm-up), the median kept")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15, help="profile repeats per unit and size, over 3 interleaved rounds")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--owners", type=int, default=10)
     parser.add_argument("--ilp-repeats", type=int, default=5)
