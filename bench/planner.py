@@ -136,7 +136,7 @@ def model_profile(args: argparse.Namespace, model: str, setup, counts) -> Profil
     sizes = sorted({args.batch_size // n for n in counts} | {-(-args.batch_size // n) for n in counts})
     started = time.perf_counter()
     profile = measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model,
-                              repeats=args.repeats, warmup=args.warmup, clock=CLOCKS[args.clock])
+                              repeats=args.repeats, warmup=args.warmup, clock=CLOCKS[args.clock], fit=args.fit)
     if args.calibrate:
         profile = calibrate(profile, setup.model, setup.dataset, batch_size=args.batch_size, clock=CLOCKS[args.clock])
     overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profile.calibration.items()) or "none"
@@ -321,6 +321,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="predict from the bare profile (no per-action overhead)")
+    parser.add_argument("--no-fit", dest="fit", action="store_false",
+                        help="keep the profile's median per size (no line through the sizes)")
     parser.add_argument("--no-choice", dest="choice", action="store_false",
                         help="skip the planner's-choice table (it trains the per-device plans too)")
     parser.add_argument("--quick", action="store_true",

@@ -42,7 +42,7 @@ from splitpipe.profile import Profile
 from splitpipe.schedules import DEFAULT
 from splitpipe.schedules.ir import Action
 
-__all__ = ["calibrate"]
+__all__ = ["calibrate", "calibration_runs", "fit_calibration"]
 
 
 class _Recorder(MeasuredTiming):
@@ -55,26 +55,47 @@ class _Recorder(MeasuredTiming):
         return measured_s
 
 
+Runs = list[tuple[Plan, list[tuple[str, Action, float]]]]
+
+
 def calibrate(
     profile: Profile, model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2,
     epochs: int = 3, device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
 ) -> Profile:
     """`profile` with Profile.calibration fitted on this host's `device` (model and dataset as profiled)."""
-    n = len(model)
-    if n < 2:
+    if len(model) < 2:
         return profile
+    runs = calibration_runs(model, dataset, batch_size=batch_size, steps=steps, epochs=epochs, device=device,
+                            clock=clock)
+    return fit_calibration(profile, runs)
+
+
+def calibration_runs(
+    model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2, epochs: int = 3,
+    device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
+) -> Runs:
+    """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch."""
+    n = len(model)
+    runs = []
+    for split in sorted({1, n // 2, n - 1}):  # small and large parts on either side
+        for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)}):
+            plan = _plan(n, split, batch_size, micro_batches, steps)
+            runs.append((plan, _measure(plan, model, dataset, epochs, device, clock)))
+    return runs
+
+
+def fit_calibration(profile: Profile, runs: Runs) -> Profile:
+    """(2)-(4): `profile` with the calibration that takes its units' times to the runs' measured ones."""
     bare = replace(profile, calibration={})
     groups: dict[str, dict[tuple[int, str, int, int], list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list))
-    for split in sorted({1, n // 2, n - 1}):  # (1) small and large parts on either side
-        for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)}):
-            plan = _plan(n, split, batch_size, micro_batches, steps)
-            timing = profile_timing(plan, node_profiles(plan.topology, bare))
-            for node, action, measured in _measure(plan, model, dataset, epochs, device, clock):
-                place = bare.place(plan.part_units()[action.part])
-                for key in (action.op, f"{action.op}:{place}"):  # per op, and per op and place
-                    groups[key][(split, node, action.part, action.samples)].append(
-                        (timing.duration(node, action), measured))
+    for plan, seen in runs:
+        timing = profile_timing(plan, node_profiles(plan.topology, bare))
+        for node, action, measured in seen:
+            place = bare.place(plan.part_units()[action.part])
+            for key in (action.op, f"{action.op}:{place}"):  # per op, and per op and place
+                groups[key][(plan.cuts[0], node, action.part, action.samples)].append(
+                    (timing.duration(node, action), measured))
     calibration = {}
     for op, by_key in sorted(groups.items()):
         points = [(statistics.median(p for p, _ in g), statistics.median(m for _, m in g)) for g in by_key.values()]
