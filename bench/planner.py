@@ -136,7 +136,8 @@ def model_profile(args: argparse.Namespace, model: str, setup, counts) -> Profil
     sizes = sorted({args.batch_size // n for n in counts} | {-(-args.batch_size // n) for n in counts})
     started = time.perf_counter()
     profile = measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model,
-                              repeats=args.repeats, warmup=args.warmup, clock=CLOCKS[args.clock])
+                              repeats=args.repeats, warmup=args.warmup, clock=CLOCKS[args.clock], fit=args.fit,
+                              rounds=args.rounds)
     if args.calibrate:
         profile = calibrate(profile, setup.model, setup.dataset, batch_size=args.batch_size, clock=CLOCKS[args.clock])
     overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profile.calibration.items()) or "none"
@@ -296,7 +297,8 @@ def _brute_force(forward, backward, memory, limits, owners, first, last) -> floa
 
 
 QUICK = {"models": "vgg5,resnet18,mobilenet_v3_small", "splits": "three", "micro_batches": "1/4/8",
-         "train": "vgg5=128,resnet18=64,mobilenet_v3_small=64", "epochs": "2", "ilp_models": ""}
+         "train": "vgg5=192,resnet18=64,mobilenet_v3_small=64", "epochs": "vgg5=3,resnet18=2,mobilenet_v3_small=2",
+         "ilp_models": ""}
 
 
 def main() -> None:
@@ -314,13 +316,18 @@ def main() -> None:
                         help="training samples of all devices together, per model: short epochs")
     parser.add_argument("--epochs", default="vgg5=3,resnet18=2,mobilenet_v3_small=2",
                         help="measured epochs per configuration (after one warm-up), the median kept")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15, help="profile repeats per unit and size, over --rounds")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved profile rounds (every size and unit in each): a slow spell of the host "
+                             "shorter than the profile then hits every size alike")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--owners", type=int, default=10)
     parser.add_argument("--ilp-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="predict from the bare profile (no per-action overhead)")
+    parser.add_argument("--no-fit", dest="fit", action="store_false",
+                        help="keep the profile's median per size (no line through the sizes)")
     parser.add_argument("--no-choice", dest="choice", action="store_false",
                         help="skip the planner's-choice table (it trains the per-device plans too)")
     parser.add_argument("--quick", action="store_true",

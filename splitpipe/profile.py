@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from splitpipe.linefit import smoothed
+
 __all__ = ["UnitCost", "Profile", "measure_profile", "state_bytes"]
 
 LABEL_BYTES = 8  # int64 per sample
@@ -150,12 +152,11 @@ def _median_time(fn: Callable[[], object], repeats: int, warmup: int, sync: Call
     return pick(times)
 
 
-def _forward_backward_s(
+def _forward_backward_times(
     unit: nn.Module, inp: torch.Tensor, repeats: int, warmup: int, sync: Callable[[], object],
     clock: Clock = time.perf_counter,
-    pick: Pick = statistics.median,
-) -> tuple[float, float, torch.Tensor]:
-    """Median forward and backward seconds of one unit, each timed on its own."""
+) -> tuple[list[float], list[float]]:
+    """Forward and backward seconds of one unit, each timed on its own, `repeats` times after `warmup`."""
     forward, backward = [], []
     out = unit(inp)
     grad = torch.randn_like(out)
@@ -171,7 +172,7 @@ def _forward_backward_s(
         if i >= warmup:
             forward.append(t1 - t0)
             backward.append(t2 - t1)
-    return pick(forward), pick(backward), out.detach()
+    return forward, backward
 
 
 def measure_profile(
@@ -186,8 +187,17 @@ def measure_profile(
     lr: float = 0.01,
     clock: Clock = time.perf_counter,
     fastest: bool = False,
+    rounds: int = 3,
+    fit: bool = True,
 ) -> Profile:
     """Time every unit's forward, backward and optimizer step (median of `repeats` after `warmup`).
+
+    The repeats are spread over `rounds` interleaved rounds (every size and unit in each), so
+    that a change of the machine's load during the profile hits every size alike rather than
+    one; with `fit` (and two sizes or more) each unit's times are then put on the line
+    `fixed + per_sample x samples` fitted through all sizes (linefit.py), so that one noisy
+    size does not skew the predictions near it. The profile keeps its form: the same sizes,
+    interpolated linearly.
 
     `fastest` keeps the fastest repeat instead: on a host shared with other work, the time
     least inflated by the others (what bench/paper_profiles.py commits).
@@ -203,15 +213,26 @@ def measure_profile(
     sizes = sorted(set(int(b) for b in batch_sizes if b >= 1))
     if not sizes:
         raise ValueError(f"profile batch sizes must be >= 1, got {list(batch_sizes)}")
-    forward: list[dict[int, float]] = [{} for _ in model]
-    backward: list[dict[int, float]] = [{} for _ in model]
+    inputs: dict[int, list[torch.Tensor]] = {}  # each unit's input at each size: the previous unit's output
     out_bytes: list[int] = [0] * len(model)
     for n in sizes:
         x = torch.randn(n, *sample_shape, device=dev)
+        inputs[n] = []
         for u, unit in enumerate(model):
-            inp = x.detach().requires_grad_(u > 0)
-            forward[u][n], backward[u][n], x = _forward_backward_s(unit, inp, repeats, warmup, sync, clock, pick)
+            inputs[n].append(x.detach().requires_grad_(u > 0))
+            with torch.no_grad():
+                x = unit(x)
             out_bytes[u] = x[0].numel() * x.element_size()
+    rounds = max(1, min(rounds, repeats))
+    forward: list[dict[int, list[float]]] = [{n: [] for n in sizes} for _ in model]
+    backward: list[dict[int, list[float]]] = [{n: [] for n in sizes} for _ in model]
+    for r in range(rounds):
+        share = repeats // rounds + (1 if r < repeats % rounds else 0)
+        for n in sizes if r % 2 == 0 else reversed(sizes):  # alternate the order: no size always first
+            for u, unit in enumerate(model):
+                f, b = _forward_backward_times(unit, inputs[n][u], share, warmup if r == 0 else 1, sync, clock)
+                forward[u][n] += f
+                backward[u][n] += b
     costs = []
     for u, unit in enumerate(model):
         params = [p for p in unit.parameters() if p.requires_grad]
@@ -221,7 +242,11 @@ def measure_profile(
             for p in params:
                 p.grad = torch.zeros_like(p)
             step_s = _median_time(opt.step, repeats, warmup, sync, clock, pick)
-        costs.append(UnitCost(forward[u], backward[u], step_s, out_bytes[u], state_bytes(unit)))
+        f_s = {n: pick(times) for n, times in forward[u].items()}
+        b_s = {n: pick(times) for n, times in backward[u].items()}
+        if fit and len(sizes) > 1:
+            f_s, b_s = smoothed(f_s), smoothed(b_s)
+        costs.append(UnitCost(f_s, b_s, step_s, out_bytes[u], state_bytes(unit)))
     copy = _copy_cost(dev, repeats, warmup, sync, clock)
     input_bytes = int(torch.Size(sample_shape).numel()) * 4
     return Profile(name, dev.type, input_bytes, tuple(costs), copy)

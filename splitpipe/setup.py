@@ -151,8 +151,9 @@ _CALIBRATIONS: dict[tuple[str, tuple[int, ...], int], dict[str, tuple[float, flo
 
 def _host_calibration(setup: Setup, measured: Profile) -> dict[str, tuple[float, float]]:
     """What each kind of action costs beyond its units on this host (planner/calibrate.py):
-    without it a small model's prediction was 10-30% short. About a second of training,
-    once per process for a model, image shape and batch size."""
+    without it a small model's prediction was 10-30% short. A few seconds of training (VGG-5
+    at batch 16, with its profile: 7 s of CPU), once per process for a model, image shape and
+    batch size."""
     from splitpipe.planner.calibrate import calibrate  # the planner's; imported when a host is measured
 
     key = (repr(setup.model), tuple(setup.dataset.x_train.shape[1:]), setup.plan.batch_size)

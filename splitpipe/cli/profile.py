@@ -1,8 +1,9 @@
 """Measure a model's per-unit forward, backward and step times and its output and parameter sizes.
 
-Median of --repeats after --warmup runs, on this machine's CPU or a CUDA device, at every
-micro-batch size the planner tries (divisors of --batch-size) unless --batch-sizes says
-otherwise; then a short training run calibrates what each kind of action costs beyond its
+Median of --repeats after --warmup runs (spread over interleaved rounds of every size and
+unit, then each unit's times put on a line fixed + per-sample x samples), on this machine's
+CPU or a CUDA device, at every micro-batch size the planner tries (divisors of --batch-size)
+unless --batch-sizes says otherwise; then a short training run calibrates what each kind of action costs beyond its
 units (planner/calibrate.py; --no-calibrate skips it). Give the JSON to run, compare and
 plan as --profile, or measure a device and a server and pass them as --device-profile and
 --server-profile; --speed scales the result to a machine that many times as fast.

@@ -6,8 +6,8 @@ state-dict bookkeeping, the memory meter. For small models and micro-batches tha
 large share (tens of percent for VGG-5 at a few samples per micro-batch), part of it fixed
 per action and part of it growing with the work. So: (1) train short PipeLearn runs of
 the profiled model on this host with measured timing, split after the first unit, in the
-middle and before the last, each with whole mini-batches and with micro-batches of 2
-samples; (2) per kind of action, and per kind and place of the part (first: gathers the
+middle and before the last, each with whole mini-batches, micro-batches of a quarter and of 2 samples, every epoch after
+the first (a warm-up); (2) per kind of action, and per kind and place of the part (first: gathers the
 data and needs no input gradient; last: computes the loss; middle), take the median measured
 and profiled seconds of each (split, node, part, samples) group (robust to a busy machine);
 (3) fit measured = profiled x (1 + ratio) + fixed through the medians, least squares in
@@ -42,7 +42,7 @@ from splitpipe.profile import Profile
 from splitpipe.schedules import DEFAULT
 from splitpipe.schedules.ir import Action
 
-__all__ = ["calibrate"]
+__all__ = ["calibrate", "calibration_runs", "fit_calibration"]
 
 
 class _Recorder(MeasuredTiming):
@@ -55,26 +55,47 @@ class _Recorder(MeasuredTiming):
         return measured_s
 
 
+Runs = list[tuple[Plan, list[tuple[str, Action, float]]]]
+
+
 def calibrate(
     profile: Profile, model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2,
-    epochs: int = 2, device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
+    epochs: int = 3, device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
 ) -> Profile:
     """`profile` with Profile.calibration fitted on this host's `device` (model and dataset as profiled)."""
-    n = len(model)
-    if n < 2:
+    if len(model) < 2:
         return profile
+    runs = calibration_runs(model, dataset, batch_size=batch_size, steps=steps, epochs=epochs, device=device,
+                            clock=clock)
+    return fit_calibration(profile, runs)
+
+
+def calibration_runs(
+    model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2, epochs: int = 3,
+    device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
+) -> Runs:
+    """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch."""
+    n = len(model)
+    runs = []
+    for split in sorted({1, n // 2, n - 1}):  # small and large parts on either side
+        for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)}):
+            plan = _plan(n, split, batch_size, micro_batches, steps)
+            runs.append((plan, _measure(plan, model, dataset, epochs, device, clock)))
+    return runs
+
+
+def fit_calibration(profile: Profile, runs: Runs) -> Profile:
+    """(2)-(4): `profile` with the calibration that takes its units' times to the runs' measured ones."""
     bare = replace(profile, calibration={})
     groups: dict[str, dict[tuple[int, str, int, int], list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list))
-    for split in sorted({1, n // 2, n - 1}):  # (1) small and large parts on either side
-        for micro_batches in sorted({1, max(1, batch_size // 2)}):
-            plan = _plan(n, split, batch_size, micro_batches, steps)
-            timing = profile_timing(plan, node_profiles(plan.topology, bare))
-            for node, action, measured in _measure(plan, model, dataset, epochs, device, clock):
-                place = bare.place(plan.part_units()[action.part])
-                for key in (action.op, f"{action.op}:{place}"):  # per op, and per op and place
-                    groups[key][(split, node, action.part, action.samples)].append(
-                        (timing.duration(node, action), measured))
+    for plan, seen in runs:
+        timing = profile_timing(plan, node_profiles(plan.topology, bare))
+        for node, action, measured in seen:
+            place = bare.place(plan.part_units()[action.part])
+            for key in (action.op, f"{action.op}:{place}"):  # per op, and per op and place
+                groups[key][(plan.cuts[0], node, action.part, action.samples)].append(
+                    (timing.duration(node, action), measured))
     calibration = {}
     for op, by_key in sorted(groups.items()):
         points = [(statistics.median(p for p, _ in g), statistics.median(m for _, m in g)) for g in by_key.values()]
@@ -92,7 +113,7 @@ def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps
 
 def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str,
              clock: Callable[[], float]) -> list[tuple[str, Action, float]]:
-    """(node, action, measured seconds) of every compute action of the last of `epochs` epochs."""
+    """(node, action, measured seconds) of every compute action of every epoch but the first."""
     samples = sum(plan.shard_sizes)
     index = np.arange(samples) % len(dataset.y_train)
     shards = [index[: plan.shard_sizes[0]], index[plan.shard_sizes[0]:]]
@@ -100,11 +121,11 @@ def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, de
     on = {name: torch.device(device) for name in plan.topology.names}
     executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, recorder, node_devices=on, clock=clock)
 
-    def keep_the_last(epoch: int, row: dict[str, object]) -> None:  # the last epoch is warm
-        if epoch < epochs - 1:
+    def skip_the_first(epoch: int, row: dict[str, object]) -> None:  # the first epoch warms up
+        if epoch == 0:
             recorder.seen.clear()
 
-    run_loop(plan, EmulatorEngine(executor, evaluate=False), range(epochs), progress=keep_the_last)
+    run_loop(plan, EmulatorEngine(executor, evaluate=False), range(max(2, epochs)), progress=skip_the_first)
     return list(recorder.seen)
 
 
