@@ -80,7 +80,7 @@ def tensor_view(tensor: torch.Tensor, key: str = "") -> tuple[str, memoryview]:
         flat = flat.contiguous()
     # numpy's views cost a fraction of torch's, and memoryview's cast a fraction of numpy's: this runs per message
     array = (flat.view(torch.int16) if name == "bfloat16" else flat).numpy()
-    return name, (memoryview(array).cast("B") if array.size else memoryview(b""))
+    return name, (array.data.cast("B") if array.size else memoryview(b""))
 
 
 def tensor_to_bytes(tensor: torch.Tensor, key: str = "") -> tuple[ProtoTensorHeader, bytes]:

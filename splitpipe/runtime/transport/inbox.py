@@ -36,9 +36,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import cast
 
 from splitpipe.runtime.transport.base import Message
 from splitpipe.runtime.transport.channel import Connection
+from splitpipe.runtime.transport.sockio import SocketReader
 from splitpipe.runtime.transport.wire import CONTROL, DATA, PREFIX
 
 __all__ = ["Inbox", "PARK_S"]
@@ -96,7 +98,7 @@ class Inbox:
                 connection.turn.wait(PARK_S)
                 connection.turn.clear()
                 continue
-            if connection.reader.buffered:
+            if _reader(connection).buffered:
                 return
             try:
                 if _poll([connection.sock.fileno()], PARK_S):
@@ -106,7 +108,7 @@ class Inbox:
 
     def has_bytes(self, connection: Connection) -> bool:
         """Whether bytes wait on `connection` now (call with its read lock held)."""
-        if connection.reader.buffered:
+        if _reader(connection).buffered:
             return True
         try:
             return bool(_poll([connection.sock.fileno()], 0))
@@ -142,7 +144,7 @@ class Inbox:
             except queue.Empty:
                 pass
             candidates = [c for c in self._connections if c not in skip and not c.handed]
-            ready = [c for c in candidates if c.reader.buffered]
+            ready = [c for c in candidates if _reader(c).buffered]
             if not ready:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -183,7 +185,7 @@ class Inbox:
 
 def _complete(connection: Connection) -> bool:
     """Whether a whole data or control message is in (buffered, or waiting in the kernel), so reading it cannot block."""
-    reader = connection.reader
+    reader = _reader(connection)
     if reader.buffered < PREFIX.size:
         reader.fill(wait=False)
         if reader.buffered < PREFIX.size:
@@ -195,6 +197,10 @@ def _complete(connection: Connection) -> bool:
     if need <= 0:
         return True
     return need <= _INT.unpack(fcntl.ioctl(connection.sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def _reader(connection: Connection) -> SocketReader:
+    return cast(SocketReader, connection.reader)   # the transport's connections read through a SocketReader
 
 
 def _poll(fds: list[int], timeout: float | None) -> list[int]:

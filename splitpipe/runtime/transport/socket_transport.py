@@ -6,11 +6,13 @@ behind NAT) dials every peer twice: a "push" connection it writes to, opened on 
 and a "pull" connection, opened as soon as it knows the peer, on which the peer writes to it. So
 every link can be opened from either end. Messages are framed by wire.py and moved by
 sockio.py: the caller writes what the kernel takes at once straight from the tensors (one
-`sendmsg`), a snapshot of the rest goes to the channel's thread, and the reader reads tensor
-bytes from the socket straight into their own buffer.
+`sendmsg`), a snapshot of the rest goes to the channel's thread, and tensor bytes are read from
+the socket straight into their own buffer. On plain TCP the thread in receive() reads a message
+that is all in itself; the connection's reader thread reads the rest (inbox.py).
 
     sender                               receiver
-    send() -> [shaper] -> Channel: caller's sendmsg, rest snapshot -> thread -> socket -> reader thread -> inbox -> receive()
+    send() -> [shaper] -> Channel: caller's sendmsg, rest snapshot -> thread -> socket -> receive() reads it
+                                                                                  `-> reader thread -> inbox -> receive()
 """
 
 from __future__ import annotations
