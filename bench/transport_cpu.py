@@ -1,6 +1,6 @@
 """Benchmark (issue 13): CPU seconds each end spends per GB moved, SocketTransport against a plain TCP socket.
 
-    python bench/transport_cpu.py [--sizes-mib 1 16] [--repeats 5]
+    python bench/transport_cpu.py [--sizes-mib 1 16] [--repeats 5] [--round-trips 2000]
 
 On a host whose cores are shared with other work, wall-clock throughput moves by a factor of
 several from run to run (docs/transport.md); the CPU time a process spends to move a GB
@@ -8,7 +8,10 @@ several from run to run (docs/transport.md); the CPU time a process spends to mo
 process receives: through a SocketTransport, counting messages, or through a plain socket that
 reads into one reused buffer. Each end reports its CPU seconds per GB; medians of `--repeats`,
 transport and socket taking turns. Context switches per message are shown as well: the
-transport hands every message from its reader thread to the thread that calls receive().
+transport used to hand every message from its reader thread to the thread that calls receive().
+Last, the CPU each end spends per round trip of a 4 KiB tensor (`--round-trips` of them; the
+child's transport sends it back, or a plain socket echoes the same bytes): what the small-message
+latency costs, apart from how long the scheduler of a busy host keeps a woken process waiting.
 """
 
 from __future__ import annotations
@@ -53,7 +56,21 @@ def child(conn: Connection) -> None:
         while (command := conn.recv())[0] != "stop":
             kind, size, count = command
             before = usage()
-            if kind == "transport":
+            if kind == "transport echo":
+                for _ in range(count):
+                    message = rx.receive(120.0)
+                    if message is None or message.tag is None or message.payload is None:
+                        raise RuntimeError("benchmark: a message did not arrive")
+                    rx.send("tx", message.tag, message.payload)
+            elif kind == "socket echo":
+                sock, _ = server.accept()
+                with sock:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    buffer = memoryview(bytearray(size))
+                    for _ in range(count):
+                        _recv_exact(sock, buffer)
+                        sock.sendall(buffer)
+            elif kind == "transport":
                 for _ in range(count):
                     if rx.receive(120.0) is None:
                         raise RuntimeError("benchmark: a message did not arrive")
@@ -98,10 +115,40 @@ def measure(conn: Connection, tx: SocketTransport, port: int, mib: int, repeats:
     return out
 
 
+def round_trips(conn: Connection, tx: SocketTransport, port: int, count: int, repeats: int) -> dict[str, list[float]]:
+    """CPU microseconds per round trip of a 4 KiB tensor at each end, transport and plain socket taking turns."""
+    tensor = torch.randn(1024)
+    data = tensor.numpy().tobytes()
+    out: dict[str, list[float]] = {}
+    for turn in range(repeats + 1):
+        for kind in ("transport", "socket"):
+            conn.send((f"{kind} echo", len(data), count))
+            before = usage()
+            if kind == "transport":
+                for i in range(count):
+                    tx.send("rx", Tag("act", mb=i), tensor)
+                    if tx.receive(120.0) is None:
+                        raise RuntimeError("benchmark: an echo did not come back")
+            else:
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    buffer = memoryview(bytearray(len(data)))
+                    for _ in range(count):
+                        sock.sendall(data)
+                        _recv_exact(sock, buffer)
+            after = usage()
+            theirs, _ = conn.recv()
+            if turn:
+                out.setdefault(f"{kind} sender", []).append((after[0] - before[0]) / count * 1e6)
+                out.setdefault(f"{kind} receiver", []).append(theirs / count * 1e6)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes-mib", type=int, nargs="+", default=[1, 16], help="tensor sizes in MiB")
+    parser.add_argument("--sizes-mib", type=int, nargs="*", default=[1, 16], help="tensor sizes in MiB (none: round trips only)")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per cell; the median is shown")
+    parser.add_argument("--round-trips", type=int, default=2000, help="4 KiB round trips per measurement (0: none)")
     args = parser.parse_args()
     keep_freed_memory()
     context = multiprocessing.get_context("spawn")
@@ -125,6 +172,15 @@ def main() -> None:
                 switches = (f"{out['transport receiver switches']:.1f} / {out['socket receiver switches']:.1f}"
                             if end == "receiver" else "")
                 print(f"| {mib} MiB | {end} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f} | {switches} |")
+        if args.round_trips:
+            out = {key: statistics.median(values)
+                   for key, values in round_trips(parent, tx, port, args.round_trips, args.repeats).items()}
+            print("\nCPU microseconds per 4 KiB round trip (the sender sends and receives the echo; the receiver echoes)\n")
+            print("| end | SocketTransport | plain socket | transport / socket |")
+            print("|---|---:|---:|---:|")
+            for end in ("sender", "receiver"):
+                ours, theirs = out[f"transport {end}"], out[f"socket {end}"]
+                print(f"| {end} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.1f} |")
         parent.send(("stop", 0, 0))
         process.join(30.0)
 

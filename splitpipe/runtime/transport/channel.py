@@ -34,12 +34,23 @@ class Connection:
     on_release: Callable[[Connection], None] = field(default=lambda conn: None, repr=False)
     _released: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Held by whichever thread reads a message off this connection (its reader, or one in receive()).
+    read_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: The thread in receive() found a message it may not read itself (not all in yet, or the end): the reader's turn.
+    handed: bool = field(default=False, repr=False)
+    #: Wakes a parked reader thread when a message is handed to it.
+    turn: threading.Event = field(default_factory=threading.Event, repr=False)
+    delivered: int = field(default=0, repr=False)   # messages read off it, by either thread
 
     def __post_init__(self) -> None:
         self.plain = not isinstance(self.sock, ssl.SSLSocket)   # plain TCP: partial writes, sendmsg
 
     def write(self, buffers: Buffers) -> None:
         write_all(self.sock, buffers)
+
+    @property
+    def released(self) -> bool:
+        return self._released
 
     def release(self) -> None:
         """Close the socket (unblocking a thread reading it) and give up its place; idempotent."""
@@ -56,6 +67,7 @@ class Connection:
                 closing.close()
             except (OSError, ValueError):
                 pass
+        self.turn.set()   # a parked reader thread: time to end
         self.on_release(self)
 
 

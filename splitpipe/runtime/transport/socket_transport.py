@@ -6,17 +6,18 @@ behind NAT) dials every peer twice: a "push" connection it writes to, opened on 
 and a "pull" connection, opened as soon as it knows the peer, on which the peer writes to it. So
 every link can be opened from either end. Messages are framed by wire.py and moved by
 sockio.py: the caller writes what the kernel takes at once straight from the tensors (one
-`sendmsg`), a snapshot of the rest goes to the channel's thread, and the reader reads tensor
-bytes from the socket straight into their own buffer.
+`sendmsg`), a snapshot of the rest goes to the channel's thread, and tensor bytes are read from
+the socket straight into their own buffer. On plain TCP the thread in receive() reads a message
+that is all in itself; the connection's reader thread reads the rest (inbox.py).
 
     sender                               receiver
-    send() -> [shaper] -> Channel: caller's sendmsg, rest snapshot -> thread -> socket -> reader thread -> inbox -> receive()
+    send() -> [shaper] -> Channel: caller's sendmsg, rest snapshot -> thread -> socket -> receive() reads it
+                                                                                  `-> reader thread -> inbox -> receive()
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import ssl
 import threading
@@ -46,6 +47,7 @@ from splitpipe.runtime.transport.handshake import (
     dial_handshake,
 )
 from splitpipe.runtime.transport.identity import Identity
+from splitpipe.runtime.transport.inbox import Inbox
 from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS, CodecError
 from splitpipe.runtime.transport.progress import Progress
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
@@ -149,7 +151,7 @@ class SocketTransport(Transport):
         self._connect_timeout = connect_timeout
         self._shaper = NodeShaper(name, links, radios)
         self._pool = Pool()
-        self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()   # C-implemented: a quicker hand-over
+        self._inbox = Inbox(direct=self._tls is None)   # receive() reads plain-TCP messages itself (inbox.py)
         self._channels: dict[str, Channel] = {}
         self._offered: dict[str, list[Connection]] = {}   # pull connections peers opened, for channels to them
         self._known: set[str] = set()                     # peers that proved themselves on a connection to us
@@ -276,10 +278,7 @@ class SocketTransport(Transport):
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:
             raise TransportError(f"transport of node '{self.name}' is closed")
-        try:
-            return self._inbox.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        return self._inbox.get(timeout, self._read_one)
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self, peer: str, moves: int) -> Connection:
@@ -492,30 +491,47 @@ class SocketTransport(Transport):
 
     def _read(self, connection: Connection, announce: bool = True) -> bool:
         """Deliver what `connection` carries until it ends; whether it ended with bye. An end without bye
-        is the peer's death: delivered as "broken" (unless not `announce`: the caller dials again)."""
-        delivered, clean = 0, False
+        is the peer's death: delivered as "broken" (unless not `announce`: the caller dials again).
+        On plain TCP the thread in receive() reads the messages that are all in itself (inbox.py);
+        this thread reads the rest, and everything while nobody waits in receive()."""
+        clean, direct, inbox = False, self._inbox.direct, self._inbox
+        if direct:
+            inbox.add(connection)
         try:
             while True:
-                item = read_message(connection.reader, self._max_message_bytes, self._max_control_bytes,
-                                    self._max_tensors)
-                if isinstance(item, CodecError):
-                    self._refusals.warning(connection.peer, "node '%s' dropped a malformed message from node '%s' "
-                                           "at %s: %s", self.name, connection.peer, connection.where, item)
-                    continue
-                self._arrive(Message(connection.peer, item.tag, item.payload, item.control, time.time()))
-                delivered += 1
+                if direct:
+                    inbox.wait_turn(connection)
+                with connection.read_lock:
+                    if direct and not connection.handed and not inbox.has_bytes(connection):
+                        continue   # the thread in receive() read it
+                    connection.handed = False
+                    self._read_one(connection)
+                if direct:
+                    inbox.poke()   # the thread in receive() may look at this connection again
         except Ended as end:
             clean = end.clean
         except (OSError, ValueError):
             pass
         finally:
+            if direct:
+                inbox.discard(connection)
             connection.release()
         if not clean and not self._stopping.is_set():   # its process or the network died: say so at once, in order
             log.warning("node '%s': connection from node '%s' at %s ended without a goodbye after %d message(s)",
-                        self.name, connection.peer, connection.where, delivered)
+                        self.name, connection.peer, connection.where, connection.delivered)
             if announce:
                 self._inbox.put(Message(connection.peer, None, None, {"type": "broken"}, time.time()))
         return clean
+
+    def _read_one(self, connection: Connection) -> None:
+        """Read the next message off `connection` (its read lock held) and deliver it, or drop it if malformed."""
+        item = read_message(connection.reader, self._max_message_bytes, self._max_control_bytes, self._max_tensors)
+        if isinstance(item, CodecError):
+            self._refusals.warning(connection.peer, "node '%s' dropped a malformed message from node '%s' "
+                                   "at %s: %s", self.name, connection.peer, connection.where, item)
+            return
+        connection.delivered += 1
+        self._arrive(Message(connection.peer, item.tag, item.payload, item.control, time.time()))
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""

@@ -13,14 +13,9 @@ they write buffer by buffer and read record by record, through the same function
 
 from __future__ import annotations
 
-import io
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
 
 __all__ = ["SocketReader", "write_all", "write_some", "rest", "READ_BUFFER", "DIRECT_FROM"]
 
@@ -43,27 +38,68 @@ def _plain(sock: socket.socket) -> bool:
 class SocketReader:
     """A socket's buffered reader (`readinto`, `close`) whose large reads skip the buffer.
 
-    After `readinto1` the buffered reader holds nothing unless the destination is already full
-    (CPython's BufferedReader drains its buffer first and fills it at most once), so reading the
-    rest from the socket itself keeps the byte order. `heard`, once set, is called whenever
-    bytes arrive (transport/progress.py: bytes count as a sign of life), so a large body is
-    read in slices of DIRECT_SLICE that each report.
+    Small reads come out of a buffer that one `recv` fills (several small messages per system
+    call); a read of DIRECT_FROM bytes or more takes what is buffered and then reads the socket
+    straight into the destination. The buffer is its own (not io.BufferedReader's), so that a
+    thread can see what is buffered and peek at it without blocking (`buffered`, `peek`,
+    `fill(wait=False)`): the socket transport's receiving thread reads a message itself only when
+    all of it is in. `heard`, once set, is called whenever bytes arrive (transport/progress.py:
+    bytes count as a sign of life), so a large body is read in slices of DIRECT_SLICE that each
+    report. Not thread-safe: one thread reads at a time (the connection's read lock).
     """
 
     def __init__(self, sock: socket.socket, buffer: int = READ_BUFFER) -> None:
         self._sock = sock
         self.heard: Callable[[], None] | None = None
-        self._buffered = io.BufferedReader(_Raw(sock, self), buffer)
+        self._buffer = memoryview(bytearray(buffer))
+        self._start = self._end = 0   # the buffered bytes are _buffer[_start:_end]
         self._wait_all = _plain(sock)
+        self._closed = False
+
+    @property
+    def buffered(self) -> int:
+        return self._end - self._start
+
+    def peek(self) -> memoryview:
+        """The buffered bytes (valid until the next read)."""
+        return self._buffer[self._start:self._end]
+
+    def fill(self, wait: bool = True) -> int | None:
+        """Add what one `recv` gives to the buffer: the bytes got, 0 at the end of the stream, None if
+        `wait` is False and nothing was there. The buffer must have room (it holds less than its size)."""
+        if self._closed:
+            raise ValueError("read from a closed socket reader")
+        if self._start:   # move what is left to the front: room for a whole buffer's worth
+            left = self._end - self._start
+            self._buffer[:left] = self._buffer[self._start:self._end]
+            self._start, self._end = 0, left
+        if self._end == len(self._buffer):
+            return None   # full: nothing read
+        try:
+            n = (self._sock.recv_into(self._buffer[self._end:]) if wait
+                 else self._sock.recv_into(self._buffer[self._end:], 0, socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return None
+        if n and self.heard is not None:
+            self.heard()
+        self._end += n
+        return n
 
     def readinto(self, view: memoryview, /) -> int:
-        if len(view) < DIRECT_FROM:
-            return self._buffered.readinto(view) or 0
-        got = self._buffered.readinto1(view) or 0
-        if got == 0:
-            return 0   # the stream ended
-        while got < len(view):
+        """Read up to len(view) bytes into `view`, at least one unless the stream ended (then 0)."""
+        want = len(view)
+        if self._start == self._end and want < DIRECT_FROM and not self.fill():
+            return 0
+        got = min(self._end - self._start, want)
+        if got:
+            view[:got] = self._buffer[self._start:self._start + got]
+            self._start += got
+        if got == want or want < DIRECT_FROM:
+            return got
+        while got < want:   # a large read: straight from the socket into the destination
             piece = view[got:got + DIRECT_SLICE]
+            if self._closed:
+                raise ValueError("read from a closed socket reader")
             n = (self._sock.recv_into(piece, 0, socket.MSG_WAITALL) if self._wait_all
                  else self._sock.recv_into(piece))
             if not n:
@@ -74,21 +110,7 @@ class SocketReader:
         return got
 
     def close(self) -> None:
-        self._buffered.close()
-
-
-class _Raw(socket.SocketIO):
-    """The buffered reader's raw socket, telling its SocketReader when bytes came."""
-
-    def __init__(self, sock: socket.socket, owner: SocketReader) -> None:
-        super().__init__(sock, "rb")
-        self._owner = owner
-
-    def readinto(self, buffer: WriteableBuffer) -> int | None:
-        n = super().readinto(buffer)
-        if n and self._owner.heard is not None:
-            self._owner.heard()
-        return n
+        self._closed = True
 
 
 def write_all(sock: socket.socket, buffers: Buffers) -> None:
