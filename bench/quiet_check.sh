@@ -3,22 +3,33 @@
 # loaded, so its timings measure the load): transport ratios, CPU cost of the wire, and the
 # planner's prediction error over the quick grid (one process per model, one torch thread each).
 # Usage: OUT=dir bash bench/quiet_check.sh   (from the repository root, without installing)
+#   OLD=dir: also the transport benchmarks of another checkout (its repository root), in turns
+#   with this one's, for a before/after on the same machine.
 set -u
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 OUT=${OUT:-quiet-out}
-mkdir -p "$OUT"
+LOGS=${LOGS:-$OUT}
+mkdir -p "$OUT" "$LOGS"
 PY=${PY:-python3}
-{ nproc; uptime; $PY -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__)"; } | tee "$OUT/host.txt"
+HERE=$PWD
+BASE=${PYTHONPATH:-}
+{ nproc; uptime; $PY -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__)"; } | tee "$LOGS/host.txt"
 for m in vgg5 resnet18 mobilenet_v3_small; do
-    timeout "${PLANNER_S:-420}" $PY bench/planner.py --quick --clock cpu --json --no-choice --models "$m" \
-        >"$OUT/planner_$m.json" 2>"$OUT/planner_$m.err" &
+    PYTHONPATH=$HERE${BASE:+:$BASE} timeout "${PLANNER_S:-420}" $PY bench/planner.py --quick --clock cpu --json \
+        --no-choice --models "$m" >"$OUT/planner_$m.json" 2>"$LOGS/planner_$m.err" &
 done
-timeout 240 $PY bench/transport_throughput.py --repeats 5 --total-mib 128 --round-trips 200 --json \
-    >"$OUT/transport.json" 2>"$OUT/transport.err"; tail -3 "$OUT/transport.err"; cat "$OUT/transport.json"
-timeout 120 $PY bench/transport_cpu.py --repeats 5 >"$OUT/transport_cpu.txt" 2>&1; cat "$OUT/transport_cpu.txt"
+transport() {  # $1: label, $2: checkout
+    (cd "$2" && export PYTHONPATH=$2${BASE:+:$BASE} &&
+     echo "== $1 transport_throughput" &&
+     timeout 240 $PY bench/transport_throughput.py --repeats 5 --total-mib 128 --round-trips 200 --json 2>&1 | tail -2 &&
+     echo "== $1 transport_cpu" &&
+     timeout 180 $PY bench/transport_cpu.py --repeats 5 2>&1 | tail -12)
+}
+transport new "$HERE"
+if [ -n "${OLD:-}" ]; then transport old "$(cd "$OLD" && pwd)"; transport new "$HERE"; fi
 wait
-uptime | tee -a "$OUT/host.txt"
+uptime | tee -a "$LOGS/host.txt"
 for m in vgg5 resnet18 mobilenet_v3_small; do
-    tail -2 "$OUT/planner_$m.err"
+    tail -2 "$LOGS/planner_$m.err"
     $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], 'mean', d.get('mean_error'), 'worst', d.get('worst_error'))" "$OUT/planner_$m.json" "$m" || true
 done
