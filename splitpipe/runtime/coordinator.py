@@ -44,7 +44,7 @@ from splitpipe.runtime.address import CONNECT_S, probe
 from splitpipe.runtime.clock import ClockOffset, ClockSample, estimate_offset
 from splitpipe.runtime.liveness import REPORTED, SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import Mailbox, PeerLost, PhaseTimeout, RemoteFailure
-from splitpipe.runtime.node import NodeRunner, Speed, node_executor
+from splitpipe.runtime.node import NodeRunner, Speed, anchor_speed, node_executor
 from splitpipe.runtime.protocol import (
     assignment,
     config_mismatch,
@@ -425,6 +425,7 @@ class Coordinator:
                                                  f"not {segment.start} of {epoch}")
         margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
         at = self.at = time.time() + margin
+        anchor_speed(self.speed, at)  # --speed-change's T counts from training's first start
         for member in self.members:
             self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": self.offsets[member].to_node(at)})
         time.sleep(max(0.0, at - time.time()))

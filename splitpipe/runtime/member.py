@@ -16,7 +16,7 @@ from splitpipe.engine.mark import Mark
 from splitpipe.runtime.handoff import share
 from splitpipe.runtime.liveness import SILENCE_S, Heartbeat
 from splitpipe.runtime.mailbox import EpochAborted, Mailbox, PeerLost, RemoteFailure
-from splitpipe.runtime.node import NodeRunner, Speed, node_executor
+from splitpipe.runtime.node import NodeRunner, Speed, anchor_speed, node_executor
 from splitpipe.runtime.protocol import (
     assignment,
     config_body,
@@ -162,6 +162,7 @@ class _Member:
             raise RuntimeError(f"{self.name} was told to start epoch {epoch} but prepared epoch {self.prepared}")
         schedule = self.schedule
         assert schedule is not None
+        anchor_speed(self.speed, at)  # --speed-change's T counts from training's first start
         delay = at - time.time()
         if delay > 0:
             time.sleep(min(delay, self.timeout))

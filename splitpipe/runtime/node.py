@@ -61,22 +61,49 @@ from splitpipe.schedules.ir import (
 from splitpipe.setup import Setup, accelerated_nodes
 from splitpipe.span import Span
 
-__all__ = ["NodeRunner", "node_executor", "Speed", "speed_over_time"]
+__all__ = ["NodeRunner", "node_executor", "Speed", "SpeedClock", "anchor_speed", "speed_over_time"]
 
 #: A node's speed against this host: fixed, or read at each compute action.
 Speed = float | Callable[[], float]
 
 
-def speed_over_time(base: float, changes: Sequence[tuple[float, float]]) -> Speed:
-    """`base`, then each (seconds, speed) of --speed-change from that many wall seconds after now."""
-    if not changes:
-        return base
-    started = time.time()
+class SpeedClock:
+    """--speed-change in a real run: `base` until anchored, then each (T, speed) from T wall seconds on.
 
-    def now() -> float:
-        elapsed = time.time() - started
-        return next((speed for at, speed in sorted(changes, reverse=True) if at <= elapsed), base)
-    return now
+    The anchor is training's start (the first segment's agreed start, on this node's clock), so
+    that T means the same on every node however long each process took to start and join.
+    `clock` gives the time (time.time; injectable for tests).
+    """
+
+    def __init__(self, base: float, changes: Sequence[tuple[float, float]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.base, self.clock = base, clock
+        self.changes = sorted(changes, reverse=True)
+        self.started: float | None = None
+
+    def anchor(self, at: float) -> None:
+        """Start T's count at `at`; later calls (later segments, a rewound segment) keep the first."""
+        if self.started is None:
+            self.started = at
+
+    def __call__(self) -> float:
+        if self.started is None:
+            return self.base
+        elapsed = self.clock() - self.started
+        return next((speed for at, speed in self.changes if at <= elapsed), self.base)
+
+
+def speed_over_time(base: float, changes: Sequence[tuple[float, float]],
+                    clock: Callable[[], float] = time.time) -> Speed:
+    """`base`, then each (seconds, speed) of --speed-change from that many seconds after training starts."""
+    return SpeedClock(base, changes, clock) if changes else base
+
+
+def anchor_speed(speed: Speed, at: float) -> None:
+    """Anchor `speed`'s --speed-change clock at `at` if it has one (a fixed speed has none)."""
+    if isinstance(speed, SpeedClock):
+        speed.anchor(at)
+
 
 log = logging.getLogger("splitpipe.runtime")
 

@@ -1,5 +1,6 @@
 """A real FTPipeHD run re-partitions mid-epoch from the capacities it measures: a worker slowed ten
-times by --speed-change (node.py's speed_over_time) loses layers, the layers and their momentum move
+times by --speed-change (node.py's speed_over_time, whose clock every node starts at training's
+first start) loses layers, the layers and their momentum move
 through the coordinator's hand-off, and the run ends with the weights of an emulator run that
 makes the same cut changes at the same steps.
 
@@ -9,6 +10,7 @@ started and reported on every node (protocol.py (4), (5)).
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +24,7 @@ from splitpipe.engine.timing import MeasuredTiming
 from splitpipe.loop import Boundary, PlanChange, run_loop
 from splitpipe.plan import Plan
 from splitpipe.runtime.coordinator import Coordinator
-from splitpipe.runtime.node import speed_over_time
+from splitpipe.runtime.node import SpeedClock, speed_over_time
 from splitpipe.runtime.threads import run_in_threads
 from splitpipe.runtime.transport import make_local_transports
 from splitpipe.schedules import Segment
@@ -61,7 +63,13 @@ def test_a_slowed_worker_loses_layers_and_the_weights_are_the_emulators(tiny_npz
     setup = small_setup("ftpipehd", tiny_npz, stages=3, micro_batches=2, repartition_every=EVERY,
                         speed_change=("worker1@0=0.1",))
     node, at, speed = setup.config.speed_changes()[0]
-    result = run_in_threads(setup, timeout=60, speeds={node: speed_over_time(1.0, [(at, speed)])})
+    slowed = speed_over_time(1.0, [(at, speed)])  # 1.0 until anchored: a member that did not anchor keeps its layers
+    own = SpeedClock(1.0, [(1e9, 1.0)])  # the coordinator's, never changing
+    began = time.time()
+    result = run_in_threads(setup, timeout=60, speeds={node: slowed}, speed=own)
+    ended = time.time()
+    assert isinstance(slowed, SpeedClock) and slowed.started is not None and began <= slowed.started <= ended
+    assert own.started is not None and began <= own.started <= ended
     events = cast(list[dict[str, Any]], result.report["events"])
     first = events[0]
     assert first["event"] == "repartition" and (first["step"] or 0) % EVERY == 0, events  # None: an epoch's end
