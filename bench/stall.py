@@ -108,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--slow-at", type=float, default=15.0, help="wall seconds after the start when worker2 slows")
+    parser.add_argument("--slow-at", type=float, default=15.0, help="wall seconds after training starts when worker2 slows")
     parser.add_argument("--slow-factor", type=float, default=1000.0, help="how many times slower worker2 gets")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="splitpipe-stall-") as tmp:

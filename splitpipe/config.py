@@ -101,8 +101,8 @@ class RunConfig(Options):
     """ftpipehd: iterations between the central node's re-partition checks: stages' capacities measured from
     their own actions' times, the DP re-run, the layers moved when the gain beats the move; 0: never"""
     speed_change: SpeedChanges = ()
-    """NODE@T=SPEED: from T seconds on (the emulator's clock; wall seconds in launch) NODE computes at SPEED
-    against this host; repeat or list for several"""
+    """NODE@T=SPEED: from T seconds after training starts (the emulator's clock; wall seconds in real runs,
+    from the first epoch's start) NODE computes at SPEED against this host; repeat or list for several"""
     epochs: Count = 5
     """training epochs"""
     lr: Positive = 0.01

@@ -116,6 +116,7 @@ class Coordinator:
         self._epoch = 0
         self.shards = dict(zip(setup.plan.owners, setup.shards))
         self.cuts: tuple[int, ...] = ()  # a resumed run's, where a re-partition had moved them
+        self.began: float | None = None  # training's first start: --speed-change's T counts from it
 
     def run(self) -> ClusterResult:
         self.heartbeat = Heartbeat(self.transport, lost=self.mailbox.unreachable)  # to each node once it joined
@@ -425,9 +426,12 @@ class Coordinator:
                                                  f"not {segment.start} of {epoch}")
         margin = 0.02 + 4 * max(o.rtt_s for o in self.offsets.values())
         at = self.at = time.time() + margin
-        anchor_speed(self.speed, at)  # --speed-change's T counts from training's first start
-        for member in self.members:
-            self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": self.offsets[member].to_node(at)})
+        began = self.began = at if self.began is None else self.began
+        anchor_speed(self.speed, began)
+        for member in self.members:  # `since` on each member's clock too: a node back after a restart counts T alike
+            offset = self.offsets[member]
+            self.transport.send_control(member, {"type": "start", "epoch": epoch, "at": offset.to_node(at),
+                                                 "since": offset.to_node(began)})
         time.sleep(max(0.0, at - time.time()))
         wall = time.perf_counter()
         self.runner = NodeRunner(self.name, schedule, self.executor, self.mailbox, topology, epoch,

@@ -122,7 +122,7 @@ class _Member:
             self.prepare(Segment(int(body["epoch"]), int(body.get("start", 0)), None if stop is None else int(stop)),
                          bool(body.get("save", False)))
         elif kind == "start":
-            self.run_epoch(int(body["epoch"]), float(body["at"]))
+            self.run_epoch(int(body["epoch"]), float(body["at"]), float(body.get("since", body["at"])))
         elif kind == "adopt":
             cuts = body.get("cuts")
             self.adopt([str(n) for n in body["dead"]], [str(n) for n in body["owners"]], body.get("peers", {}),
@@ -155,14 +155,15 @@ class _Member:
         self.prepared = epoch
         self.transport.send_control(self.coordinator, {"type": "ready", "epoch": epoch, "start": segment.start})
 
-    def run_epoch(self, epoch: int, at: float) -> None:
+    def run_epoch(self, epoch: int, at: float, since: float | None = None) -> None:
         """(4) run the prepared segment from the agreed instant, (5) report its spans; after an epoch's
-        last segment also its loss and weights."""
+        last segment also its loss and weights. `since`: training's first start, where --speed-change's
+        T counts from (this node's clock; `at` if not given)."""
         if self.prepared != epoch:
             raise RuntimeError(f"{self.name} was told to start epoch {epoch} but prepared epoch {self.prepared}")
         schedule = self.schedule
         assert schedule is not None
-        anchor_speed(self.speed, at)  # --speed-change's T counts from training's first start
+        anchor_speed(self.speed, at if since is None else since)
         delay = at - time.time()
         if delay > 0:
             time.sleep(min(delay, self.timeout))

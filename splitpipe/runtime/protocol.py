@@ -7,7 +7,8 @@ One run, as control messages (data messages carry tensors, as in the emulator)::
      |<-- assign(peers, lanes, parts) ---|   (2) who to talk to, what to run
      |<-- ping(t0) / pong(t0,t1,t2) ---->|   (3) clock offsets, NTP style
      |<-- prepare(epoch) / ready(epoch) ->|   (4) build the segment's schedule and replicas, then
-     |<-- start(epoch, at) --------------|       all nodes start at the same instant
+     |<-- start(epoch, at, since) -------|       all nodes start at the same instant (since:
+                                                 training's first start, --speed-change's T = 0)
      |   ... the segment's data messages ...
      |-- done(spans, loss) ------------->|   (5) after an epoch's last segment: plus loss and
                                                  weights as data messages (GATHER_OWNER)
