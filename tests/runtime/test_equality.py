@@ -81,6 +81,12 @@ def test_same_weights_as_the_emulator_in_process(technique: str, tiny_npz: str) 
     assert_same_training(setup, result)
 
 
+def test_ftpipehd_async_same_weights_as_the_emulator_in_process(tiny_npz: str) -> None:
+    """PipeDream's 1F1B with weight stashing (`--pipeline async`) runs for real as emulated."""
+    setup = small_setup("ftpipehd", tiny_npz, pipeline="async")
+    assert_same_training(setup, run_in_threads(setup, timeout=60))
+
+
 def grpc_transports(setup: Setup) -> dict[str, Transport]:
     """One started gRPC transport per node on loopback, shaped by the plan's links, with the run's derived limits."""
     coordinator = coordinator_of(setup.plan)
