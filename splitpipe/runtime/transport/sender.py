@@ -161,6 +161,7 @@ class PeerSender:
                                           f"it is gone (its stream broke and it cannot be reached)"))
                 return
             self._connected = True
+            channel.unsubscribe(self._note_state)   # only a sender still connecting needs the state
             stub = ProtoLinkStub(channel)
             try:
                 if self._identity is None:
