@@ -56,6 +56,7 @@ class PeerSender:
         self._connected = False
         self._channel = self._make_channel()
         self._ready = grpc.channel_ready_future(self._channel)
+        self._channel.subscribe(self._note_state)   # here, not in the thread: abandon() may close the channel first
         self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
         self._thread.start()
 
@@ -148,7 +149,6 @@ class PeerSender:
 
     def _run(self) -> None:
         channel = self._channel
-        channel.subscribe(self._note_state)
         try:
             try:
                 self._ready.result(timeout=self._connect_timeout)
