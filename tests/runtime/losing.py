@@ -14,15 +14,28 @@ from splitpipe.loop import Faults, run_loop
 from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.protocol import coordinator_of
-from splitpipe.runtime.transport import Transport
+from splitpipe.runtime.transport import GrpcTransport, Transport
 from splitpipe.schedules.ir import Replica
 from splitpipe.setup import Setup
 
 from .test_equality import grpc_transports
 
 
+def die(transport: GrpcTransport) -> None:
+    """As if the node's process died: its transport refuses everything, its streams are cut, not ended (no
+    goodbye: a peer sees them break, as when a process exits), and its server stops at once. close()
+    would be a goodbye, which peers rightly do not take for a death (they would notice only by silence)."""
+    with transport._lock:
+        transport._closed = True
+        senders = list(transport._senders.values())
+    for sender in senders:
+        sender.abandon()
+    assert transport._server is not None
+    transport._server.stop(None)
+
+
 def run_losing(setup: Setup, victim: str) -> ClusterResult:
-    """The run with `victim`'s "process" gone (its transport closed) once epoch 0 has ended."""
+    """The run with `victim`'s "process" gone (its streams cut) once epoch 0 has ended."""
     lead = coordinator_of(setup.plan)
     transports = grpc_transports(setup)
 
@@ -34,7 +47,9 @@ def run_losing(setup: Setup, victim: str) -> ClusterResult:
 
     def kill(epoch: int, row: dict[str, object]) -> None:
         if epoch == 0:
-            transports[victim].close()
+            victim_transport = transports[victim]
+            assert isinstance(victim_transport, GrpcTransport)
+            die(victim_transport)
 
     for name in setup.topology.names:
         if name != lead:

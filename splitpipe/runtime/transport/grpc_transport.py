@@ -113,6 +113,7 @@ class GrpcTransport(Transport):
         self._shaper = NodeShaper(name, links, radios)
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._senders: dict[str, PeerSender] = {}
+        self._lost: set[str] = set()   # peers a stream to which broke, or which could not be reached
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
         self._servicer: LinkServicer | None = None
@@ -199,6 +200,7 @@ class GrpcTransport(Transport):
                                          f"cannot move it to {address}")
                 del self._senders[name]
                 sender.close(0)
+            self._lost.discard(name)
             self._peers[name] = address
 
     def _sender(self, peer: str) -> PeerSender:
@@ -208,6 +210,8 @@ class GrpcTransport(Transport):
             sender = self._senders.get(peer)
             if sender is not None and (sender.error is not None or sender.finished):
                 del self._senders[peer]   # report a failure once; the next send opens a new stream
+                if sender.lost:
+                    self._lost.add(peer)
                 if sender.error is not None:
                     raise sender.error
                 sender = None
@@ -220,7 +224,7 @@ class GrpcTransport(Transport):
                 options = self._options if self._tls is None else [*self._options,
                                                                    ("grpc.ssl_target_name_override", peer)]
                 sender = PeerSender(self.name, peer, address, self._credentials, options,
-                                    metadata, self._connect_timeout, self._identity)
+                                    metadata, self._connect_timeout, self._identity, peer in self._lost)
                 self._senders[peer] = sender
             return sender
 
@@ -256,7 +260,8 @@ class GrpcTransport(Transport):
             return None
 
     def close(self) -> None:
-        """Deliver what was sent (within connect_timeout), end the streams and stop the server."""
+        """Deliver what was sent (within connect_timeout; not to a peer known gone, whose stream broke and
+        which cannot be reached), end the streams and stop the server."""
         with self._lock:
             if self._closed:
                 return

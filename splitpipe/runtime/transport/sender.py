@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import grpc
@@ -19,6 +20,9 @@ __all__ = ["PeerSender"]
 
 log = logging.getLogger("splitpipe.transport")
 
+#: Seconds between looks at whether a closing sender's peer became unreachable.
+CLOSE_POLL_S = 0.05
+
 
 class PeerSender:
     """Streams queued messages to one peer, in order, over a stream opened on first use.
@@ -26,11 +30,14 @@ class PeerSender:
     The thread connects (within `connect_timeout`), opens the stream and feeds it from the
     queue until `close`. If the connection or the stream fails, `error` says why and the
     messages still queued are dropped; the owner reports it on the next send and starts afresh.
+    `after_break`: the sender before this one lost its peer (its stream broke or it could not
+    connect), so a failed connection attempt now means the peer is gone, not that it does not
+    listen yet: `unreachable`, and close gives up on it at once.
     """
 
     def __init__(self, node: str, peer: str, address: str, credentials: grpc.ChannelCredentials | None,
                  options: Sequence[tuple[str, object]], metadata: Sequence[tuple[str, str]],
-                 connect_timeout: float, identity: Identity | None = None) -> None:
+                 connect_timeout: float, identity: Identity | None = None, after_break: bool = False) -> None:
         self.node, self.peer, self.address = node, peer, address
         self._credentials, self._options, self._metadata = credentials, list(options), tuple(metadata)
         self._connect_timeout = connect_timeout
@@ -43,6 +50,13 @@ class PeerSender:
         self._closing = False
         self.error: TransportError | None = None   # a failure to report on the next send
         self.finished = False                      # the stream is over; a new send needs a new sender
+        self.lost = False                          # it ended without our close: the peer went away or refused
+        self.after_break = after_break
+        self._state: grpc.ChannelConnectivity | None = None   # the channel's, as gRPC last told it
+        self._connected = False
+        self._channel = self._make_channel()
+        self._ready = grpc.channel_ready_future(self._channel)
+        self._channel.subscribe(self._note_state)   # here, not in the thread: abandon() may close the channel first
         self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
         self._thread.start()
 
@@ -64,12 +78,29 @@ class PeerSender:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def unreachable(self) -> bool:
+        """The peer is known gone: it was lost before and the latest attempt to reach it failed."""
+        return self.after_break and not self._connected and self._state is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
     def close(self, timeout: float) -> bool:
-        """Send what is queued, end the stream and wait up to `timeout`; False if it did not finish."""
+        """Send what is queued, end the stream and wait up to `timeout`, or until the peer is `unreachable`
+        (what is queued then is dropped); False if it did not finish."""
         self._closing = True
         self._queue.put(None)
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            if self.unreachable:
+                self.abandon()
+            self._thread.join(min(CLOSE_POLL_S, max(0.0, deadline - time.monotonic())))
         return not self._thread.is_alive()
+
+    def abandon(self) -> None:
+        """Stop at once, as a process that dies: stop connecting, cut the stream without ending it (the
+        peer sees it break) and drop what is queued."""
+        self._closing = True
+        self._ready.cancel()
+        self._channel.close()
 
     def _frames(self) -> Iterator[ProtoFrame]:
         while True:
@@ -92,6 +123,7 @@ class PeerSender:
         """The stream is over: drop what is queued; keep `error` for the owner unless nothing was lost."""
         with self._lock:
             self.finished = True
+            self.lost = not self._closing
             dropped = 0
             while True:   # a sentinel from close() is not a message
                 try:
@@ -107,18 +139,29 @@ class PeerSender:
             self.error = error
             log.error("%s; %d queued message(s) dropped", error, dropped)
 
-    def _run(self) -> None:
+    def _make_channel(self) -> grpc.Channel:
         if self._credentials is None:
-            channel = grpc.insecure_channel(self.address, options=self._options)
-        else:
-            channel = grpc.secure_channel(self.address, self._credentials, options=self._options)
+            return grpc.insecure_channel(self.address, options=self._options)
+        return grpc.secure_channel(self.address, self._credentials, options=self._options)
+
+    def _note_state(self, state: grpc.ChannelConnectivity) -> None:
+        self._state = state
+
+    def _run(self) -> None:
+        channel = self._channel
         try:
             try:
-                grpc.channel_ready_future(channel).result(timeout=self._connect_timeout)
+                self._ready.result(timeout=self._connect_timeout)
             except grpc.FutureTimeoutError:
                 self._end(TransportError(f"node '{self.node}' could not connect to peer '{self.peer}' at "
                                           f"{self.address} within {self._connect_timeout:g} s"))
                 return
+            except grpc.FutureCancelledError:
+                self._end(TransportError(f"node '{self.node}' gave up on peer '{self.peer}' at {self.address}: "
+                                          f"it is gone (its stream broke and it cannot be reached)"))
+                return
+            self._connected = True
+            channel.unsubscribe(self._note_state)   # only a sender still connecting needs the state
             stub = ProtoLinkStub(channel)
             try:
                 if self._identity is None:
@@ -137,4 +180,5 @@ class PeerSender:
                                          f"{self.address} failed: {code.name if code else 'UNKNOWN'}: {details}"),
                           code)
         finally:
+            channel.unsubscribe(self._note_state)
             channel.close()

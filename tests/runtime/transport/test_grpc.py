@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,49 @@ def test_connect_timeout_is_reported() -> None:
     with GrpcTransport("tx", "127.0.0.1:0", {"gone": address}, SECRET, connect_timeout=0.5) as tx:
         with pytest.raises(TransportError, match=r"could not connect to peer 'gone' at .* within 0.5 s"):
             send_until_refused(tx, "gone")
+
+
+def closing(transport: GrpcTransport) -> threading.Thread:
+    """`transport.close()` running in a thread (join it with a deadline)."""
+    thread = threading.Thread(target=transport.close, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_close_gives_up_at_once_on_a_peer_whose_stream_broke_and_cannot_be_reached(wait_for, caplog) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    rx = GrpcTransport("rx", "127.0.0.1:0", {}, SECRET)
+    rx.start()
+    tx = GrpcTransport("tx", "127.0.0.1:0", {"rx": rx.address}, SECRET, connect_timeout=300)
+    tx.start()
+    tx.send_control("rx", {"n": 1})
+    assert rx.receive(10.0).control == {"n": 1}
+    rx.close()   # rx goes away: tx's stream to it breaks, and nothing listens there any more
+    assert wait_for(lambda: tx._senders["rx"].finished)
+    tx.send_control("rx", {"n": 2})   # queued on a new stream, which cannot connect
+    closer = closing(tx)
+    closer.join(60.0)   # far less than connect_timeout
+    assert not closer.is_alive(), "close waited for a peer known gone"
+    assert any("gave up on peer 'rx'" in r.message and "1 queued message(s) dropped" in r.message
+               for r in caplog.records)
+
+
+def test_close_still_waits_for_a_peer_that_does_not_listen_yet() -> None:
+    with socket.socket() as s:       # a port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    tx = GrpcTransport("tx", "127.0.0.1:0", {"late": address}, SECRET, connect_timeout=300)
+    tx.start()
+    tx.send_control("late", {"n": 1})
+    closer = closing(tx)
+    closer.join(1.0)   # the peer may start within connect_timeout: close waits for it
+    assert closer.is_alive()
+    with GrpcTransport("late", address, {}, SECRET) as late:
+        late.start()
+        message = late.receive(60.0)
+        assert message is not None and message.control == {"n": 1}
+        closer.join(60.0)
+        assert not closer.is_alive()
 
 
 def test_start_address_and_config_errors(rx) -> None:
