@@ -1,16 +1,20 @@
-"""Fixtures for transport tests: throwaway mutual-TLS certificates made with the openssl command."""
+"""Fixtures for transport tests: throwaway mutual-TLS certificates made with the openssl command, a listening
+socket transport."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from splitpipe.runtime.transport import TlsConfig
+from splitpipe.runtime.transport import SocketTransport, TlsConfig
+
+#: The shared secret of the socket transports these tests start beside `rx`.
+SECRET = b"socket-test-secret"
 
 #: Each node's certificate names the node (a DNS alternative name), as splitpipe checks.
 EXT = "subjectAltName=DNS:{node},DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
@@ -73,3 +77,12 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 @pytest.fixture
 def wait_for() -> Callable[..., bool]:
     return _wait_for
+
+
+@pytest.fixture
+def rx() -> Iterator[SocketTransport]:
+    """A started socket transport named rx on loopback (SECRET, 5 s connect timeout), closed afterwards."""
+    t = SocketTransport("rx", "127.0.0.1:0", {}, SECRET, connect_timeout=5.0)
+    t.start()
+    yield t
+    t.close()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 import torch
 
 from splitpipe.network import LinkSpec
@@ -15,15 +13,7 @@ from splitpipe.runtime.mailbox import Mailbox
 from splitpipe.runtime.transport import SocketTransport
 from splitpipe.schedules.ir import Tag
 
-SECRET = b"progress-test-secret"
-
-
-@pytest.fixture
-def rx() -> Iterator[SocketTransport]:
-    t = SocketTransport("rx", "127.0.0.1:0", {}, SECRET, connect_timeout=5.0)
-    t.start()
-    yield t
-    t.close()
+from .conftest import SECRET
 
 
 def test_on_a_shaped_link_a_heartbeat_overtakes_a_large_tensor(rx) -> None:

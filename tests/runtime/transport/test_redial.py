@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
-
-import pytest
 
 from splitpipe.runtime.transport import SocketTransport, TransportError
 from splitpipe.runtime.transport.redial import redial
 
-SECRET = b"redial-test-secret"
-
-
-@pytest.fixture
-def rx() -> Iterator[SocketTransport]:
-    t = SocketTransport("rx", "127.0.0.1:0", {}, SECRET, connect_timeout=5.0)
-    t.start()
-    yield t
-    t.close()
+from .conftest import SECRET
 
 
 def test_a_broken_pull_connection_is_dialled_again_and_messages_flow(rx, wait_for) -> None:
