@@ -17,8 +17,9 @@ from splitpipe.runtime.coordinator import ClusterResult, Coordinator
 from splitpipe.runtime.mailbox import Mailbox
 from splitpipe.runtime.member import run_member
 from splitpipe.runtime.transport import Message, Transport, make_local_transports
-from splitpipe.schedules.ir import Tag
 from splitpipe.setup import prepare
+
+from .passthrough import Passthrough
 
 
 def control(src: str, body: dict) -> Message:
@@ -57,26 +58,14 @@ def test_a_name_outside_the_plan_is_not_heard(caplog) -> None:
     assert "server ignored a message from mallory, which is not a node of this run" in caplog.text
 
 
-class Forger(Transport):
+class Forger(Passthrough):
     """device1's transport: as it sends the control message `when` picks (by default, that it is ready for
     epoch 1), it first tells the server that the server failed."""
 
     def __init__(self, inner: Transport, when: Callable[[dict], bool] | None = None, after: bool = False) -> None:
-        self.inner, self.name, self.after = inner, inner.name, after
+        super().__init__(inner)
+        self.after = after
         self.when = when or (lambda body: body.get("type") == "ready" and body.get("epoch") == 1)
-
-    def start(self) -> None:
-        self.inner.start()
-
-    @property
-    def address(self) -> str:
-        return self.inner.address
-
-    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
-        self.inner.add_peer(name, address, moved=moved)
-
-    def send(self, peer: str, tag: Tag, payload: Any) -> None:
-        self.inner.send(peer, tag, payload)
 
     def send_control(self, peer: str, body: dict) -> None:
         if self.after:
@@ -85,12 +74,6 @@ class Forger(Transport):
             self.inner.send_control("server", {"type": "error", "node": "server", "message": "forged: disk on fire"})
         if not self.after:
             self.inner.send_control(peer, body)
-
-    def receive(self, timeout: float | None = None) -> Message | None:
-        return self.inner.receive(timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def run_with_forger(tiny_npz: str, when: Callable[[dict], bool] | None = None, epochs: int = 3,

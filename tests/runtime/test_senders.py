@@ -20,6 +20,8 @@ from splitpipe.schedules import build_schedule
 from splitpipe.schedules.ir import RECV, Replica, Schedule, Tag
 from splitpipe.setup import Setup, prepare
 
+from .passthrough import Passthrough
+
 
 def data(src: str, tag: Tag) -> Message:
     return Message(src, tag, torch.zeros(2), None, time.time())
@@ -66,35 +68,17 @@ def test_the_coordinator_takes_each_replicas_state_from_its_node_only(tiny_npz: 
     assert list(box.data) == [gather_tag(replica, 0)]
 
 
-class Meddler(Transport):
+class Meddler(Passthrough):
     """device1's transport: as it says it is ready for epoch 1, it sends device0 a gradient only the server sends."""
 
     def __init__(self, inner: Transport, tag: Tag) -> None:
-        self.inner, self.name, self.tag = inner, inner.name, tag
-
-    def start(self) -> None:
-        self.inner.start()
-
-    @property
-    def address(self) -> str:
-        return self.inner.address
-
-    def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
-        self.inner.add_peer(name, address, moved=moved)
-
-    def send(self, peer: str, tag: Tag, payload: Any) -> None:
-        self.inner.send(peer, tag, payload)
+        super().__init__(inner)
+        self.tag = tag
 
     def send_control(self, peer: str, body: dict) -> None:
         if body.get("type") == "ready" and body.get("epoch") == 1:
             self.inner.send("device0", self.tag, torch.zeros(16, 8))
         self.inner.send_control(peer, body)
-
-    def receive(self, timeout: float | None = None) -> Message | None:
-        return self.inner.receive(timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_devices_data_to_a_node_it_is_not_paired_with_does_not_disturb_the_run(tiny_npz: str, caplog) -> None:
