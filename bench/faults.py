@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,18 @@ def config(technique: str, data: str, epochs: int) -> RunConfig:
 def one_run(path: Path, out: Path, epochs: int, rng: random.Random | None,
             victims: list[str]) -> tuple[int, dict]:
     """A launch; with `rng`, one random node of `victims` killed at a random moment. Exit code and report."""
+    if rng is None:
+        return launched(path, out, {}, timeout_s=900)
+    victim, epoch = rng.choice(victims), rng.randrange(1, epochs - 1)
+    return launched(path, out, {victim: (epoch, rng.uniform(0, 0.4))}, timeout_s=900)
+
+
+def launched(path: Path, out: Path, kills: Mapping[str, tuple[int, float]], timeout_s: float) -> tuple[int, dict]:
+    """A launch of `path`; each node of `kills` SIGKILLed `delay` s after its epoch `epoch` started
+    (`kills[node] = (epoch, delay)`). Exit code and report ({} if none was written)."""
     process = subprocess.Popen([sys.executable, "-m", "splitpipe", "launch", str(path), "--out", str(out),
                                 "--no-progress", "--threads", "1", "--timeout", "120"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    victim = rng.choice(victims) if rng else None
-    epoch = rng.randrange(1, epochs - 1) if rng else -1
     pids: dict[str, int] = {}
 
     def watch() -> None:
@@ -73,12 +81,13 @@ def one_run(path: Path, out: Path, epochs: int, rng: random.Random | None,
             started = re.search(r"started (\w+) \(pid (\d+)\)", line)
             if started:
                 pids[started.group(1)] = int(started.group(2))
-            if victim and f"{victim}: epoch {epoch} started" in line and victim in pids:
-                time.sleep(rng.uniform(0, 0.4))  # type: ignore[union-attr]
-                os.kill(pids.pop(victim), signal.SIGKILL)
+            for node, (epoch, delay) in kills.items():
+                if f"{node}: epoch {epoch} started" in line and node in pids:
+                    time.sleep(delay)
+                    os.kill(pids.pop(node), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
-    code = process.wait(timeout=900)
+    code = process.wait(timeout=timeout_s)
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
     return code, report
 

@@ -25,6 +25,7 @@ so the figures are reproducible; the training itself is real.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from splitpipe.experiment import emulate, prepare
 from splitpipe.report import write_run
 from splitpipe.schedules.ftpipehd_replan import add_costs, dp_cuts
 from splitpipe.setup import setup_profiles
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faults import launched  # noqa: E402
 
 PROFILE = str(Path(__file__).parents[1] / "tests" / "golden_reports" / "profile_vgg5_digits.json")
 BASE = RunConfig(technique="ftpipehd", dataset="digits", model="vgg5", batch_size=32, micro_batches=4,
@@ -136,7 +140,7 @@ def real_failure_table(out: Path | None) -> list[dict[str, object]]:
         path.write_text(config.to_toml())
         for i, (name, kills) in enumerate(cases.items()):
             folder = (out or Path(tmp)) / f"real-failed-{i}"
-            code, report = launched(path, folder, kills)
+            code, report = launched(path, folder, {n: (e, 0.5) for n, e in kills.items()}, timeout_s=1800)
             rows.append({"failed": name, "killed in epoch": ", ".join(f"{n}: {e}" for n, e in kills.items()) or "-",
                          "exit": code, "epoch s": " / ".join(f"{e['time_s']:.3g}" for e in report.get("epochs", [])),
                          "events": " ".join(e["event"] for e in report.get("events", [])) or "-",
@@ -160,7 +164,7 @@ def real_speed_drop_table(out: Path | None) -> list[dict[str, object]]:
                 run_config = run_config.with_(speed_change=(f"worker1@{at:.3g}=0.1",))
             path = Path(tmp) / f"run-{i}.toml"
             path.write_text(run_config.to_toml())
-            code, report = launched(path, (out or Path(tmp)) / f"real-speed-{i}", {})
+            code, report = launched(path, (out or Path(tmp)) / f"real-speed-{i}", {}, timeout_s=1800)
             epochs = report.get("epochs", [])
             if every is None:
                 if len(epochs) < 2:
@@ -182,39 +186,6 @@ def _mid_epoch_1(epochs: Sequence[Mapping[str, object]]) -> float:
         value = row.get("wall_s", row.get("time_s", 0.0))
         return float(value) if isinstance(value, (int, float)) else 0.0
     return seconds(epochs[0]) + seconds(epochs[1]) / 2
-
-
-def launched(path: Path, out: Path, kills: Mapping[str, int]) -> tuple[int, dict]:
-    """A launch of `path`; each node of `kills` SIGKILLed 0.5 s after its epoch `kills[node]` started."""
-    import json
-    import os
-    import re
-    import signal
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    process = subprocess.Popen([sys.executable, "-m", "splitpipe", "launch", str(path), "--out", str(out),
-                                "--no-progress", "--threads", "1", "--timeout", "120"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    pids: dict[str, int] = {}
-
-    def watch() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            started = re.search(r"started (\w+) \(pid (\d+)\)", line)
-            if started:
-                pids[started.group(1)] = int(started.group(2))
-            for node, epoch in kills.items():
-                if f"{node}: epoch {epoch} started" in line and node in pids:
-                    time.sleep(0.5)
-                    os.kill(pids.pop(node), signal.SIGKILL)
-
-    threading.Thread(target=watch, daemon=True).start()
-    code = process.wait(timeout=1800)
-    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
-    return code, report
 
 
 def main() -> None:
