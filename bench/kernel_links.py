@@ -62,8 +62,10 @@ def subnet(i: int) -> tuple[str, str]:
     return f"10.78.{i}.1", f"10.78.{i}.2"
 
 
-def set_up(devices: int, up_mbit: float, down_mbit: float, burst: str = "16kb") -> None:
-    """A namespace per node; device i <-> server over veth spk-d{i} | spk-s{i}, each end tbf-shaped."""
+def set_up(devices: int, up_mbit: float, down_mbit: float, burst: str = "16kb", congestion: str = "") -> None:
+    """A namespace per node; device i <-> server over veth spk-d{i} | spk-s{i}, each end tbf-shaped;
+    TCP over them with the `congestion` control (per route: `congctl`), else the host's default."""
+    congctl = ("congctl", congestion) if congestion else ()
     tear_down(devices)
     server = f"{PREFIX}-server"
     sh("ip", "netns", "add", server)
@@ -78,7 +80,11 @@ def set_up(devices: int, up_mbit: float, down_mbit: float, burst: str = "16kb") 
         sh("ip", "-n", ns, "addr", "add", f"{d_ip}/24", "dev", d_end)
         sh("ip", "-n", server, "link", "set", s_end, "up")
         sh("ip", "-n", ns, "link", "set", d_end, "up")
-        sh("ip", "-n", ns, "route", "add", "10.78.0.0/16", "via", s_ip)   # the server's every address
+        sh("ip", "-n", ns, "route", "add", "10.78.0.0/16", "via", s_ip, *congctl)   # the server's every address
+        if congestion:   # the links' own subnets too
+            for where, dev, ip in ((ns, d_end, d_ip), (server, s_end, s_ip)):
+                sh("ip", "-n", where, "route", "replace", f"10.78.{i}.0/24", "dev", dev, "proto", "kernel",
+                   "scope", "link", "src", ip, *congctl)
         for where, dev, rate in ((ns, d_end, up_mbit), (server, s_end, down_mbit)):
             sh("tc", "-n", where, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{rate:g}mbit",
                "burst", burst, "latency", "1s")
@@ -212,6 +218,8 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=25.0, help="downlink Mbit/s (default 25)")
     parser.add_argument("--burst", default="16kb",
                         help="tbf bucket (default 16kb; 1600 is one frame: a line that never sends faster than its rate)")
+    parser.add_argument("--congestion-control", default="",
+                        help="TCP congestion control on the links (e.g. cubic, bbr; default: the host's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the namespaces up")
     args = parser.parse_args()
@@ -222,7 +230,7 @@ def main() -> None:
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
     wires: list[dict[str, object]] = []
-    set_up(args.devices, args.up, args.down, args.burst)
+    set_up(args.devices, args.up, args.down, args.burst, args.congestion_control)
     try:
         for technique in args.techniques.split(","):
             config = config_for(technique.strip(), args)
@@ -253,7 +261,9 @@ def main() -> None:
     print(format_table(wires, WIRE_COLUMNS))
     print()
     print(format_table(rows, COLUMNS))
-    print(f"load average at the end: {_load()}; benchmark took {time.perf_counter() - started:.0f} s")
+    congestion = args.congestion_control or Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    print(f"tbf burst {args.burst}, TCP congestion control {congestion}; load average at the end: {_load()}; "
+          f"benchmark took {time.perf_counter() - started:.0f} s")
 
 
 def _row(technique: str, run: str, real: float, emu: float, replayed: float, raw: float) -> dict[str, object]:
