@@ -61,7 +61,8 @@ class LinkShaper(Generic[K]):
         return self._links.get(key)
 
     def schedule(self, key: K, nbytes: int, now: float | None = None, link: LinkSpec | None = None) -> float:
-        """Reserve link `key` for `nbytes` sent at `now`; return the due time of delivery."""
+        """Reserve link `key` for `nbytes` sent at `now`; return the due time of delivery as booked
+        now (ACKs booked later may push it)."""
         if nbytes < 0:
             raise ValueError(f"message size must be >= 0 bytes, got {nbytes}")
         link = self._links.get(key) if link is None else link
