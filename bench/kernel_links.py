@@ -9,8 +9,10 @@ at DOWN Mbit/s (the downlink), no added latency. The real run is given `--networ
 only the kernel shapes; the emulator runs the same config with `--network UP/DOWN/0` and
 `measured` timing, at the threads a node gets. The table gives both epoch times and the
 emulator's error, (emulated - real) / real, per run and the median of the repeats; the
-`payload only` column is the emulator without TCP framing (the link model before it counted
-headers and ACKs). A first table, which the host's load does not touch, sets the bytes each
+`replayed` column is the emulator given the real run's own compute durations (from its
+trace.json), so that only the links and the runtime differ (the real nodes compute beside
+each other's transport threads, the emulator alone); the `payload only` column is the
+emulator without TCP framing (the link model before it counted headers and ACKs). A first table, which the host's load does not touch, sets the bytes each
 link's qdisc counted in the last run beside the bytes the link model puts on it. Needs root and `ip`/`tc` (iproute2); docs/links.md has the commands.
 """
 
@@ -33,17 +35,22 @@ import torch
 
 import splitpipe
 from splitpipe.config import RunConfig
+from splitpipe.engine.timing import Timing
 from splitpipe.experiment import emulate
 from splitpipe.network import RAW
 from splitpipe.report import format_table
+from splitpipe.report.chrome_trace import read_spans
 from splitpipe.runtime.options import NodeOptions
 from splitpipe.runtime.protocol import node_id
+from splitpipe.schedules.ir import Action
 from splitpipe.setup import Setup, prepare
+from splitpipe.span import Span
 
 PREFIX = "spk"          # namespaces spk-server, spk-dev0..; veths spk-s0/spk-d0 ..
 PORT = 50051
 WIRE_COLUMNS = ["technique", "link", "payload_B", "model_B", "kernel_B", "model_error", "payload_error"]
-COLUMNS = ["technique", "run", "real_s", "emulated_s", "error", "payload_only_s", "payload_only_error"]
+COLUMNS = ["technique", "run", "real_s", "emulated_s", "error", "replayed_s", "replayed_error", "payload_only_s",
+           "payload_only_error"]
 
 
 def sh(*args: str) -> None:
@@ -55,8 +62,10 @@ def subnet(i: int) -> tuple[str, str]:
     return f"10.78.{i}.1", f"10.78.{i}.2"
 
 
-def set_up(devices: int, up_mbit: float, down_mbit: float) -> None:
-    """A namespace per node; device i <-> server over veth spk-d{i} | spk-s{i}, each end tbf-shaped."""
+def set_up(devices: int, up_mbit: float, down_mbit: float, burst: str = "16kb", congestion: str = "") -> None:
+    """A namespace per node; device i <-> server over veth spk-d{i} | spk-s{i}, each end tbf-shaped;
+    TCP over them with the `congestion` control (per route: `congctl`), else the host's default."""
+    congctl = ("congctl", congestion) if congestion else ()
     tear_down(devices)
     server = f"{PREFIX}-server"
     sh("ip", "netns", "add", server)
@@ -71,10 +80,14 @@ def set_up(devices: int, up_mbit: float, down_mbit: float) -> None:
         sh("ip", "-n", ns, "addr", "add", f"{d_ip}/24", "dev", d_end)
         sh("ip", "-n", server, "link", "set", s_end, "up")
         sh("ip", "-n", ns, "link", "set", d_end, "up")
-        sh("ip", "-n", ns, "route", "add", "10.78.0.0/16", "via", s_ip)   # the server's every address
+        sh("ip", "-n", ns, "route", "add", "10.78.0.0/16", "via", s_ip, *congctl)   # the server's every address
+        if congestion:   # the links' own subnets too
+            for where, dev, ip in ((ns, d_end, d_ip), (server, s_end, s_ip)):
+                sh("ip", "-n", where, "route", "replace", f"10.78.{i}.0/24", "dev", dev, "proto", "kernel",
+                   "scope", "link", "src", ip, *congctl)
         for where, dev, rate in ((ns, d_end, up_mbit), (server, s_end, down_mbit)):
             sh("tc", "-n", where, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{rate:g}mbit",
-               "burst", "16kb", "latency", "1s")
+               "burst", burst, "latency", "1s")
 
 
 def tear_down(devices: int) -> None:
@@ -97,8 +110,8 @@ def wire_bytes(devices: int) -> dict[str, int]:
     return out
 
 
-def real_run(config: RunConfig, setup: Setup, threads: int, work: Path) -> dict:
-    """Server and devices started by hand, each in its namespace; returns report.json."""
+def real_run(config: RunConfig, setup: Setup, threads: int, work: Path) -> tuple[dict, list[Span]]:
+    """Server and devices started by hand, each in its namespace; returns report.json and its spans."""
     config = config.with_(network=("none",))
     secret = work / "secret"
     secret.write_text(os.urandom(32).hex())
@@ -141,15 +154,33 @@ def real_run(config: RunConfig, setup: Setup, threads: int, work: Path) -> dict:
         for child in children:
             if child.poll() is None:
                 child.kill()
-    return json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    return report, read_spans(out / "trace.json", report)
 
 
-def emulated(setup: Setup, raw: bool = False) -> dict:
-    """The emulator's first epoch (with TCP framing, or payload only when `raw`)."""
+class Replayed(Timing):
+    """Each compute action takes what it took in a real run (its span there), so that an
+    emulation of the same plan differs from that run in links and runtime only."""
+
+    name = "replayed"
+
+    def __init__(self, spans: list[Span]) -> None:
+        self.took = {(s.resource, s.epoch, s.step, s.owner, s.label): s.duration for s in spans if not s.is_link}
+
+    def duration(self, node: str, action: Action, measured_s: float) -> float:
+        key = (node, 0, action.step, action.owner, action.label)
+        if key not in self.took:
+            raise ValueError(f"the real run has no span of {node}'s {action.label} (step {action.step})")
+        return self.took[key]
+
+
+def emulated(setup: Setup, raw: bool = False, timing: Timing | None = None) -> dict:
+    """The emulator's first epoch (with TCP framing, or payload only when `raw`; with its own
+    measured compute, or `timing`'s)."""
     if raw:
         links = {ends: replace(spec, framing=RAW) for ends, spec in setup.topology.links.items()}
         setup = replace(setup, plan=replace(setup.plan, topology=replace(setup.topology, links=links)))
-    return emulate(setup).report["epochs"][0]  # type: ignore[index,no-any-return]
+    return emulate(setup, timing=timing).report["epochs"][0]  # type: ignore[index,no-any-return]
 
 
 def wire_rows(technique: str, setup: Setup, epoch: dict, carried: dict[str, int]) -> list[dict[str, object]]:
@@ -185,6 +216,10 @@ def main() -> None:
     parser.add_argument("--micro-batches", type=int, default=4)
     parser.add_argument("--up", type=float, default=10.0, help="uplink Mbit/s (default 10)")
     parser.add_argument("--down", type=float, default=25.0, help="downlink Mbit/s (default 25)")
+    parser.add_argument("--burst", default="16kb",
+                        help="tbf bucket (default 16kb; 1600 is one frame: a line that never sends faster than its rate)")
+    parser.add_argument("--congestion-control", default="",
+                        help="TCP congestion control on the links (e.g. cubic, bbr; default: the host's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the namespaces up")
     args = parser.parse_args()
@@ -195,7 +230,7 @@ def main() -> None:
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
     wires: list[dict[str, object]] = []
-    set_up(args.devices, args.up, args.down)
+    set_up(args.devices, args.up, args.down, args.burst, args.congestion_control)
     try:
         for technique in args.techniques.split(","):
             config = config_for(technique.strip(), args)
@@ -204,18 +239,20 @@ def main() -> None:
             for r in range(args.repeats):
                 before = wire_bytes(args.devices)
                 with tempfile.TemporaryDirectory(prefix="kernel-links-") as tmp:
-                    real = float(real_run(config, setup, threads, Path(tmp))["epochs"][0]["time_s"])
+                    report, spans = real_run(config, setup, threads, Path(tmp))
+                real = float(report["epochs"][0]["time_s"])
                 after = wire_bytes(args.devices)
                 epoch = emulated(setup)
                 emu, raw = epoch["time_s"], emulated(setup, raw=True)["time_s"]
-                runs.append((real, emu, raw))
-                rows.append(_row(technique, str(r), real, emu, raw))
-                print(f"{technique} run {r}: real {real:.3f} s, emulated {emu:.3f} s (load average: {_load()})",
-                      flush=True)
+                replayed = emulated(setup, timing=Replayed(spans))["time_s"]
+                runs.append((real, emu, replayed, raw))
+                rows.append(_row(technique, str(r), real, emu, replayed, raw))
+                print(f"{technique} run {r}: real {real:.3f} s, emulated {emu:.3f} s, replayed {replayed:.3f} s "
+                      f"(load average: {_load()})", flush=True)
             wires += wire_rows(technique, setup, epoch, {k: after[k] - before[k] for k in after})
             medians = [statistics.median(x) for x in zip(*runs)]
             row = _row(technique, "median", *medians)
-            for key, column in (("error", 1), ("payload_only_error", 2)):   # median of the runs' errors
+            for key, column in (("error", 1), ("replayed_error", 2), ("payload_only_error", 3)):   # of the runs'
                 row[key] = statistics.median((run[column] - run[0]) / run[0] for run in runs)
             rows.append(row)
     finally:
@@ -224,11 +261,14 @@ def main() -> None:
     print(format_table(wires, WIRE_COLUMNS))
     print()
     print(format_table(rows, COLUMNS))
-    print(f"load average at the end: {_load()}; benchmark took {time.perf_counter() - started:.0f} s")
+    congestion = args.congestion_control or Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    print(f"tbf burst {args.burst}, TCP congestion control {congestion}; load average at the end: {_load()}; "
+          f"benchmark took {time.perf_counter() - started:.0f} s")
 
 
-def _row(technique: str, run: str, real: float, emu: float, raw: float) -> dict[str, object]:
+def _row(technique: str, run: str, real: float, emu: float, replayed: float, raw: float) -> dict[str, object]:
     return {"technique": technique, "run": run, "real_s": real, "emulated_s": emu, "error": (emu - real) / real,
+            "replayed_s": replayed, "replayed_error": (replayed - real) / real,
             "payload_only_s": raw, "payload_only_error": (raw - real) / real}
 
 

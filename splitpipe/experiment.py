@@ -21,7 +21,7 @@ from splitpipe.engine.carry import carry_over
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.emulator import EmulatorEngine
 from splitpipe.engine.predict import predict_epoch
-from splitpipe.engine.timing import SpeedChanges
+from splitpipe.engine.timing import SpeedChanges, Timing
 from splitpipe.loop import Boundary, Controller, Faults, PlanChange, run_loop
 from splitpipe.plan import Plan
 from splitpipe.schedules import build_schedule
@@ -44,12 +44,13 @@ class RunResult:
 
 def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: int | None = None,
             controller: Controller | None = None, checkpoints: Checkpoints | None = None,
-            resume: Checkpoint | None = None) -> RunResult:
+            resume: Checkpoint | None = None, timing: Timing | None = None) -> RunResult:
     """Train for config.epochs on the virtual clock; one report entry per epoch.
 
     `segment_steps` and `controller` let the plan change every so many mini-batches (loop.py);
     `checkpoints` saves the training state after epochs, `resume` goes on from one (the final
-    weights then equal an uninterrupted run's exactly).
+    weights then equal an uninterrupted run's exactly). `timing` replaces the config's compute
+    durations (bench/kernel_links.py replays a real run's, to compare links alone).
     """
     config = setup.config
     profiles = setup_profiles(setup)  # measured once: profile timing and the prediction share it
@@ -59,7 +60,7 @@ def emulate(setup: Setup, progress: Progress | None = None, *, segment_steps: in
         cuts = tuple(resume.state["rows"][-1].get("cuts") or setup.plan.cuts)
         if len(cuts) == len(setup.plan.cuts):
             setup = replace(setup, plan=replace(setup.plan, cuts=cuts))
-    timing = make_timing(setup, profiles)
+    timing = make_timing(setup, profiles) if timing is None else timing
     node_devices = {}
     if config.server_device != "cpu":
         node_devices = {n: torch.device(config.server_device) for n in accelerated_nodes(setup)}

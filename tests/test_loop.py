@@ -159,3 +159,14 @@ def test_an_owner_past_the_round_deadline_is_left_out_of_that_round_and_trains_a
     assert [e["time_s"] for e in report["epochs"]] == pytest.approx([e["time_s"] for e in free["epochs"]])
     assert report["epochs"][0]["train_loss"] == free["epochs"][0]["train_loss"]  # the same work, ...
     assert report["epochs"][1]["train_loss"] != free["epochs"][1]["train_loss"]  # ... another average
+
+
+def test_emulate_takes_the_compute_durations_it_is_given() -> None:
+    # bench/kernel_links.py replays a real run's durations this way
+    class Fixed(MeasuredTiming):
+        def duration(self, node: str, action: object, measured_s: float) -> float:
+            return 0.25
+
+    result = emulate(prepare(_config("sfl", epochs=1, profile=PROFILE, samples_per_device=128)), timing=Fixed({}))
+    computes = [s for s in result.spans if not s.is_link]
+    assert computes and all(s.duration == pytest.approx(0.25) for s in computes)

@@ -3,7 +3,9 @@
 Each node has one processor; its lanes share it. Links are FIFO channels booked by
 splitpipe/linkbook.py (the runtime's shaper books them the same way): a transfer starts
 when its channel is free, holds it for its bytes on the wire (payload and headers) at the
-line rate, arrives one latency later, and its ACKs take their turn on the reverse channel.
+line rate, arrives one latency later, and its ACKs take their turn on the reverse channel,
+between the segments of what is on it then. Since ACKs booked later may push a transfer, its
+arrival is read from its booking when a Recv asks, and link spans take their times at the end.
 Actions are committed in global time order, and each
 node picks among its lanes by the ready rule of engine/lanes.py, the rule a real node
 (runtime/node.py) follows too. What an action *does* is the Executor's business.
@@ -12,7 +14,7 @@ node picks among its lanes by the ready rule of engine/lanes.py, the rule a real
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from splitpipe.engine.lanes import (
@@ -23,7 +25,7 @@ from splitpipe.engine.lanes import (
     next_transfer,
     transfer_span,
 )
-from splitpipe.linkbook import Channel, LinkBook
+from splitpipe.linkbook import Booking, Channel, LinkBook
 from splitpipe.plan import Topology
 from splitpipe.schedules.ir import RECV, SEND, Action, Schedule, Tag
 from splitpipe.span import Span
@@ -60,7 +62,27 @@ class Executor(Protocol):
 class _Clock:
     node_free: dict[str, float] = field(default_factory=dict)
     links: LinkBook[Channel] = field(default_factory=LinkBook)
-    inbox: dict[tuple[str, Tag], tuple[float, object]] = field(default_factory=dict)
+    inbox: dict[tuple[str, Tag], tuple[_Arrival, object]] = field(default_factory=dict)
+    transfers: list[tuple[int, Booking]] = field(default_factory=list)   # link spans' index, booking
+
+    def timed(self, spans: list[Span]) -> list[Span]:
+        """`spans` with each link span's times as its booking has them now."""
+        for i, booking in self.transfers:
+            spans[i] = replace(spans[i], start=booking.begin, end=booking.end)
+        return spans
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """When a message is in: `at` itself, or one latency after its booking ends (which ACKs may push)."""
+
+    at: float
+    booking: Booking | None = None
+    latency_s: float = 0.0
+
+    @property
+    def time(self) -> float:
+        return self.at if self.booking is None else self.booking.end + self.latency_s
 
 
 def run_schedule(
@@ -88,7 +110,7 @@ def run_schedule(
             break
         start, lane = chosen
         if failures and start >= failures.get(lane.node, float("inf")):  # a dead node does nothing
-            raise NodeFailed(lane.node, failures[lane.node], spans)
+            raise NodeFailed(lane.node, failures[lane.node], clock.timed(spans))
         _commit(lane, start, clock, topology, executor, spans, epoch)
         if on_action is not None:
             on_action()
@@ -96,7 +118,7 @@ def run_schedule(
     if stuck:
         table = "\n".join(f"  {ln.node} lane {ln.lane}: waits at #{ln.pc} {ln.action}" for ln in stuck)
         raise ScheduleStuck(f"schedule is not progressing: {len(stuck)} lanes blocked\n{table}")
-    return spans
+    return clock.timed(spans)
 
 
 def _next(by_node: dict[str, list[Lane]], clock: _Clock) -> tuple[float, Lane] | None:
@@ -126,7 +148,7 @@ def _arrival(clock: _Clock, lane: Lane) -> float | None:
     action = lane.action
     assert action is not None
     message = clock.inbox.get((lane.node, action.tag))  # type: ignore[arg-type]
-    return None if message is None else message[0]
+    return None if message is None else message[0].time
 
 
 def _commit(
@@ -142,17 +164,19 @@ def _commit(
         lane.advance(start)
     elif action.op == SEND:
         payload, nbytes = executor.send(node, action)
-        arrival = start
+        arrival = _Arrival(start)
         if action.peer != node:
             link = topology.link(node, action.peer)
-            begin, end = clock.links.book(topology.channel(node, action.peer), link, nbytes, start)
-            arrival = end + link.latency_s
+            booking = clock.links.book(topology.channel(node, action.peer), link, nbytes, start)
+            arrival = _Arrival(start, booking, link.latency_s)
             back = topology.links.get((action.peer, node))
             if back is not None:
-                clock.links.book_acks(topology.channel(action.peer, node), back, nbytes, arrival)
+                clock.links.book_acks(topology.channel(action.peer, node), back, nbytes, arrival.time)
             tag = action.tag
             assert tag is not None
-            spans.append(transfer_span(node, action.peer, tag, begin, end, epoch, nbytes, action.label))
+            clock.transfers.append((len(spans), booking))
+            spans.append(transfer_span(node, action.peer, tag, booking.begin, booking.end, epoch, nbytes,
+                                       action.label))
         inbox_key = (action.peer, action.tag)
         if inbox_key in clock.inbox:
             raise RuntimeError(f"message {action.tag} to {action.peer} sent twice")

@@ -2,7 +2,8 @@
 
 A node shapes the channels it holds: its outgoing links, and, for a node with a radio, its
 one downlink, on which messages from any peer are delayed as they come in. It books the
-ACKs of what it received on its reverse channel, as the kernel's TCP would send them.
+ACKs of what it received on its reverse channel, as the kernel's TCP would send them: they
+go between the segments of what it is sending then, so its pending messages are due later.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Generic, TypeVar
 
-from splitpipe.linkbook import Channel, LinkBook, channel, holder
+from splitpipe.linkbook import Booking, Channel, LinkBook, channel, holder
 from splitpipe.network import LinkSpec
 
 __all__ = ["LinkShaper", "NodeShaper", "is_unshaped"]
@@ -38,7 +39,9 @@ class LinkShaper(Generic[K]):
     begin = max(now, link_free); end = begin + transfer; due = end + latency (LinkBook). This
     is a token bucket with no burst. Latency does not hold the link, so the next message's
     transfer overlaps the previous one's flight; a single thread delivers from a heap ordered
-    by due time (ties in submit order, so each link stays FIFO). Unshaped links deliver inline.
+    by due time (ties in submit order, so each link stays FIFO). ACKs booked later may push a
+    pending message: it goes back on the heap at its new due time when its old one comes.
+    Unshaped links deliver inline.
     `link=` books `key` with another spec than its own (a radio channel of several links).
     """
 
@@ -47,7 +50,7 @@ class LinkShaper(Generic[K]):
         self._links = dict(links or {})
         self._clock = clock
         self._book: LinkBook[K] = LinkBook()
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, Callable[[], None], Booking, float]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._busy = 0          # deliveries popped but still running
@@ -58,16 +61,19 @@ class LinkShaper(Generic[K]):
         return self._links.get(key)
 
     def schedule(self, key: K, nbytes: int, now: float | None = None, link: LinkSpec | None = None) -> float:
-        """Reserve link `key` for `nbytes` sent at `now`; return the due time of delivery."""
+        """Reserve link `key` for `nbytes` sent at `now`; return the due time of delivery as booked
+        now (ACKs booked later may push it)."""
         if nbytes < 0:
             raise ValueError(f"message size must be >= 0 bytes, got {nbytes}")
         link = self._links.get(key) if link is None else link
         now = self._clock() if now is None else now
         if link is None:
             return now
+        return self._reserve(key, link, nbytes, now).end + link.latency_s
+
+    def _reserve(self, key: K, link: LinkSpec, nbytes: int, now: float) -> Booking:
         with self._cond:
-            _, end = self._book.book(key, link, nbytes, now)
-        return end + link.latency_s
+            return self._book.book(key, link, nbytes, now)
 
     def book_acks(self, key: K, link: LinkSpec, nbytes: int, at: float | None = None) -> None:
         """Hold `key` (over `link`) for the ACKs of `nbytes` received at `at` (default now)."""
@@ -82,9 +88,11 @@ class LinkShaper(Generic[K]):
         if is_unshaped(link):
             deliver()
             return self._clock()
-        due = self.schedule(key, nbytes, link=link)
+        assert link is not None
+        booking = self._reserve(key, link, nbytes, self._clock())
+        due = booking.end + link.latency_s
         with self._cond:
-            heapq.heappush(self._heap, (due, next(self._seq), deliver))
+            heapq.heappush(self._heap, (due, next(self._seq), deliver, booking, link.latency_s))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="splitpipe-shaper", daemon=True)
                 self._thread.start()
@@ -133,7 +141,10 @@ class LinkShaper(Generic[K]):
                         self._cond.wait()
                 if self._closed:
                     return
-                _, _, deliver = heapq.heappop(self._heap)
+                due, seq, deliver, booking, latency = heapq.heappop(self._heap)
+                if booking.end + latency > due:   # ACKs pushed it since: wait for its new due time
+                    heapq.heappush(self._heap, (booking.end + latency, seq, deliver, booking, latency))
+                    continue
                 self._busy += 1
             try:
                 deliver()

@@ -10,7 +10,7 @@ from splitpipe.data import load_dataset
 from splitpipe.engine.emulate import TensorExecutor
 from splitpipe.engine.events import ScheduleStuck, run_schedule
 from splitpipe.engine.timing import ProfileTiming, part_units
-from splitpipe.network import TCP, LinkSpec, parse_network
+from splitpipe.network import TCP, Framing, LinkSpec, parse_network
 from splitpipe.plan import Node, Plan, Topology
 from splitpipe.profile import Profile, UnitCost
 from splitpipe.schedules import build_schedule
@@ -144,3 +144,22 @@ def test_node_runs_the_input_that_arrived_first() -> None:
     server = [s for s in spans if s.resource == "s"]
     assert [s.owner for s in server] == [1, 0]
     assert math.isclose(server[0].start, 0.1)
+
+
+def test_acks_made_during_an_upload_go_between_its_segments_and_delay_its_arrival() -> None:
+    # a -> b: 4 bytes [0, 4]; b -> a: 2 bytes [0, 2], whose ACKs (1 s) are made at 2 while the
+    # upload is on the wire: it ends at 5, and b receives it then
+    acking = LinkSpec(1.0, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
+    topology = Topology((Node("a", "device"), Node("b", "server")), {("a", "b"): acking, ("b", "a"): acking})
+
+    class Sized(CountingExecutor):
+        def send(self, node: str, action: Action) -> tuple[object, int]:
+            return None, 4 if node == "a" else 2
+
+    up, down = Tag("act", 0, 0, 0, 0), Tag("grad", 0, 0, 0, 0)
+    schedule = Schedule({"a": {0: (Action(SEND, peer="b", tag=up),), 1: (Action(RECV, peer="b", tag=down),)},
+                         "b": {0: (Action(SEND, peer="a", tag=down),), 1: (Action(RECV, peer="a", tag=up),)}},
+                        (), {})
+    spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized())}
+    assert spans["a->b"] == (0.0, pytest.approx(5.0))
+    assert spans["b->a"] == (0.0, pytest.approx(2.0))   # a's ACKs of the upload come after, at 5

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from splitpipe.network import RAW, TCP, LinkSpec
+from splitpipe.network import RAW, TCP, Framing, LinkSpec
 from splitpipe.runtime.shaping import LinkShaper, NodeShaper, is_unshaped
 
 
@@ -129,3 +129,30 @@ def test_a_radio_serialises_sends_to_different_peers() -> None:
     for shaper in (owner, free, peer):
         shaper.drain(0.0)
         shaper.close()
+
+
+def test_acks_sent_while_a_message_is_on_the_link_make_it_due_later() -> None:
+    # a sends 10 B at 1 B/s (due 10); at 2 it receives 4 B from b (shaped by b), whose ACKs
+    # (2 s at one 1-byte ACK per 2 bytes) go between the segments of its message: due 12
+    acking = LinkSpec(1.0, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
+    clock = FakeClock()
+    a = NodeShaper("a", {("a", "b"): acking, ("b", "a"): acking}, clock=clock)
+    assert a.send("b", 10, lambda: None) == 10.0
+    clock.now = 2.0
+    a.receive("b", 4, lambda: None)
+    assert a.send("b", 1, lambda: None) == pytest.approx(13.0)   # behind the pushed one
+    a.close()
+
+
+def test_a_pushed_message_is_delivered_at_its_new_due_time() -> None:
+    # real clock: 0.2 s of data, then 0.2 s of ACKs made at once; never delivered before 0.4 s
+    acking = LinkSpec(1e6, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
+    a = NodeShaper("a", {("a", "b"): acking, ("b", "a"): acking})
+    done = threading.Event()
+    delivered: list[float] = []
+    start = time.monotonic()
+    a.send("b", 200_000, lambda: (delivered.append(time.monotonic() - start), done.set()))
+    a.receive("b", 400_000, lambda: None)
+    assert done.wait(timeout=30)
+    assert delivered[0] >= 0.4
+    a.close()
