@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from splitpipe.runtime.transport.base import TransportError
-from splitpipe.runtime.transport.sockio import write_all, write_some
-from splitpipe.runtime.transport.wire import Pool, Reader, encode_bye
+from splitpipe.runtime.transport.sockio import SocketReader, write_all, write_some
+from splitpipe.runtime.transport.wire import Pool, encode_bye
 
 __all__ = ["Connection", "Channel"]
 
@@ -27,7 +27,7 @@ class Connection:
     """An authenticated socket to `peer` carrying messages one way (`mode`, from the dialer's view)."""
 
     sock: socket.socket
-    reader: Reader
+    reader: SocketReader
     peer: str
     mode: str
     where: str                                   # the other end's address, for messages
@@ -126,8 +126,8 @@ class Channel:
     def _put_direct(self, buffers: Buffers, small: bool) -> bool:
         """Write from the caller if the channel is idle; the rest of a partial write goes to the thread."""
         with self._lock:
-            if self._finished_put():
-                return True
+            if self.finished:
+                return self._finished_put()
             connection = self._connection
             if (connection is None or self._unwritten or self._closing
                     or not (connection.plain or (small and _has_room(connection.sock)))
@@ -137,7 +137,7 @@ class Channel:
         try:
             if connection.plain:
                 sent = write_some(connection.sock, buffers)
-                if sent < sum(len(b) for b in buffers):
+                if sent < sum(map(len, buffers)):
                     carry = self._pool.snapshot(buffers, sent)
                     with self._lock:
                         self._carry = carry   # the thread writes it before anything queued after it

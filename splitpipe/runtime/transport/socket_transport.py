@@ -260,12 +260,16 @@ class SocketTransport(Transport):
 
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
         check_message(tag, payload)
-        channel = self._channel(peer)
+        channel = self._channels.get(peer)   # without the lock while it works (most sends); else _channel says why
+        if channel is None or channel.error is not None or channel.finished or self._closed:
+            channel = self._channel(peer)
         buffers, nbytes = encode_data(tag, payload)   # views of the payload: the channel snapshots what it keeps
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
-        if self._shaper.delays(peer):   # delivered to the channel later: the snapshot is taken now
-            buffers = self._pool.snapshot(buffers)
+        if not self._shaper.delays(peer):
+            channel.put(buffers, small=nbytes < JOIN_BELOW)
+            return
+        buffers = self._pool.snapshot(buffers)   # delivered to the channel later: the snapshot is taken now
         self._shaper.send(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
@@ -531,7 +535,11 @@ class SocketTransport(Transport):
                                    "at %s: %s", self.name, connection.peer, connection.where, item)
             return
         connection.delivered += 1
-        self._arrive(Message(connection.peer, item.tag, item.payload, item.control, time.time()))
+        message = Message(connection.peer, item.tag, item.payload, item.control, time.time())
+        if item.control is None and not self._shaper.delays(message.src):
+            self._inbox.put(message)   # the usual case, in short
+        else:
+            self._arrive(message)
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""

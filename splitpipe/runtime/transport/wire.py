@@ -46,7 +46,7 @@ from splitpipe.runtime.transport.limits import (
     CodecError,
     tensor_nbytes,
 )
-from splitpipe.runtime.transport.sockio import rest
+from splitpipe.runtime.transport.sockio import SocketReader, rest
 from splitpipe.schedules.ir import MESSAGE_KINDS, Tag
 
 __all__ = ["DATA", "CONTROL", "BYE", "PREFIX", "Reader", "TensorSpec", "encode_data", "encode_control",
@@ -141,7 +141,7 @@ def parse_header(head: bytes | bytearray, max_tensors: int = MAX_TENSORS) -> tup
     return Tag(kind, owner, part, step, mb), bool(state_dict), specs
 
 
-def _parse_single(head: bytes | bytearray) -> tuple[Tag, bool, list[TensorSpec]] | None:
+def _parse_single(head: bytes | bytearray | memoryview) -> tuple[Tag, bool, list[TensorSpec]] | None:
     """A well-formed one-tensor header (what encode_data's fast path writes) in one unpack; None for
     anything else, which parse_header's general path then reads (and names what is wrong with it)."""
     size = head[0] if head else 0
@@ -290,6 +290,9 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
     ConnectionError (or another OSError) when the stream breaks inside a message. With
     `strict=False` (a live node) any unexpected exception while decoding becomes a CodecError.
     """
+    whole = _whole_single(reader, max_message_bytes) if isinstance(reader, SocketReader) else None
+    if whole is not None:
+        return whole
     prefix = bytearray(PREFIX.size)
     _read_exact(reader, memoryview(prefix), at_start=True)
     kind, head_len, body_len = PREFIX.unpack(prefix)
@@ -317,6 +320,29 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
         if strict:
             raise
         return CodecError(f"undecodable ({type(exc).__name__}: {str(exc)[:200]}); dropped")
+
+
+def _whole_single(reader: SocketReader, max_message_bytes: int) -> Decoded | CodecError | None:
+    """The next message if it is a one-tensor data message already whole in `reader`'s buffer (a small
+    activation or gradient, the usual case), decoded from there: one unpack, one copy, no other read.
+    None for anything else, which read_message's general path reads (and names what is wrong with it)."""
+    view = reader.peek()
+    if len(view) <= PREFIX.size:
+        return None
+    kind, head_len, body_len = PREFIX.unpack_from(view)
+    start = PREFIX.size + head_len
+    end = start + body_len
+    if kind != DATA or end > len(view) or body_len > max_message_bytes:
+        return None
+    single = _parse_single(view[PREFIX.size:start])
+    if single is None or single[2][0].nbytes != body_len:
+        return None
+    data = np.frombuffer(view[start:end], dtype=np.uint8).copy()   # the tensor's own memory
+    reader.consume(end)
+    try:
+        return Decoded(single[0], tensor_over(single[2][0], data), None)
+    except CodecError as exc:   # a bool tensor holding other bytes
+        return CodecError(f"{exc}; dropped")
 
 
 class _Rejected(Exception):
