@@ -116,9 +116,10 @@ class Inbox:
             return True   # let the read fail and end the connection
 
     # -- the thread in receive() -------------------------------------------------------------------
-    def get(self, timeout: float | None, read: Callable[[Connection], None]) -> Message | None:
+    def get(self, timeout: float | None, read: Callable[[Connection], Message | None]) -> Message | None:
         """The next message, waiting up to `timeout` (None: for ever). `read(connection)` reads one message that
-        is all in off `connection` (its read lock held) and puts it, or drops it if malformed."""
+        is all in off `connection` (its read lock held) and returns it, or None if it went elsewhere (dropped
+        as malformed, answered by on_control, held by a shaped link)."""
         if not self._queue.empty():
             try:
                 return self._queue.get_nowait()
@@ -137,7 +138,7 @@ class Inbox:
             self._park_until = time.monotonic() + PARK_S
             self._waiter.release()
 
-    def _wait(self, deadline: float | None, read: Callable[[Connection], None]) -> Message | None:
+    def _wait(self, deadline: float | None, read: Callable[[Connection], Message | None]) -> Message | None:
         skip: set[Connection] = set()   # being read by their reader thread: back in play at the next wake-up
         while True:
             if not self._queue.empty():
@@ -159,7 +160,9 @@ class Inbox:
                     elif fd in by_fd:
                         ready.append(by_fd[fd])
             for connection in ready:
-                self._take(connection, read, skip)
+                message = self._take(connection, read, skip)
+                if message is not None:
+                    return message
 
     def _poller(self, connections: list[Connection]) -> tuple[select.poll, dict[int, Connection]]:
         """A poll object for the wake pipe and `connections`, made again only when they change (one
@@ -174,17 +177,19 @@ class Inbox:
             self._polled, self._polling = (connections, fds), (poller, by_fd)
         return self._polling
 
-    def _take(self, connection: Connection, read: Callable[[Connection], None], skip: set[Connection]) -> None:
-        """Read `connection`'s next message here if all of it is in; else leave it to its reader thread."""
+    def _take(self, connection: Connection, read: Callable[[Connection], Message | None],
+              skip: set[Connection]) -> Message | None:
+        """Read `connection`'s next message here if all of it is in; else leave it to its reader thread.
+        The message is returned, not queued: nothing was queued when it was read (1), so none of its peer's
+        earlier messages waits in the queue."""
         if not connection.read_lock.acquire(blocking=False):
             skip.add(connection)   # its reader is at it; it pokes when done
-            return
+            return None
         try:
             if not self._queue.empty():
-                return   # a message came in meanwhile (perhaps from this connection): it goes first
+                return None   # a message came in meanwhile (perhaps from this connection): it goes first
             if _complete(connection):
-                read(connection)
-                return
+                return read(connection)   # (1)
         except (OSError, ValueError):   # closed under us: its reader thread ends it (and says it broke)
             connection.release()
         finally:
@@ -192,6 +197,7 @@ class Inbox:
         connection.handed = True
         skip.add(connection)
         connection.turn.set()
+        return None
 
 
 def _complete(connection: Connection) -> bool:

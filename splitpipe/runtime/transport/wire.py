@@ -22,7 +22,7 @@ import functools
 import math
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -148,20 +148,17 @@ def _parse_single(head: bytes | bytearray | memoryview) -> tuple[Tag, bool, list
     dims, odd = divmod(len(head) - size - _SINGLE_FIXED, 8)
     if odd or not 0 <= dims <= MAX_DIMS:
         return None
-    _, kind, owner, part, step, mb, state_dict, count, key_len, code, declared, *shape = \
-        _single(size, dims, prefix=False).unpack(head)
-    if state_dict or count != 1 or key_len or declared != dims or code >= len(DTYPE_CODES) \
+    unpack = _HEADS.get((size, dims)) or _single(size, dims, False).unpack
+    _, kind, owner, part, step, mb, state_dict, count, key_len, code, declared, *shape = unpack(head)
+    name = _KIND_NAMES.get(kind)
+    if name is None or state_dict or count != 1 or key_len or declared != dims or code >= len(DTYPE_CODES) \
             or (shape and min(shape) < 0):
         return None
-    try:
-        name = kind.decode()
-    except UnicodeDecodeError:
-        return None
     dtype = DTYPE_CODES[code]
-    itemsize = ITEMSIZE[dtype]
-    if name not in MESSAGE_KINDS or math.prod([d or 1 for d in shape]) * itemsize >= _MAX_STRIDES:
+    nbytes = math.prod(shape) * ITEMSIZE[dtype]
+    if (nbytes or math.prod([d or 1 for d in shape]) * ITEMSIZE[dtype]) >= _MAX_STRIDES:
         return None
-    return Tag(name, owner, part, step, mb), False, [TensorSpec("", dtype, shape, math.prod(shape) * itemsize)]
+    return Tag(name, owner, part, step, mb), False, [TensorSpec("", dtype, shape, nbytes)]
 
 
 def encode_data(tag: Tag, payload: Payload) -> tuple[list[memoryview | bytes], int]:
@@ -200,7 +197,16 @@ def encode_data(tag: Tag, payload: Payload) -> tuple[list[memoryview | bytes], i
 @functools.lru_cache(maxsize=512)
 def _single(kind_len: int, dims: int, prefix: bool = True) -> struct.Struct:
     """(Prefix and) header of a one-tensor message with no key as one struct: the bytes encode_header writes."""
-    return struct.Struct(f"!{'BIQ' if prefix else ''}B{kind_len}sqqqqBIHBB{dims}q")
+    head = struct.Struct(f"!{'BIQ' if prefix else ''}B{kind_len}sqqqqBIHBB{dims}q")
+    if not prefix and len(_HEADS) < 512:
+        _HEADS[(kind_len, dims)] = head.unpack
+    return head
+
+
+#: The unpack of each one-tensor header seen so far (a dict lookup is quicker than the cache's call).
+_HEADS: dict[tuple[int, int], Callable[[bytes | bytearray | memoryview], tuple]] = {}
+#: Message kinds as the wire spells them.
+_KIND_NAMES = {kind.encode(): kind for kind in MESSAGE_KINDS}
 
 
 #: Bytes of a one-tensor header besides its kind and dimensions.

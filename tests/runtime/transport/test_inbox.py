@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from splitpipe.runtime.transport import SocketTransport
+from splitpipe.runtime.transport import Message, SocketTransport
 from splitpipe.runtime.transport.channel import Connection
 from splitpipe.runtime.transport.handshake import SharedSecret, dial_handshake
 from splitpipe.runtime.transport.sockio import SocketReader
@@ -46,9 +46,9 @@ def test_receive_reads_messages_that_are_in_itself(pair, monkeypatch) -> None:
     readers: list[str] = []
     read_one = SocketTransport._read_one
 
-    def counted(self: SocketTransport, connection: Connection) -> None:
+    def counted(self: SocketTransport, connection: Connection) -> Message | None:
         readers.append(threading.current_thread().name)
-        read_one(self, connection)
+        return read_one(self, connection)
     monkeypatch.setattr(SocketTransport, "_read_one", counted)
     tensor = torch.arange(1024, dtype=torch.float32)
     for mb in range(50):
