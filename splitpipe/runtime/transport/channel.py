@@ -124,35 +124,37 @@ class Channel:
         return self.finished
 
     def _put_direct(self, buffers: Buffers, small: bool) -> bool:
-        """Write from the caller if the channel is idle; the rest of a partial write goes to the thread."""
-        with self._lock:
-            if self.finished:
-                return self._finished_put()
-            connection = self._connection
-            if (connection is None or self._unwritten or self._closing
-                    or not (connection.plain or (small and _has_room(connection.sock)))
-                    or not self._write_lock.acquire(blocking=False)):
-                return False
-            self._unwritten += 1
+        """Write from the caller if the channel is idle; the rest of a partial write goes to the thread.
+
+        The write lock is taken first: while the caller holds it nobody else writes, and a concurrent
+        put finds it taken and queues behind this message."""
+        if not self._write_lock.acquire(blocking=False):
+            return False   # the thread (or another caller) is writing
+        connection = self._connection
         try:
-            if connection.plain:
+            if self.finished:
+                with self._lock:
+                    return self._finished_put()
+            if (connection is None or self._unwritten or self._closing
+                    or not (connection.plain or (small and _has_room(connection.sock)))):
+                return False
+            try:
+                if not connection.plain:
+                    connection.write(buffers)
+                    return True
                 sent = write_some(connection.sock, buffers)
                 if sent < sum(map(len, buffers)):
                     carry = self._pool.snapshot(buffers, sent)
                     with self._lock:
+                        self._unwritten += 1
                         self._carry = carry   # the thread writes it before anything queued after it
                         self._queue.put(_WAKE)
-                    return True
-            else:
-                connection.write(buffers)
-            with self._lock:
-                self._unwritten -= 1
-        except (OSError, ValueError) as exc:
-            self._fail(connection, exc, 1)
-            connection.release()
+            except (OSError, ValueError) as exc:
+                self._fail(connection, exc, 1)
+                connection.release()
+            return True
         finally:
             self._write_lock.release()
-        return True
 
     @property
     def connection(self) -> Connection | None:
