@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from splitpipe.runtime.transport.base import TransportError
-from splitpipe.runtime.transport.sockio import write_all, write_some
-from splitpipe.runtime.transport.wire import Pool, Reader, encode_bye
+from splitpipe.runtime.transport.sockio import SocketReader, write_all, write_some
+from splitpipe.runtime.transport.wire import Pool, encode_bye
 
 __all__ = ["Connection", "Channel"]
 
@@ -27,7 +27,7 @@ class Connection:
     """An authenticated socket to `peer` carrying messages one way (`mode`, from the dialer's view)."""
 
     sock: socket.socket
-    reader: Reader
+    reader: SocketReader
     peer: str
     mode: str
     where: str                                   # the other end's address, for messages
@@ -124,35 +124,37 @@ class Channel:
         return self.finished
 
     def _put_direct(self, buffers: Buffers, small: bool) -> bool:
-        """Write from the caller if the channel is idle; the rest of a partial write goes to the thread."""
-        with self._lock:
-            if self._finished_put():
-                return True
-            connection = self._connection
-            if (connection is None or self._unwritten or self._closing
-                    or not (connection.plain or (small and _has_room(connection.sock)))
-                    or not self._write_lock.acquire(blocking=False)):
-                return False
-            self._unwritten += 1
+        """Write from the caller if the channel is idle; the rest of a partial write goes to the thread.
+
+        The write lock is taken first: while the caller holds it nobody else writes, and a concurrent
+        put finds it taken and queues behind this message."""
+        if not self._write_lock.acquire(blocking=False):
+            return False   # the thread (or another caller) is writing
+        connection = self._connection
         try:
-            if connection.plain:
+            if self.finished:
+                with self._lock:
+                    return self._finished_put()
+            if (connection is None or self._unwritten or self._closing
+                    or not (connection.plain or (small and _has_room(connection.sock)))):
+                return False
+            try:
+                if not connection.plain:
+                    connection.write(buffers)
+                    return True
                 sent = write_some(connection.sock, buffers)
-                if sent < sum(len(b) for b in buffers):
+                if sent < sum(map(len, buffers)):
                     carry = self._pool.snapshot(buffers, sent)
                     with self._lock:
+                        self._unwritten += 1
                         self._carry = carry   # the thread writes it before anything queued after it
                         self._queue.put(_WAKE)
-                    return True
-            else:
-                connection.write(buffers)
-            with self._lock:
-                self._unwritten -= 1
-        except (OSError, ValueError) as exc:
-            self._fail(connection, exc, 1)
-            connection.release()
+            except (OSError, ValueError) as exc:
+                self._fail(connection, exc, 1)
+                connection.release()
+            return True
         finally:
             self._write_lock.release()
-        return True
 
     @property
     def connection(self) -> Connection | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -42,9 +42,8 @@ __all__ = [
 _NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """One reassembled message: data (tag and payload) or control."""
+class Decoded(NamedTuple):
+    """One reassembled message: data (tag and payload) or control (a tuple: made for every message received)."""
 
     tag: Tag | None
     payload: Payload | None

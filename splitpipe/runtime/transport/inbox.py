@@ -36,11 +36,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import cast
 
 from splitpipe.runtime.transport.base import Message
 from splitpipe.runtime.transport.channel import Connection
-from splitpipe.runtime.transport.sockio import SocketReader
 from splitpipe.runtime.transport.wire import CONTROL, DATA, PREFIX
 
 __all__ = ["Inbox", "PARK_S"]
@@ -62,6 +60,8 @@ class Inbox:
         self._waiting = False
         self._waiter_id = 0   # the thread waiting in get(): it needs no wake-up for what it puts itself
         self._park_until = 0.0
+        self._polled: tuple[list[Connection], list[int]] | None = None   # what self._polling polls
+        self._polling: tuple[select.poll, dict[int, Connection]] = (select.poll(), {})
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
@@ -98,7 +98,7 @@ class Inbox:
                 connection.turn.wait(PARK_S)
                 connection.turn.clear()
                 continue
-            if _reader(connection).buffered:
+            if connection.reader.buffered:
                 return
             try:
                 if _poll([connection.sock.fileno()], PARK_S):
@@ -108,7 +108,7 @@ class Inbox:
 
     def has_bytes(self, connection: Connection) -> bool:
         """Whether bytes wait on `connection` now (call with its read lock held)."""
-        if _reader(connection).buffered:
+        if connection.reader.buffered:
             return True
         try:
             return bool(_poll([connection.sock.fileno()], 0))
@@ -116,13 +116,15 @@ class Inbox:
             return True   # let the read fail and end the connection
 
     # -- the thread in receive() -------------------------------------------------------------------
-    def get(self, timeout: float | None, read: Callable[[Connection], None]) -> Message | None:
+    def get(self, timeout: float | None, read: Callable[[Connection], Message | None]) -> Message | None:
         """The next message, waiting up to `timeout` (None: for ever). `read(connection)` reads one message that
-        is all in off `connection` (its read lock held) and puts it, or drops it if malformed."""
-        try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            pass
+        is all in off `connection` (its read lock held) and returns it, or None if it went elsewhere (dropped
+        as malformed, answered by on_control, held by a shaped link)."""
+        if not self._queue.empty():
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:   # another thread took it
+                pass
         if not self.direct or (timeout is not None and timeout <= 0) or not self._waiter.acquire(blocking=False):
             try:
                 return self._queue.get(timeout=timeout)
@@ -136,44 +138,58 @@ class Inbox:
             self._park_until = time.monotonic() + PARK_S
             self._waiter.release()
 
-    def _wait(self, deadline: float | None, read: Callable[[Connection], None]) -> Message | None:
+    def _wait(self, deadline: float | None, read: Callable[[Connection], Message | None]) -> Message | None:
         skip: set[Connection] = set()   # being read by their reader thread: back in play at the next wake-up
         while True:
-            try:
-                return self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            candidates = [c for c in self._connections if c not in skip and not c.handed]
-            ready = [c for c in candidates if _reader(c).buffered]
+            if not self._queue.empty():
+                try:
+                    return self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+            candidates = [c for c in self._connections if not c.handed and c not in skip]
+            ready = [c for c in candidates if c.reader.buffered]
             if not ready:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                by_fd = {}
-                for connection in candidates:
-                    fd = connection.sock.fileno()
-                    if fd >= 0:
-                        by_fd[fd] = connection
-                for fd in _poll([self._wake_r, *by_fd], left):
+                poller, by_fd = self._poller(candidates)
+                for fd, _ in poller.poll(None if left is None else max(0, int(left * 1000 + 0.999))):
                     if fd == self._wake_r:
                         _drain(fd)
                         skip.clear()
                     elif fd in by_fd:
                         ready.append(by_fd[fd])
             for connection in ready:
-                self._take(connection, read, skip)
+                message = self._take(connection, read, skip)
+                if message is not None:
+                    return message
 
-    def _take(self, connection: Connection, read: Callable[[Connection], None], skip: set[Connection]) -> None:
-        """Read `connection`'s next message here if all of it is in; else leave it to its reader thread."""
+    def _poller(self, connections: list[Connection]) -> tuple[select.poll, dict[int, Connection]]:
+        """A poll object for the wake pipe and `connections`, made again only when they change (one
+        thread waits at a time): registering every descriptor anew cost a system call's worth per message."""
+        fds = [c.sock.fileno() for c in connections]
+        if self._polled is None or connections != self._polled[0] or fds != self._polled[1]:
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            by_fd = {fd: c for fd, c in zip(fds, connections) if fd >= 0}
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN)
+            self._polled, self._polling = (connections, fds), (poller, by_fd)
+        return self._polling
+
+    def _take(self, connection: Connection, read: Callable[[Connection], Message | None],
+              skip: set[Connection]) -> Message | None:
+        """Read `connection`'s next message here if all of it is in; else leave it to its reader thread.
+        The message is returned, not queued: nothing was queued when it was read (1), so none of its peer's
+        earlier messages waits in the queue."""
         if not connection.read_lock.acquire(blocking=False):
             skip.add(connection)   # its reader is at it; it pokes when done
-            return
+            return None
         try:
             if not self._queue.empty():
-                return   # a message came in meanwhile (perhaps from this connection): it goes first
+                return None   # a message came in meanwhile (perhaps from this connection): it goes first
             if _complete(connection):
-                read(connection)
-                return
+                return read(connection)   # (1)
         except (OSError, ValueError):   # closed under us: its reader thread ends it (and says it broke)
             connection.release()
         finally:
@@ -181,11 +197,12 @@ class Inbox:
         connection.handed = True
         skip.add(connection)
         connection.turn.set()
+        return None
 
 
 def _complete(connection: Connection) -> bool:
     """Whether a whole data or control message is in (buffered, or waiting in the kernel), so reading it cannot block."""
-    reader = _reader(connection)
+    reader = connection.reader
     if reader.buffered < PREFIX.size:
         reader.fill(wait=False)
         if reader.buffered < PREFIX.size:
@@ -197,10 +214,6 @@ def _complete(connection: Connection) -> bool:
     if need <= 0:
         return True
     return need <= _INT.unpack(fcntl.ioctl(connection.sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-
-
-def _reader(connection: Connection) -> SocketReader:
-    return cast(SocketReader, connection.reader)   # the transport's connections read through a SocketReader
 
 
 def _poll(fds: list[int], timeout: float | None) -> list[int]:

@@ -260,12 +260,16 @@ class SocketTransport(Transport):
 
     def send(self, peer: str, tag: Tag, payload: Payload) -> None:
         check_message(tag, payload)
-        channel = self._channel(peer)
+        channel = self._channels.get(peer)   # without the lock while it works (most sends); else _channel says why
+        if channel is None or channel.error is not None or channel.finished or self._closed:
+            channel = self._channel(peer)
         buffers, nbytes = encode_data(tag, payload)   # views of the payload: the channel snapshots what it keeps
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
-        if self._shaper.delays(peer):   # delivered to the channel later: the snapshot is taken now
-            buffers = self._pool.snapshot(buffers)
+        if not self._shaper.delays(peer):
+            channel.put(buffers, small=nbytes < JOIN_BELOW)
+            return
+        buffers = self._pool.snapshot(buffers)   # delivered to the channel later: the snapshot is taken now
         self._shaper.send(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
@@ -505,7 +509,9 @@ class SocketTransport(Transport):
                     if direct and not connection.handed and not inbox.has_bytes(connection):
                         continue   # the thread in receive() read it
                     connection.handed = False
-                    self._read_one(connection)
+                    message = self._read_one(connection)
+                    if message is not None:
+                        inbox.put(message)
                 if direct:
                     inbox.poke()   # the thread in receive() may look at this connection again
         except Ended as end:
@@ -523,15 +529,20 @@ class SocketTransport(Transport):
                 self._inbox.put(Message(connection.peer, None, None, {"type": "broken"}, time.time()))
         return clean
 
-    def _read_one(self, connection: Connection) -> None:
-        """Read the next message off `connection` (its read lock held) and deliver it, or drop it if malformed."""
+    def _read_one(self, connection: Connection) -> Message | None:
+        """Read the next message off `connection` (its read lock held): returned when it is to be delivered
+        now (the caller queues or returns it); None when it was dropped as malformed or went elsewhere (_arrive)."""
         item = read_message(connection.reader, self._max_message_bytes, self._max_control_bytes, self._max_tensors)
         if isinstance(item, CodecError):
             self._refusals.warning(connection.peer, "node '%s' dropped a malformed message from node '%s' "
                                    "at %s: %s", self.name, connection.peer, connection.where, item)
-            return
+            return None
         connection.delivered += 1
-        self._arrive(Message(connection.peer, item.tag, item.payload, item.control, time.time()))
+        message = Message(connection.peer, item.tag, item.payload, item.control, time.time())
+        if item.control is None and not self._shaper.delays(message.src):
+            return message   # the usual case, in short
+        self._arrive(message)
+        return None
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""

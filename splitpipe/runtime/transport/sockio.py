@@ -64,6 +64,10 @@ class SocketReader:
         """The buffered bytes (valid until the next read)."""
         return self._buffer[self._start:self._end]
 
+    def consume(self, nbytes: int) -> None:
+        """Drop the first `nbytes` buffered bytes (read through `peek`); at most `buffered`."""
+        self._start += min(nbytes, self._end - self._start)
+
     def fill(self, wait: bool = True) -> int | None:
         """Add what one `recv` gives to the buffer: the bytes got, 0 at the end of the stream, None if
         `wait` is False and nothing was there. The buffer must have room (it holds less than its size)."""
@@ -127,7 +131,15 @@ def write_all(sock: socket.socket, buffers: Buffers) -> None:
 
 def write_some(sock: socket.socket, buffers: Buffers) -> int:
     """Write what the kernel takes now without blocking (plain sockets); the number of bytes written."""
-    views, sent = [memoryview(b) for b in buffers if len(b)], 0
+    sent = 0
+    if len(buffers) == 1:   # a small message, joined: one plain send, the common case in short
+        try:
+            sent = sock.send(buffers[0], socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        if sent == len(buffers[0]):
+            return sent
+    views = rest(buffers, sent)
     while views:
         try:
             n = sock.sendmsg(views[:_IOV_MAX], (), socket.MSG_DONTWAIT)

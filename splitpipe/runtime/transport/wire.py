@@ -22,7 +22,7 @@ import functools
 import math
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -46,7 +46,7 @@ from splitpipe.runtime.transport.limits import (
     CodecError,
     tensor_nbytes,
 )
-from splitpipe.runtime.transport.sockio import rest
+from splitpipe.runtime.transport.sockio import SocketReader, rest
 from splitpipe.schedules.ir import MESSAGE_KINDS, Tag
 
 __all__ = ["DATA", "CONTROL", "BYE", "PREFIX", "Reader", "TensorSpec", "encode_data", "encode_control",
@@ -141,27 +141,24 @@ def parse_header(head: bytes | bytearray, max_tensors: int = MAX_TENSORS) -> tup
     return Tag(kind, owner, part, step, mb), bool(state_dict), specs
 
 
-def _parse_single(head: bytes | bytearray) -> tuple[Tag, bool, list[TensorSpec]] | None:
+def _parse_single(head: bytes | bytearray | memoryview) -> tuple[Tag, bool, list[TensorSpec]] | None:
     """A well-formed one-tensor header (what encode_data's fast path writes) in one unpack; None for
     anything else, which parse_header's general path then reads (and names what is wrong with it)."""
     size = head[0] if head else 0
     dims, odd = divmod(len(head) - size - _SINGLE_FIXED, 8)
     if odd or not 0 <= dims <= MAX_DIMS:
         return None
-    _, kind, owner, part, step, mb, state_dict, count, key_len, code, declared, *shape = \
-        _single(size, dims, prefix=False).unpack(head)
-    if state_dict or count != 1 or key_len or declared != dims or code >= len(DTYPE_CODES) \
+    unpack = _HEADS.get((size, dims)) or _single(size, dims, False).unpack
+    _, kind, owner, part, step, mb, state_dict, count, key_len, code, declared, *shape = unpack(head)
+    name = _KIND_NAMES.get(kind)
+    if name is None or state_dict or count != 1 or key_len or declared != dims or code >= len(DTYPE_CODES) \
             or (shape and min(shape) < 0):
         return None
-    try:
-        name = kind.decode()
-    except UnicodeDecodeError:
-        return None
     dtype = DTYPE_CODES[code]
-    itemsize = ITEMSIZE[dtype]
-    if name not in MESSAGE_KINDS or math.prod([d or 1 for d in shape]) * itemsize >= _MAX_STRIDES:
+    nbytes = math.prod(shape) * ITEMSIZE[dtype]
+    if (nbytes or math.prod([d or 1 for d in shape]) * ITEMSIZE[dtype]) >= _MAX_STRIDES:
         return None
-    return Tag(name, owner, part, step, mb), False, [TensorSpec("", dtype, shape, math.prod(shape) * itemsize)]
+    return Tag(name, owner, part, step, mb), False, [TensorSpec("", dtype, shape, nbytes)]
 
 
 def encode_data(tag: Tag, payload: Payload) -> tuple[list[memoryview | bytes], int]:
@@ -200,7 +197,16 @@ def encode_data(tag: Tag, payload: Payload) -> tuple[list[memoryview | bytes], i
 @functools.lru_cache(maxsize=512)
 def _single(kind_len: int, dims: int, prefix: bool = True) -> struct.Struct:
     """(Prefix and) header of a one-tensor message with no key as one struct: the bytes encode_header writes."""
-    return struct.Struct(f"!{'BIQ' if prefix else ''}B{kind_len}sqqqqBIHBB{dims}q")
+    head = struct.Struct(f"!{'BIQ' if prefix else ''}B{kind_len}sqqqqBIHBB{dims}q")
+    if not prefix and len(_HEADS) < 512:
+        _HEADS[(kind_len, dims)] = head.unpack
+    return head
+
+
+#: The unpack of each one-tensor header seen so far (a dict lookup is quicker than the cache's call).
+_HEADS: dict[tuple[int, int], Callable[[bytes | bytearray | memoryview], tuple]] = {}
+#: Message kinds as the wire spells them.
+_KIND_NAMES = {kind.encode(): kind for kind in MESSAGE_KINDS}
 
 
 #: Bytes of a one-tensor header besides its kind and dimensions.
@@ -290,6 +296,9 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
     ConnectionError (or another OSError) when the stream breaks inside a message. With
     `strict=False` (a live node) any unexpected exception while decoding becomes a CodecError.
     """
+    whole = _whole_single(reader, max_message_bytes) if isinstance(reader, SocketReader) else None
+    if whole is not None:
+        return whole
     prefix = bytearray(PREFIX.size)
     _read_exact(reader, memoryview(prefix), at_start=True)
     kind, head_len, body_len = PREFIX.unpack(prefix)
@@ -317,6 +326,29 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
         if strict:
             raise
         return CodecError(f"undecodable ({type(exc).__name__}: {str(exc)[:200]}); dropped")
+
+
+def _whole_single(reader: SocketReader, max_message_bytes: int) -> Decoded | CodecError | None:
+    """The next message if it is a one-tensor data message already whole in `reader`'s buffer (a small
+    activation or gradient, the usual case), decoded from there: one unpack, one copy, no other read.
+    None for anything else, which read_message's general path reads (and names what is wrong with it)."""
+    view = reader.peek()
+    if len(view) <= PREFIX.size:
+        return None
+    kind, head_len, body_len = PREFIX.unpack_from(view)
+    start = PREFIX.size + head_len
+    end = start + body_len
+    if kind != DATA or end > len(view) or body_len > max_message_bytes:
+        return None
+    single = _parse_single(view[PREFIX.size:start])
+    if single is None or single[2][0].nbytes != body_len:
+        return None
+    data = np.frombuffer(view[start:end], dtype=np.uint8).copy()   # the tensor's own memory
+    reader.consume(end)
+    try:
+        return Decoded(single[0], tensor_over(single[2][0], data), None)
+    except CodecError as exc:   # a bool tensor holding other bytes
+        return CodecError(f"{exc}; dropped")
 
 
 class _Rejected(Exception):

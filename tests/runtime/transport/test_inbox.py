@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from splitpipe.runtime.transport import SocketTransport
+from splitpipe.runtime.transport import Message, SocketTransport
 from splitpipe.runtime.transport.channel import Connection
 from splitpipe.runtime.transport.handshake import SharedSecret, dial_handshake
 from splitpipe.runtime.transport.sockio import SocketReader
@@ -46,9 +46,9 @@ def test_receive_reads_messages_that_are_in_itself(pair, monkeypatch) -> None:
     readers: list[str] = []
     read_one = SocketTransport._read_one
 
-    def counted(self: SocketTransport, connection: Connection) -> None:
+    def counted(self: SocketTransport, connection: Connection) -> Message | None:
         readers.append(threading.current_thread().name)
-        read_one(self, connection)
+        return read_one(self, connection)
     monkeypatch.setattr(SocketTransport, "_read_one", counted)
     tensor = torch.arange(1024, dtype=torch.float32)
     for mb in range(50):
@@ -99,3 +99,52 @@ def test_order_per_peer_holds_whichever_thread_reads(pair) -> None:
             threading.Event().wait(0.08)   # longer than inbox.PARK_S: the reader thread reads meanwhile
     assert got == list(range(len(sizes)))
     assert controls == list(range(0, len(sizes), 7))
+
+
+def test_a_receive_that_waits_before_any_peer_connects_gets_the_first_message(wait_for) -> None:
+    """receive() keeps its poll set between calls; one that began with no connection at all must still wake."""
+    rx = SocketTransport("rx", "127.0.0.1:0", {}, SECRET, connect_timeout=10.0)
+    rx.start()
+    tx = SocketTransport("tx", "127.0.0.1:0", {"rx": rx.address}, SECRET, connect_timeout=10.0)
+    tx.start()
+    sent: list[BaseException] = []
+
+    def send_once_rx_waits() -> None:
+        try:
+            assert wait_for(lambda: rx._inbox._waiting)   # rx is in receive(), polling no connection yet
+            tx.send("rx", Tag("act", mb=1), torch.ones(4))
+        except BaseException as exc:   # reported by the main thread
+            sent.append(exc)
+    sender = threading.Thread(target=send_once_rx_waits)
+    sender.start()
+    try:
+        message = rx.receive(30.0)
+        sender.join(30.0)
+        assert not sent, sent
+        assert message is not None and message.tag == Tag("act", mb=1) and torch.equal(message.payload, torch.ones(4))
+    finally:
+        tx.close()
+        rx.close()
+
+
+def test_threads_sending_to_one_peer_at_once_keep_each_threads_order(pair) -> None:
+    """Callers write small messages themselves when the channel is idle and queue behind one another
+    otherwise: every message arrives once, each sending thread's in its order."""
+    tx, rx = pair
+    per_thread, threads = 200, 4
+
+    def send(owner: int) -> None:
+        for mb in range(per_thread):
+            tx.send("rx", Tag("act", owner=owner, mb=mb), torch.full((mb % 7 * 5000 + 1,), float(mb)))
+    senders = [threading.Thread(target=send, args=(owner,)) for owner in range(threads)]
+    for sender in senders:
+        sender.start()
+    got: dict[int, list[int]] = {owner: [] for owner in range(threads)}
+    for _ in range(per_thread * threads):
+        message = rx.receive(30.0)
+        assert message is not None and message.tag is not None
+        assert bool((message.payload == message.tag.mb).all())
+        got[message.tag.owner].append(message.tag.mb)
+    for sender in senders:
+        sender.join(30.0)
+    assert got == {owner: list(range(per_thread)) for owner in range(threads)}

@@ -11,6 +11,8 @@ import torch
 
 from splitpipe.runtime.transport import channel as channel_module
 from splitpipe.runtime.transport.channel import Channel, Connection
+from splitpipe.runtime.transport.codec import Decoded
+from splitpipe.runtime.transport.limits import CodecError
 from splitpipe.runtime.transport.sockio import DIRECT_FROM, SocketReader, rest, write_all, write_some
 from splitpipe.runtime.transport.wire import Pool, encode_data, read_message
 from splitpipe.schedules.ir import Tag
@@ -55,6 +57,39 @@ def test_write_some_takes_what_fits_and_rest_is_the_remainder() -> None:
     left = rest(buffers, sent)
     assert sum(v.nbytes for v in left) == len(payload) + 4 - sent
     assert bytes(left[-1]) == payload.tobytes()[len(payload) - left[-1].nbytes:]
+    a.close()
+    b.close()
+
+
+def test_write_some_of_one_joined_buffer_takes_what_fits() -> None:
+    a, b = _pair(sndbuf=64 << 10)
+    data = bytes(range(256)) * 4096   # 1 MiB in one buffer: more than the socket takes at once
+    sent = write_some(a, [data])
+    assert 0 < sent < len(data)
+    assert bytes(rest([data], sent)[0]) == data[sent:]
+    a.close()
+    b.close()
+
+
+def test_messages_whole_in_the_read_buffer_decode_as_read_one_by_one() -> None:
+    """Several small messages arrive in one recv and are decoded straight from the buffer; a malformed one
+    among them is dropped with its reason and the next one still decodes."""
+    tensors = [torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.tensor([True, False]),
+               torch.zeros(0, 4, dtype=torch.int64), torch.arange(5, dtype=torch.float32).to(torch.bfloat16)]
+    messages = [b"".join(bytes(x) for x in encode_data(Tag("act", owner=1, part=2, step=3, mb=i), t)[0])
+                for i, t in enumerate(tensors)]
+    bad = messages[1][:-1] + b"\x07"   # a bool tensor holding a byte other than 0 and 1
+    a, b = _pair()
+    a.sendall(b"".join([messages[0], bad, *messages[1:]]))
+    reader = SocketReader(b)
+    assert reader.fill() and reader.buffered == sum(map(len, messages)) + len(bad)   # all in one buffer
+    out = [read_message(reader, 1 << 30) for _ in range(len(messages) + 1)]
+    assert isinstance(out[1], CodecError) and "bool" in str(out[1])
+    decoded = [out[0], *out[2:]]
+    for i, (item, tensor) in enumerate(zip(decoded, tensors)):
+        assert isinstance(item, Decoded) and item.tag == Tag("act", owner=1, part=2, step=3, mb=i)
+        assert item.payload.dtype == tensor.dtype and torch.equal(item.payload, tensor)
+    assert reader.buffered == 0
     a.close()
     b.close()
 
