@@ -158,6 +158,9 @@ def _commit(
     action = lane.action
     assert action is not None
     node = lane.node
+    if not action.is_compute and lane.holding and lane.pc + 1 == len(lane.program):
+        # the lane ends here and frees its replicas (rule 3): compute held for them runs from now, as on a real node
+        clock.node_free[node] = max(clock.node_free[node], start)
     if action.op == RECV:
         _, payload = clock.inbox.pop((node, action.tag))  # type: ignore[arg-type]
         executor.receive(node, action, payload)

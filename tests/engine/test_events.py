@@ -163,3 +163,26 @@ def test_acks_made_during_an_upload_go_between_its_segments_and_delay_its_arriva
     spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized())}
     assert spans["a->b"] == (0.0, pytest.approx(5.0))
     assert spans["b->a"] == (0.0, pytest.approx(2.0))   # a's ACKs of the upload come after, at 5
+
+
+def test_a_replica_freed_by_a_lane_ending_at_a_recv_computes_from_then_and_no_received_upload_is_pushed() -> None:
+    # s lane 0 trains part 1 ([0, 1]) and ends with a Recv of d's 8-byte upload ([0, 8], in at 8): the part is
+    # held until then (rule 3), so lane 1's Forward on it runs [8, 9], not [1, 2], and lane 1's 2-byte reply
+    # goes after the upload's ACKs ([8, 12]): [12, 14]. Run at 1, the reply's ACKs (made at 4) would push the
+    # upload to 9 after s had received it at 8.
+    acking = LinkSpec(1.0, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
+    topology = Topology((Node("d", "device"), Node("s", "server")), {("d", "s"): acking, ("s", "d"): acking})
+
+    class Sized(CountingExecutor):
+        def send(self, node: str, action: Action) -> tuple[object, int]:
+            return None, 8 if node == "d" else 2
+
+    up, down = Tag("act", 0, 0, 0, 0), Tag("grad", 0, 0, 0, 1)
+    schedule = Schedule({"d": {0: (Action(SEND, peer="s", tag=up), Action(RECV, peer="s", tag=down))},
+                         "s": {0: (Action("F", part=1), Action(RECV, peer="d", tag=up)),
+                               1: (Action("F", part=1), Action(SEND, peer="d", tag=down))}},
+                        (Replica("s", 1, 0),), {})
+    spans = run_schedule(schedule, topology, Sized())
+    assert [(s.start, s.end) for s in spans if s.resource == "s"] == [(0.0, 1.0), (8.0, 9.0)]
+    links = {s.resource: (s.start, s.end) for s in spans if "->" in s.resource}
+    assert links == {"d->s": (0.0, 8.0), "s->d": (12.0, 14.0)}

@@ -296,7 +296,8 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
     ConnectionError (or another OSError) when the stream breaks inside a message. With
     `strict=False` (a live node) any unexpected exception while decoding becomes a CodecError.
     """
-    whole = _whole_single(reader, max_message_bytes) if isinstance(reader, SocketReader) else None
+    whole = (_whole_single(reader, max_message_bytes)   # one tensor: what parse_header's fast path takes too
+             if max_tensors >= 1 and isinstance(reader, SocketReader) else None)
     if whole is not None:
         return whole
     prefix = bytearray(PREFIX.size)

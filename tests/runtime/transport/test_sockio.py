@@ -139,3 +139,19 @@ def test_a_channel_writes_partial_messages_in_order_and_snapshots_what_is_left(w
     finally:
         connection.release()
         b.close()
+
+
+def test_a_message_whole_in_the_read_buffer_is_held_to_max_tensors_as_one_read_in_parts() -> None:
+    """The whole-in-buffer decoding checks what the general path checks: with max_tensors=0 a one-tensor
+    message is dropped however much of it one recv brought."""
+    message = b"".join(bytes(x) for x in encode_data(Tag("act"), torch.ones(3))[0])
+    a, b = _pair()
+    a.sendall(message * 2)
+    reader = SocketReader(b)
+    assert reader.fill() == 2 * len(message)   # both whole in the buffer
+    for _ in range(2):
+        item = read_message(reader, 1 << 30, max_tensors=0)
+        assert isinstance(item, CodecError) and "exceed the limit of 0" in str(item)
+    assert reader.buffered == 0
+    a.close()
+    b.close()
