@@ -114,6 +114,7 @@ def test_the_host_profile_a_run_predicts_from_is_calibrated() -> None:
     setup = prepare(RunConfig(dataset=DATA, devices=2, batch_size=8, progress=False))
     profile = next(iter(setup_profiles(setup).values()))
     assert {"F", "B", "F:first", "F:last", "B:last"} <= set(profile.calibration)
+    assert set(profile.calibration_per_unit) == set(profile.calibration)  # the per-unit term travels with it
 
 
 def test_a_per_unit_calibration_charges_each_unit_of_the_part_and_round_trips(profile_file) -> None:
