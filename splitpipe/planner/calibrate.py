@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from splitpipe.data import Dataset
@@ -158,19 +159,33 @@ def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, de
 def _fit(points: list[tuple[float, float, int]]) -> tuple[float, float, float]:
     """(fixed, ratio, per_unit) so that measured ~ profiled x (1 + ratio) + fixed + per_unit x units,
     least squares in *relative* error (a small part counts as much as a large one), fixed >= 0,
-    ratio >= -0.5. The per-unit term only where the points' parts differ in units and there are
-    more points than terms, and only if the fit keeps fixed >= 0 and ratio >= -0.5; else without it."""
-    if len({u for _, _, u in points}) > 1 and len(points) > 3:
-        fixed, ratio, per_unit = _least_squares(points, (True, True, True))
-        if fixed >= 0 and ratio >= -0.5 and all(p * (1 + ratio) + fixed + per_unit * u > 0 for p, _, u in points):
-            return fixed, ratio, per_unit
+    ratio >= -0.5. The per-unit term only where the points' parts differ in units, and only if it
+    explains what the fit without it leaves (an F-test at 5%: on a busy host each group's median
+    is noisy, and a third term would fit that noise as a cost of the part's size)."""
     fixed, ratio, _ = _least_squares(points, (len(points) > 1, True, False))
     if fixed < 0:
         fixed, ratio, _ = _least_squares(points, (False, True, False))
     if ratio < -0.5:
         ratio = -0.5
         fixed = max(0.0, statistics.median(m - 0.5 * p for p, m, _ in points))
+    if len({u for _, _, u in points}) > 1 and len(points) > 3:
+        with_units = _least_squares(points, (True, True, True))
+        f, r, k = with_units
+        if (f >= 0 and r >= -0.5 and all(p * (1 + r) + f + k * u > 0 for p, _, u in points)
+                and _explains_more(points, (fixed, ratio, 0.0), with_units)):
+            return with_units
     return fixed, ratio, 0.0
+
+
+def _explains_more(points: list[tuple[float, float, int]], without: tuple[float, float, float],
+                   with_term: tuple[float, float, float]) -> bool:
+    """Whether one more term cuts the relative residuals more than noise would (F-test, 5%)."""
+    def rss(fit: tuple[float, float, float]) -> float:
+        f, r, k = fit
+        return sum(((m - p * (1 + r) - f - k * u) / max(m, 1e-9)) ** 2 for p, m, u in points)
+
+    left, spare = rss(with_term), len(points) - 3
+    return left <= 0 or (rss(without) - left) / (left / spare) > float(stats.f.ppf(0.95, 1, spare))
 
 
 def _least_squares(points: list[tuple[float, float, int]], terms: tuple[bool, bool, bool]) -> tuple[float, float, float]:

@@ -88,3 +88,20 @@ def test_one_size_of_part_fits_no_per_unit_term() -> None:
     fixed, ratio, per_unit = _fit([(1e-3, 1.5e-3, 2), (2e-3, 2.7e-3, 2), (4e-3, 5.1e-3, 2), (8e-3, 9.9e-3, 2)])
     assert per_unit == 0.0
     assert (fixed, ratio) == (pytest.approx(3e-4), pytest.approx(0.2))
+
+
+def _points(per_unit: float) -> list[tuple[float, float, int]]:
+    """Parts of 1, 2 and 4 units at three sizes: measured = 1.1 x profiled + 0.2 ms + per_unit x units,
+    with +-3% of noise that sums to nothing within each part size."""
+    noise = (0.03, -0.03, 0.0)
+    return [(p * units, (1.1 * p * units + 2e-4 + per_unit * units) * (1 + noise[i]), units)
+            for units in (1, 2, 4) for i, p in enumerate((1e-3, 3e-3, 9e-3))]
+
+
+def test_a_per_unit_term_that_explains_only_noise_is_left_out() -> None:
+    assert _fit(_points(0.0))[2] == 0.0
+
+
+def test_a_per_unit_term_above_the_noise_is_kept() -> None:
+    fixed, ratio, per_unit = _fit(_points(1e-3))
+    assert per_unit == pytest.approx(1e-3, rel=0.3)
