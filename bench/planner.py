@@ -140,8 +140,7 @@ def model_profile(args: argparse.Namespace, model: str, setup, counts) -> Profil
                               rounds=args.rounds)
     if args.calibrate:
         profile = calibrate(profile, setup.model, setup.dataset, batch_size=args.batch_size, clock=CLOCKS[args.clock])
-    overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}{profile.calibration_per_unit.get(op, 0.0) * 1e3:+.3f}/unit"
-                         for op, (f, r) in profile.calibration.items()) or "none"
+    overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profile.calibration.items()) or "none"
     log(f"{model}: profiled batch sizes {sizes} in {time.perf_counter() - started:.1f} s; "
         f"overhead per action (ms): {overhead}")
     return profile

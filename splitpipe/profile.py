@@ -67,17 +67,9 @@ class Profile:
     time x (1 + ratio) + fixed: what running it costs beyond its units (dispatch, the first
     part's data, the last part's loss, bookkeeping), fitted by planner/calibrate.py. An
     op's place-free entry serves places without their own (a whole model). Empty: none."""
-    calibration_per_unit: dict[str, float] = field(default_factory=dict)
-    """Per key of `calibration`: seconds each unit of the part adds besides (fitted with it). A
-    unit timed alone pays its own call, hooks and backward start, which a part of k units pays
-    once, and the executor pays per unit what the profile does not see: the term can be
-    negative. Missing (older profiles): 0."""
-
-    def calibrated(self, op: str, seconds: float, place: str = "", units: int = 0) -> float:
-        """`seconds` of a part's units as an action of kind `op` costs: x (1 + ratio) + fixed + per unit."""
-        key = f"{op}:{place}" if f"{op}:{place}" in self.calibration else op
-        fixed, ratio = self.calibration.get(key, (0.0, 0.0))
-        return max(0.0, seconds * (1.0 + ratio) + fixed + units * self.calibration_per_unit.get(key, 0.0))
+    def calibrated(self, op: str, seconds: float, place: str = "") -> float:
+        fixed, ratio = self.calibration.get(f"{op}:{place}", self.calibration.get(op, (0.0, 0.0)))
+        return max(0.0, seconds * (1.0 + ratio) + fixed)
 
     def place(self, units: range) -> str:
         """Where a part sits in the model: first, last, middle, or "" (the whole model)."""
@@ -109,8 +101,7 @@ class Profile:
             for u in self.units
         )
         return Profile(self.model, self.device, self.input_bytes, units, self.copy_s_per_byte / factor, self.meta,
-                       {op: (fixed / factor, ratio) for op, (fixed, ratio) in self.calibration.items()},
-                       {op: seconds / factor for op, seconds in self.calibration_per_unit.items()})
+                       {op: (fixed / factor, ratio) for op, (fixed, ratio) in self.calibration.items()})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -126,8 +117,7 @@ class Profile:
         )
         return cls(raw["model"], raw["device"], int(raw["input_bytes"]), units,
                    float(raw.get("copy_s_per_byte", 1e-10)), dict(raw.get("meta", {})),
-                   {str(k): (float(v[0]), float(v[1])) for k, v in raw.get("calibration", {}).items()},
-                   {str(k): float(v) for k, v in raw.get("calibration_per_unit", {}).items()})
+                   {str(k): (float(v[0]), float(v[1])) for k, v in raw.get("calibration", {}).items()})
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:

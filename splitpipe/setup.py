@@ -142,16 +142,14 @@ def host_profile(setup: Setup, sizes: Sequence[int] | None = None) -> Profile:
     key = (repr(setup.model), sample, sizes)  # the same architecture costs the same: measure once
     if key not in _HOST_PROFILES:
         measured = measure_profile(copy.deepcopy(setup.model), sample, sizes, name=setup.config.model)
-        calibration, per_unit = _host_calibration(setup, measured)
-        _HOST_PROFILES[key] = replace(measured, calibration=calibration, calibration_per_unit=per_unit)
+        _HOST_PROFILES[key] = replace(measured, calibration=_host_calibration(setup, measured))
     return _HOST_PROFILES[key]
 
 
-Calibration = tuple[dict[str, tuple[float, float]], dict[str, float]]
-_CALIBRATIONS: dict[tuple[str, tuple[int, ...], int], Calibration] = {}
+_CALIBRATIONS: dict[tuple[str, tuple[int, ...], int], dict[str, tuple[float, float]]] = {}
 
 
-def _host_calibration(setup: Setup, measured: Profile) -> Calibration:
+def _host_calibration(setup: Setup, measured: Profile) -> dict[str, tuple[float, float]]:
     """What each kind of action costs beyond its units on this host (planner/calibrate.py):
     without it a small model's prediction was 10-30% short. A few seconds of training (VGG-5
     at batch 16, with its profile: 7 s of CPU), once per process for a model, image shape and
@@ -160,8 +158,8 @@ def _host_calibration(setup: Setup, measured: Profile) -> Calibration:
 
     key = (repr(setup.model), tuple(setup.dataset.x_train.shape[1:]), setup.plan.batch_size)
     if key not in _CALIBRATIONS:
-        calibrated = calibrate(measured, setup.model, setup.dataset, batch_size=setup.plan.batch_size)
-        _CALIBRATIONS[key] = calibrated.calibration, calibrated.calibration_per_unit
+        _CALIBRATIONS[key] = calibrate(measured, setup.model, setup.dataset,
+                                       batch_size=setup.plan.batch_size).calibration
     return _CALIBRATIONS[key]
 
 

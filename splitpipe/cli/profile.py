@@ -104,9 +104,8 @@ def execute(args: argparse.Namespace) -> int:
              "step_ms": c.step_s * 1e3, "output_B/sample": c.output_bytes, "param_B": c.param_bytes}
             for u, c in enumerate(profile.units)]
     print(format_table(rows, list(rows[0])))
-    costs = ", ".join(f"{op} {f * 1e3:.3g} ms + {r:.0%} {profile.calibration_per_unit.get(op, 0.0) * 1e3:+.3g} ms/unit"
-                      for op, (f, r) in profile.calibration.items())
+    costs = ", ".join(f"{op} {f * 1e3:.3g} ms + {r:.0%}" for op, (f, r) in profile.calibration.items())
     if costs:
-        print(f"per-action costs beyond the units (fixed + share of the units' time + per unit): {costs}")
+        print(f"per-action costs beyond the units (fixed + share of the units' time): {costs}")
     print(f"{options.model} on {profile.device}: {len(profile.units)} units, batch sizes {sizes}; wrote {options.out}")
     return 0

@@ -61,7 +61,7 @@ class ProfileTiming(Timing):
             seconds = profile.param_bytes(units) * profile.copy_s_per_byte
         else:
             raise ValueError(f"action {action} takes no compute time")
-        seconds = profile.calibrated(action.op, seconds, profile.place(units), len(units))  # its cost beyond the units
+        seconds = profile.calibrated(action.op, seconds, profile.place(units))  # its cost beyond the units
         return seconds / self.speeds[node]
 
 

@@ -10,14 +10,11 @@ middle and before the last, each with whole mini-batches, micro-batches of a qua
 the first (a warm-up); (2) per kind of action, and per kind and place of the part (first: gathers the
 data and needs no input gradient; last: computes the loss; middle), take the median measured
 and profiled seconds of each (split, node, part, samples) group (robust to a busy machine);
-(3) fit measured = profiled x (1 + ratio) + fixed + per_unit x units through the medians,
-least squares in relative error; (4) store it in Profile.calibration and
-Profile.calibration_per_unit, which ProfileTiming (and so the predictor) applies to every
-action of that kind and place, the fixed parts scaled by node speed like the rest. One fit
-per kind alone was 15-30% off for the first and last parts of VGG-5 in opposite directions;
-the per-unit term is there because a part of k units is not k units timed alone: each unit
-alone pays its own call and backward start once per unit, while a part pays them once, and
-the runs' splits give parts of 1 to n-1 units to tell it from the fixed cost (docs/planner.md).
+(3) fit measured = profiled x (1 + ratio) + fixed through the medians, least squares in
+relative error; (4) store it in Profile.calibration, which ProfileTiming (and so the
+predictor) applies to every action of that kind and place, the fixed part scaled by node
+speed like the rest. One fit per kind alone was 15-30% off for the first and last parts of
+VGG-5 in opposite directions (docs/planner.md). The runs take turns epoch by epoch.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from splitpipe.data import Dataset
@@ -81,9 +77,8 @@ def calibration_runs(
     """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch.
 
     The runs take turns epoch by epoch (every run's epoch e before any run's e + 1), so that a
-    slow or fast spell of the host hits every split and size alike: run one after another, each
-    split met the host at its own moment, which the per-unit term then took for a cost of the
-    split's part size (VGG-5 split 4 predicted 20-29% short in one run).
+    slow or fast spell of the host hits every split and size alike (run one after another, each
+    split met the host at its own moment, and the fit took that for a cost of the split).
     """
     n = len(model)
     runs = [_Run(_plan(n, split, batch_size, micro_batches, steps), model, dataset, device, clock)
@@ -97,23 +92,21 @@ def calibration_runs(
 
 def fit_calibration(profile: Profile, runs: Runs) -> Profile:
     """(2)-(4): `profile` with the calibration that takes its units' times to the runs' measured ones."""
-    bare = replace(profile, calibration={}, calibration_per_unit={})
-    groups: dict[str, dict[tuple[int, str, int, int, int], list[tuple[float, float]]]] = defaultdict(
+    bare = replace(profile, calibration={})
+    groups: dict[str, dict[tuple[int, str, int, int], list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list))
     for plan, seen in runs:
         timing = profile_timing(plan, node_profiles(plan.topology, bare))
         for node, action, measured in seen:
-            units = plan.part_units()[action.part]
-            for key in (action.op, f"{action.op}:{bare.place(units)}"):  # per op, and per op and place
-                groups[key][(plan.cuts[0], node, action.part, action.samples, len(units))].append(
+            place = bare.place(plan.part_units()[action.part])
+            for key in (action.op, f"{action.op}:{place}"):  # per op, and per op and place
+                groups[key][(plan.cuts[0], node, action.part, action.samples)].append(
                     (timing.duration(node, action), measured))
-    calibration, per_unit = {}, {}
+    calibration = {}
     for op, by_key in sorted(groups.items()):
-        points = [(statistics.median(p for p, _ in g), statistics.median(m for _, m in g), key[-1])
-                  for key, g in by_key.items()]
-        fixed, ratio, per_unit[op] = _fit(points)  # (2) (3)
-        calibration[op] = (fixed, ratio)
-    return replace(profile, calibration=calibration, calibration_per_unit=per_unit)  # (4)
+        points = [(statistics.median(p for p, _ in g), statistics.median(m for _, m in g)) for g in by_key.values()]
+        calibration[op] = _fit(points)  # (2) (3)
+    return replace(profile, calibration=calibration)  # (4)
 
 
 def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps: int) -> Plan:
@@ -156,43 +149,27 @@ def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, de
     return run.seen
 
 
-def _fit(points: list[tuple[float, float, int]]) -> tuple[float, float, float]:
-    """(fixed, ratio, per_unit) so that measured ~ profiled x (1 + ratio) + fixed + per_unit x units,
-    least squares in *relative* error (a small part counts as much as a large one), fixed >= 0,
-    ratio >= -0.5. The per-unit term only where the points' parts differ in units, and only if it
-    explains what the fit without it leaves (an F-test at 5%: on a busy host each group's median
-    is noisy, and a third term would fit that noise as a cost of the part's size)."""
-    fixed, ratio, _ = _least_squares(points, (len(points) > 1, True, False))
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed, ratio) so that measured ~ profiled x (1 + ratio) + fixed, least squares in
+    *relative* error (a small part counts as much as a large one), fixed >= 0, ratio >= -0.5."""
+    def solve(with_fixed: bool) -> tuple[float, float]:
+        # minimise sum w (m - (1 + r) p - f)^2 with w = 1 / m^2
+        w = [1.0 / max(m, 1e-9) ** 2 for _, m in points]
+        sw = sum(w)
+        swp = sum(wi * p for wi, (p, _) in zip(w, points))
+        swpp = sum(wi * p * p for wi, (p, _) in zip(w, points))
+        swm = sum(wi * m for wi, (_, m) in zip(w, points))
+        swpm = sum(wi * p * m for wi, (p, m) in zip(w, points))
+        det = swpp * sw - swp * swp
+        if with_fixed and len(points) > 1 and det > 1e-12 * swpp * sw:
+            scale = (swpm * sw - swp * swm) / det
+            return (swm - scale * swp) / sw, scale - 1.0
+        return 0.0, (swpm / swpp - 1.0) if swpp > 0 else 0.0
+
+    fixed, ratio = solve(True)
     if fixed < 0:
-        fixed, ratio, _ = _least_squares(points, (False, True, False))
+        fixed, ratio = solve(False)
     if ratio < -0.5:
         ratio = -0.5
-        fixed = max(0.0, statistics.median(m - 0.5 * p for p, m, _ in points))
-    if len({u for _, _, u in points}) > 1 and len(points) > 3:
-        with_units = _least_squares(points, (True, True, True))
-        f, r, k = with_units
-        if (f >= 0 and r >= -0.5 and all(p * (1 + r) + f + k * u > 0 for p, _, u in points)
-                and _explains_more(points, (fixed, ratio, 0.0), with_units)):
-            return with_units
-    return fixed, ratio, 0.0
-
-
-def _explains_more(points: list[tuple[float, float, int]], without: tuple[float, float, float],
-                   with_term: tuple[float, float, float]) -> bool:
-    """Whether one more term cuts the relative residuals more than noise would (F-test, 5%)."""
-    def rss(fit: tuple[float, float, float]) -> float:
-        f, r, k = fit
-        return sum(((m - p * (1 + r) - f - k * u) / max(m, 1e-9)) ** 2 for p, m, u in points)
-
-    left, spare = rss(with_term), len(points) - 3
-    return left <= 0 or (rss(without) - left) / (left / spare) > float(stats.f.ppf(0.95, 1, spare))
-
-
-def _least_squares(points: list[tuple[float, float, int]], terms: tuple[bool, bool, bool]) -> tuple[float, float, float]:
-    """Minimise sum ((m - (1 + r) p - f - k u) / m)^2 over the `terms` (f, r, k) switched on, the others 0."""
-    m = np.array([max(mi, 1e-9) for _, mi, _ in points])
-    columns = np.array([[1.0, p, u] for p, _, u in points])[:, list(terms)] / m[:, None]
-    target = (m - np.array([p for p, _, _ in points])) / m  # ratio is the scale minus 1
-    solved = iter(np.linalg.lstsq(columns, target, rcond=None)[0] if columns.shape[1] else [])
-    fixed, ratio, per_unit = (float(next(solved)) if on else 0.0 for on in terms)
-    return fixed, ratio, per_unit
+        fixed = max(0.0, statistics.median(m - 0.5 * p for p, m in points))
+    return fixed, ratio

@@ -81,10 +81,9 @@ def _part_s(plan: Plan, profiles: Mapping[str, Profile], node: str, units: range
     profile, speed = profiles[node], plan.topology.node(node).speed
     place = profile.place(units)
     sizes = micro_batch_sizes(plan.batch_size, plan.batch_size, plan.micro_batches, 0)
-    k = len(units)
-    forward = sum(profile.calibrated(FORWARD, profile.forward_s(units, n), place, k) for n in sizes)
-    backward = sum(profile.calibrated(BACKWARD, profile.backward_s(units, n), place, k) for n in sizes)
-    return forward / speed, (backward + profile.calibrated(STEP, profile.step_s(units), place, k)) / speed
+    forward = sum(profile.calibrated(FORWARD, profile.forward_s(units, n), place) for n in sizes)
+    backward = sum(profile.calibrated(BACKWARD, profile.backward_s(units, n), place) for n in sizes)
+    return forward / speed, (backward + profile.calibrated(STEP, profile.step_s(units), place)) / speed
 
 
 def closed_form_epoch(plan: Plan, profiles: Mapping[str, Profile], epoch: int = 0) -> ClosedForm:
@@ -127,5 +126,5 @@ def closed_form_epoch(plan: Plan, profiles: Mapping[str, Profile], epoch: int = 
 def _average_s(profile: Profile, plan: Plan, node: str, parts: list[range], replicas: int) -> float:
     """Averaging `replicas` copies of `parts` on `node`: copy time per byte read, as the predictor charges it."""
     seconds = sum(profile.calibrated(AGGREGATE, profile.param_bytes(p) * replicas * profile.copy_s_per_byte,
-                                     profile.place(p), len(p)) for p in parts)
+                                     profile.place(p)) for p in parts)
     return seconds / plan.topology.node(node).speed

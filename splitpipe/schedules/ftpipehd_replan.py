@@ -102,10 +102,7 @@ def add_costs(plan: Plan, profiles: Mapping[str, Profile]) -> Plan:
     f, b, u = unit_times(profile, 1.0, plan.batch_size, plan.micro_batches)
     (fixed_f, ratio_f), (fixed_b, ratio_b), (fixed_u, ratio_u) = (
         profile.calibration.get(op, (0.0, 0.0)) for op in (FORWARD, BACKWARD, STEP))
-    per_f, per_b, per_u = (profile.calibration_per_unit.get(op, 0.0) for op in (FORWARD, BACKWARD, STEP))
-    per_unit = plan.micro_batches * (per_f + per_b) + per_u  # what each unit adds per mini-batch beyond its time
-    unit_s = tuple(max(0.0, x * (1 + ratio_f) + y * (1 + ratio_b) + z * (1 + ratio_u) + per_unit)
-                   for x, y, z in zip(f, b, u))
+    unit_s = tuple(x * (1 + ratio_f) + y * (1 + ratio_b) + z * (1 + ratio_u) for x, y, z in zip(f, b, u))
     fixed = plan.micro_batches * (fixed_f + fixed_b) + fixed_u
     cut_bytes = tuple(float(profile.boundary_bytes(c) * plan.batch_size) for c in range(plan.num_units + 1))
     unit_bytes = tuple(float(profile.param_bytes(range(u, u + 1))) for u in range(plan.num_units))

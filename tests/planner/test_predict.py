@@ -114,34 +114,3 @@ def test_the_host_profile_a_run_predicts_from_is_calibrated() -> None:
     setup = prepare(RunConfig(dataset=DATA, devices=2, batch_size=8, progress=False))
     profile = next(iter(setup_profiles(setup).values()))
     assert {"F", "B", "F:first", "F:last", "B:last"} <= set(profile.calibration)
-    assert set(profile.calibration_per_unit) == set(profile.calibration)  # the per-unit term travels with it
-
-
-def test_a_per_unit_calibration_charges_each_unit_of_the_part_and_round_trips(profile_file) -> None:
-    from dataclasses import replace
-
-    from splitpipe.engine.predict import profile_timing
-    from splitpipe.schedules.ir import FORWARD, Action
-
-    base = Profile.load(profile_file("vgg5", DATA))
-    calibrated = replace(base, calibration={"F": (0.001, 0.0), "F:first": (0.003, 0.0)},
-                         calibration_per_unit={"F": -2e-4, "F:first": 5e-4})
-    assert Profile.from_json(calibrated.to_json()) == calibrated
-    assert calibrated.scaled(2.0).calibration_per_unit == {"F": -1e-4, "F:first": 2.5e-4}
-    setup = prepare(RunConfig(dataset=DATA, devices=2, device_speed=(1.0,), batch_size=16, split=2, progress=False))
-    plain = profile_timing(setup.plan, node_profiles(setup.plan.topology, base))
-    fitted = profile_timing(setup.plan, node_profiles(setup.plan.topology, calibrated))
-    first, last = Action(FORWARD, part=0, samples=8), Action(FORWARD, part=1, samples=8)  # 2 and 3 units
-    assert fitted.duration("device0", first) == pytest.approx(plain.duration("device0", first) + 0.003 + 2 * 5e-4)
-    assert fitted.duration("server", last) == pytest.approx(plain.duration("server", last) + 0.001 - 3 * 2e-4)
-
-
-def test_a_profile_written_before_the_per_unit_term_loads_without_one(profile_file) -> None:
-    import json
-
-    raw = json.loads(Profile.load(profile_file("vgg5", DATA)).to_json())
-    raw.pop("calibration_per_unit")
-    raw["calibration"] = {"F": [0.001, 0.5]}
-    old = Profile.from_json(json.dumps(raw))
-    assert old.calibration_per_unit == {}
-    assert old.calibrated("F", 0.01, "first", units=3) == pytest.approx(0.016)
