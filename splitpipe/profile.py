@@ -67,6 +67,7 @@ class Profile:
     time x (1 + ratio) + fixed: what running it costs beyond its units (dispatch, the first
     part's data, the last part's loss, bookkeeping), fitted by planner/calibrate.py. An
     op's place-free entry serves places without their own (a whole model). Empty: none."""
+
     def calibrated(self, op: str, seconds: float, place: str = "") -> float:
         fixed, ratio = self.calibration.get(f"{op}:{place}", self.calibration.get(op, (0.0, 0.0)))
         return max(0.0, seconds * (1.0 + ratio) + fixed)
@@ -168,11 +169,11 @@ def _forward_backward_times(
     grad = torch.randn_like(out)
     meter = MemoryMeter()
     for i in range(warmup + repeats):
+        inp.grad = None  # the executor's input is a fresh leaf each time: its gradient is stored, not added
         sync()
         t0 = clock()
         with meter.saving("profile", i, unit):
             out = unit(inp)
-        inp.grad = None  # the executor's input is a fresh leaf each time: its gradient is stored, not added
         sync()
         t1 = clock()
         out.backward(grad)
