@@ -14,7 +14,7 @@ and profiled seconds of each (split, node, part, samples) group (robust to a bus
 relative error; (4) store it in Profile.calibration, which ProfileTiming (and so the
 predictor) applies to every action of that kind and place, the fixed part scaled by node
 speed like the rest. One fit per kind alone was 15-30% off for the first and last parts of
-VGG-5 in opposite directions (docs/planner.md).
+VGG-5 in opposite directions (docs/planner.md). The runs take turns epoch by epoch.
 """
 
 from __future__ import annotations
@@ -74,14 +74,20 @@ def calibration_runs(
     model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2, epochs: int = 3,
     device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
 ) -> Runs:
-    """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch."""
+    """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch.
+
+    The runs take turns epoch by epoch (every run's epoch e before any run's e + 1), so that a
+    slow or fast spell of the host hits every split and size alike (run one after another, each
+    split met the host at its own moment, and the fit took that for a cost of the split).
+    """
     n = len(model)
-    runs = []
-    for split in sorted({1, n // 2, n - 1}):  # small and large parts on either side
-        for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)}):
-            plan = _plan(n, split, batch_size, micro_batches, steps)
-            runs.append((plan, _measure(plan, model, dataset, epochs, device, clock)))
-    return runs
+    runs = [_Run(_plan(n, split, batch_size, micro_batches, steps), model, dataset, device, clock)
+            for split in sorted({1, n // 2, n - 1})  # small and large parts on either side
+            for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)})]
+    for epoch in range(max(2, epochs)):
+        for run in runs:
+            run.epoch(epoch)
+    return [(run.plan, run.seen) for run in runs]
 
 
 def fit_calibration(profile: Profile, runs: Runs) -> Profile:
@@ -111,22 +117,36 @@ def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps
     )
 
 
+class _Run:
+    """One short run, an epoch at a time; `seen` keeps (node, action, seconds) of every epoch but the first."""
+
+    def __init__(self, plan: Plan, model: nn.Sequential, dataset: Dataset, device: str,
+                 clock: Callable[[], float]) -> None:
+        samples = sum(plan.shard_sizes)
+        index = np.arange(samples) % len(dataset.y_train)
+        shards = [index[: plan.shard_sizes[0]], index[plan.shard_sizes[0]:]]
+        self.plan = plan
+        self.recorder = _Recorder({n.name: 1.0 for n in plan.topology.nodes})
+        on = {name: torch.device(device) for name in plan.topology.names}
+        executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, self.recorder, node_devices=on,
+                                  clock=clock)
+        self.engine = EmulatorEngine(executor, evaluate=False)
+        self.seen: list[tuple[str, Action, float]] = []
+
+    def epoch(self, epoch: int) -> None:
+        self.recorder.seen.clear()
+        run_loop(self.plan, self.engine, range(epoch, epoch + 1))
+        if epoch > 0:  # the first epoch warms up
+            self.seen += self.recorder.seen
+
+
 def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str,
              clock: Callable[[], float]) -> list[tuple[str, Action, float]]:
-    """(node, action, measured seconds) of every compute action of every epoch but the first."""
-    samples = sum(plan.shard_sizes)
-    index = np.arange(samples) % len(dataset.y_train)
-    shards = [index[: plan.shard_sizes[0]], index[plan.shard_sizes[0]:]]
-    recorder = _Recorder({n.name: 1.0 for n in plan.topology.nodes})
-    on = {name: torch.device(device) for name in plan.topology.names}
-    executor = TensorExecutor(copy.deepcopy(model), plan, dataset, shards, recorder, node_devices=on, clock=clock)
-
-    def skip_the_first(epoch: int, row: dict[str, object]) -> None:  # the first epoch warms up
-        if epoch == 0:
-            recorder.seen.clear()
-
-    run_loop(plan, EmulatorEngine(executor, evaluate=False), range(max(2, epochs)), progress=skip_the_first)
-    return list(recorder.seen)
+    """(node, action, measured seconds) of every compute action of one run's epochs but the first."""
+    run = _Run(plan, model, dataset, device, clock)
+    for epoch in range(max(2, epochs)):
+        run.epoch(epoch)
+    return run.seen
 
 
 def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
