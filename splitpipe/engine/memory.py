@@ -53,18 +53,23 @@ def storage_of(tensor: torch.Tensor) -> tuple[int, int] | None:
 
 def own_storages(module: nn.Module) -> set[int]:
     """Storage addresses of `module`'s parameters and buffers: those of `parameters()` and
-    `buffers()`, read from each submodule's own dicts (the generators cost ~25 us a VGG-5 unit)."""
+    `buffers()`, read from each submodule's own dicts (the generators cost ~16 us a VGG-5
+    unit, this ~5)."""
     own: set[int] = set()
-    stack, visited = [module], set()
+    stack: list[nn.Module | None] = [module]
+    visited: set[int] = set()
     while stack:
         m = stack.pop()
-        if id(m) in visited:
+        if m is None or id(m) in visited:
             continue
         visited.add(id(m))
-        for tensor in chain(m._parameters.values(), m._buffers.values()):
-            if tensor is not None:
-                own.add(tensor.untyped_storage().data_ptr())
-        stack.extend(child for child in m._modules.values() if child is not None)
+        for param in m._parameters.values():
+            if param is not None:
+                own.add(param.untyped_storage().data_ptr())
+        for buffer in m._buffers.values():
+            if buffer is not None:
+                own.add(buffer.untyped_storage().data_ptr())
+        stack.extend(m._modules.values())
     return own
 
 
