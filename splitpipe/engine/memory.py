@@ -10,7 +10,11 @@ by the address of their storage):
 4. saved activations of every Forward whose Backward has not run yet: the tensors autograd
    saves for the backward (seen through `torch.autograd.graph.saved_tensors_hooks`, the
    loss's included), plus the part's input and output, which the node keeps for the
-   backward; parameters and buffers are not counted twice;
+   backward; parameters and buffers are not counted twice. The hook only keeps each
+   tensor (a Python call per saved tensor is what every Forward pays); their storages are
+   looked up once when the Forward ends, which halved the meter's cost per VGG-5 unit
+   (bench/meter_hooks.py, docs/planner.md "Per action"). Kept until then, a tensor saved
+   and dropped inside the Forward (a discarded branch) cannot lend its address to another;
 5. the node's store: activations, gradients, labels and weights received or produced and
    not yet consumed, plus the incoming gradient while its Backward runs.
 
