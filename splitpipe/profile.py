@@ -160,8 +160,8 @@ def _forward_backward_times(
     """Forward and backward seconds of one unit, each timed on its own, `repeats` times after `warmup`.
 
     The forward runs under the memory meter's saved-tensor hooks, as the executor runs every
-    forward (engine/emulate.py): a Python call per saved tensor, 40-170 us per VGG-5 unit at
-    2 samples on this host, which a part of four units pays four times. The input's gradient is
+    forward (engine/emulate.py): a Python call per saved tensor, 15-40 us per VGG-5 unit at
+    2 samples on this host (bench/meter_hooks.py), which a part of four units pays four times. The input's gradient is
     dropped before each backward, so that it is stored as the executor's is, not added to the last.
     """
     forward, backward = [], []

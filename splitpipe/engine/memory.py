@@ -10,7 +10,11 @@ by the address of their storage):
 4. saved activations of every Forward whose Backward has not run yet: the tensors autograd
    saves for the backward (seen through `torch.autograd.graph.saved_tensors_hooks`, the
    loss's included), plus the part's input and output, which the node keeps for the
-   backward; parameters and buffers are not counted twice;
+   backward; parameters and buffers are not counted twice. The hook only keeps each
+   tensor (a Python call per saved tensor is what every Forward pays); their storages are
+   looked up once when the Forward ends, which halved the meter's cost per VGG-5 unit
+   (bench/meter_hooks.py, docs/planner.md "Per action"). Kept until then, a tensor saved
+   and dropped inside the Forward (a discarded branch) cannot lend its address to another;
 5. the node's store: activations, gradients, labels and weights received or produced and
    not yet consumed, plus the incoming gradient while its Backward runs.
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from itertools import chain
 from typing import Any
 
@@ -45,9 +49,36 @@ def storage_of(tensor: torch.Tensor) -> tuple[int, int] | None:
         storage = tensor.untyped_storage()
     except (RuntimeError, NotImplementedError):
         return None
-    if storage.device.type == "meta":
+    address = storage.data_ptr()
+    if address == 0 and storage.device.type == "meta":  # a meta storage's address is 0; `.device` costs ~1 us
         return None
-    return storage.data_ptr(), storage.nbytes()
+    return address, storage.nbytes()
+
+
+def own_storages(module: nn.Module) -> set[int]:
+    """Storage addresses of `module`'s parameters and buffers: those of `parameters()` and
+    `buffers()`, read from each submodule's own dicts (the generators cost ~16 us a VGG-5
+    unit, this ~5)."""
+    own: set[int] = set()
+    stack: list[nn.Module | None] = [module]
+    visited: set[int] = set()
+    while stack:
+        m = stack.pop()
+        if m is None or id(m) in visited:
+            continue
+        visited.add(id(m))
+        for param in m._parameters.values():
+            if param is not None:
+                own.add(param.untyped_storage().data_ptr())
+        for buffer in m._buffers.values():
+            if buffer is not None:
+                own.add(buffer.untyped_storage().data_ptr())
+        stack.extend(m._modules.values())
+    return own
+
+
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 def tensors_in(payload: object) -> Iterator[torch.Tensor]:
@@ -67,6 +98,39 @@ def static_bytes(module: nn.Module, optimizer: torch.optim.Optimizer | None) -> 
         for state in optimizer.state.values():
             total += sum(t.numel() * t.element_size() for t in tensors_in(state))
     return total
+
+
+class _Saving:
+    """`MemoryMeter.saving`'s block. Its hook only keeps each saved tensor; their storages are
+    looked up when the block ends, each tensor object once. (A class: a generator's context
+    costs a few us more, and every Forward pays it.)"""
+
+    def __init__(self, meter: MemoryMeter, node: str, key: Hashable, module: nn.Module) -> None:
+        self.meter, self.node, self.key, self.module = meter, node, key, module
+        self.saved: list[torch.Tensor] = []  # the hook is a closure over this list, not a bound method: no cycle for the GC
+        saved = self.saved
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            saved.append(tensor)
+            return tensor
+
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(pack, _unpack)
+
+    def __enter__(self) -> None:
+        self.own = own_storages(self.module)
+        self.hooks.__enter__()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.hooks.__exit__()
+        if kind is not None:
+            return
+        own, seen = self.own, {}
+        for tensor in {id(t): t for t in self.saved}.values():
+            found = storage_of(tensor)
+            if found is not None and found[0] not in own:
+                seen[found[0]] = found[1]
+        self.saved.clear()
+        self.meter._add(self.node, self.key, seen)
 
 
 class MemoryMeter:
@@ -93,21 +157,9 @@ class MemoryMeter:
         self.peak = {node: self.node_static.get(node, 0) for node in nodes}
 
     # -- saved activations -------------------------------------------------------------
-    @contextmanager
-    def saving(self, node: str, key: Hashable, module: nn.Module) -> Iterator[None]:
+    def saving(self, node: str, key: Hashable, module: nn.Module) -> AbstractContextManager[None]:
         """Count what autograd saves for the backward inside this block as forward `key`'s."""
-        own = {p.untyped_storage().data_ptr() for p in chain(module.parameters(), module.buffers())}
-        seen: Storages = {}
-
-        def pack(tensor: torch.Tensor) -> torch.Tensor:
-            found = storage_of(tensor)
-            if found is not None and found[0] not in own:
-                seen[found[0]] = found[1]
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            yield
-        self._add(node, key, seen)
+        return _Saving(self, node, key, module)
 
     def hold(self, node: str, key: Hashable, *tensors: torch.Tensor) -> None:
         """Count `tensors` (a part's input and output) as held by forward `key` until its backward."""

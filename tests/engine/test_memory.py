@@ -121,3 +121,41 @@ def test_cuda_allocator_peak_is_reported() -> None:
     (nodes, peak), = row["cuda_memory_bytes"].items()  # one GPU, shared by the server-side nodes
     assert set(nodes.split("+")) == {"aggregator", "compute0"}
     assert peak >= row["memory_bytes"]["compute0"] > 0
+
+
+def test_views_and_shared_storages_of_saved_tensors_are_counted_once() -> None:
+    """The hook keeps tensors; their storages are deduplicated when the block ends."""
+    meter = MemoryMeter()
+    x = torch.randn(4, 8, requires_grad=True)
+    with meter.saving("n", "k", nn.Identity()):
+        y = x * 2  # a scalar factor: nothing of x is saved
+        y[:, :4].sin()  # saves a view of y
+        y.cos()  # saves y itself
+        y.t().tan()  # another view of y, and tan's result
+        torch.randn(3, device="meta", requires_grad=True).sin()  # no storage to count
+    assert meter.measure("n", {}) == 2 * (4 * 8) * F32
+
+
+def test_an_error_inside_the_block_counts_nothing_and_removes_the_hook() -> None:
+    meter = MemoryMeter()
+    x = torch.randn(4, 8, requires_grad=True)
+    with pytest.raises(ValueError), meter.saving("n", "k", nn.Identity()):
+        x.sin()
+        raise ValueError("boom")
+    assert meter.pending() == 0
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: "packed", lambda p: x):  # raises if the meter's is left on top
+        x.sin().sum().backward()
+
+
+@pytest.mark.parametrize("model", ["vgg5", "mobilenet_v3_small"])
+def test_own_storages_are_those_of_parameters_and_buffers(model: str) -> None:
+    from itertools import chain
+
+    from splitpipe.engine.memory import own_storages
+    from splitpipe.models.zoo import build_model
+
+    net = build_model(model, 3, 32, 10)
+    shared = nn.Sequential(net, net[0])  # a submodule reached twice
+    for module in (net, *net, shared):
+        expected = {t.untyped_storage().data_ptr() for t in chain(module.parameters(), module.buffers())}
+        assert own_storages(module) == expected
