@@ -107,14 +107,10 @@ def test_tcp_framing_adds_headers_and_the_acks_hold_the_reverse_link() -> None:
     topology = Topology((Node("a", "device"), Node("b", "server")),
                         {("a", "b"): LinkSpec(1514.0, 0.5, TCP), ("b", "a"): LinkSpec(33.0, 0.0, TCP)})
 
-    class Sized(CountingExecutor):
-        def send(self, node: str, action: Action) -> tuple[object, int]:
-            return None, 1448
-
     up, down = Tag("act", 0, 0, 0, 0), Tag("grad", 0, 0, 0, 0)
     schedule = Schedule({"a": {0: (Action(SEND, peer="b", tag=up),), 1: (Action(RECV, peer="b", tag=down),)},
                          "b": {0: (Action(RECV, peer="a", tag=up), Action(SEND, peer="a", tag=down))}}, (), {})
-    spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized())}
+    spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized({"a": 1448, "b": 1448}))}
     # a -> b [0, 1], in at 1.5; its ACKs hold b -> a [1.5, 2.5]; b's reply waits for them
     assert spans["a->b"] == (0.0, pytest.approx(1.0))
     assert spans["b->a"][0] == pytest.approx(2.5)
@@ -146,21 +142,30 @@ def test_node_runs_the_input_that_arrived_first() -> None:
     assert math.isclose(server[0].start, 0.1)
 
 
+#: 1 byte/s, every byte its own segment, each acknowledged by a 1-byte ACK per 2 segments.
+ACKING = LinkSpec(1.0, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
+
+
+class Sized(CountingExecutor):
+    """Messages of a fixed size per sending node."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+    def send(self, node: str, action: Action) -> tuple[object, int]:
+        return None, self.sizes[node]
+
+
 def test_acks_made_during_an_upload_go_between_its_segments_and_delay_its_arrival() -> None:
     # a -> b: 4 bytes [0, 4]; b -> a: 2 bytes [0, 2], whose ACKs (1 s) are made at 2 while the
     # upload is on the wire: it ends at 5, and b receives it then
-    acking = LinkSpec(1.0, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
-    topology = Topology((Node("a", "device"), Node("b", "server")), {("a", "b"): acking, ("b", "a"): acking})
-
-    class Sized(CountingExecutor):
-        def send(self, node: str, action: Action) -> tuple[object, int]:
-            return None, 4 if node == "a" else 2
-
+    topology = Topology((Node("a", "device"), Node("b", "server")), {("a", "b"): ACKING, ("b", "a"): ACKING})
     up, down = Tag("act", 0, 0, 0, 0), Tag("grad", 0, 0, 0, 0)
     schedule = Schedule({"a": {0: (Action(SEND, peer="b", tag=up),), 1: (Action(RECV, peer="b", tag=down),)},
                          "b": {0: (Action(SEND, peer="a", tag=down),), 1: (Action(RECV, peer="a", tag=up),)}},
                         (), {})
-    spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized())}
+    spans = {s.resource: (s.start, s.end) for s in run_schedule(schedule, topology, Sized({"a": 4, "b": 2}))}
     assert spans["a->b"] == (0.0, pytest.approx(5.0))
     assert spans["b->a"] == (0.0, pytest.approx(2.0))   # a's ACKs of the upload come after, at 5
 
@@ -170,19 +175,13 @@ def test_a_replica_freed_by_a_lane_ending_at_a_recv_computes_from_then_and_no_re
     # held until then (rule 3), so lane 1's Forward on it runs [8, 9], not [1, 2], and lane 1's 2-byte reply
     # goes after the upload's ACKs ([8, 12]): [12, 14]. Run at 1, the reply's ACKs (made at 4) would push the
     # upload to 9 after s had received it at 8.
-    acking = LinkSpec(1.0, 0.0, Framing(mss=1, header=0, ack=1, per_ack=2))
-    topology = Topology((Node("d", "device"), Node("s", "server")), {("d", "s"): acking, ("s", "d"): acking})
-
-    class Sized(CountingExecutor):
-        def send(self, node: str, action: Action) -> tuple[object, int]:
-            return None, 8 if node == "d" else 2
-
+    topology = Topology((Node("d", "device"), Node("s", "server")), {("d", "s"): ACKING, ("s", "d"): ACKING})
     up, down = Tag("act", 0, 0, 0, 0), Tag("grad", 0, 0, 0, 1)
     schedule = Schedule({"d": {0: (Action(SEND, peer="s", tag=up), Action(RECV, peer="s", tag=down))},
                          "s": {0: (Action("F", part=1), Action(RECV, peer="d", tag=up)),
                                1: (Action("F", part=1), Action(SEND, peer="d", tag=down))}},
                         (Replica("s", 1, 0),), {})
-    spans = run_schedule(schedule, topology, Sized())
+    spans = run_schedule(schedule, topology, Sized({"d": 8, "s": 2}))
     assert [(s.start, s.end) for s in spans if s.resource == "s"] == [(0.0, 1.0), (8.0, 9.0)]
     links = {s.resource: (s.start, s.end) for s in spans if "->" in s.resource}
     assert links == {"d->s": (0.0, 8.0), "s->d": (12.0, 14.0)}
