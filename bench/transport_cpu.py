@@ -21,6 +21,7 @@ import multiprocessing
 import resource
 import socket
 import statistics
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
 import torch
@@ -86,32 +87,46 @@ def child(conn: Connection) -> None:
             conn.send((after[0] - before[0], after[1] - before[1]))
 
 
+def in_turns(conn: Connection, repeats: int, jobs: dict[str, tuple[str, int, int, Callable[[], None]]],
+             ) -> Iterator[tuple[str, float, float, int]]:
+    """Run each kind's job (what the child is told, bytes, count, our side) in turns with the others,
+    `repeats` + 1 times; yield (kind, our CPU s, the child's CPU s, its switches) but for the first
+    turn, which warms buffers up."""
+    for turn in range(repeats + 1):
+        for kind, (order, nbytes, count, job) in jobs.items():
+            conn.send((order, nbytes, count))
+            before = usage()[0]
+            job()
+            mine = usage()[0] - before
+            theirs, switches = conn.recv()
+            if turn:
+                yield kind, mine, theirs, switches
+
+
 def measure(conn: Connection, tx: SocketTransport, port: int, mib: int, repeats: int) -> dict[str, list[float]]:
     tensor = torch.randn((mib << 20) // 4)
     data, count = tensor.numpy().tobytes(), max(4, 128 // mib)
     gb = count * len(data) / 1e9
+
+    def by_transport() -> None:
+        for i in range(count):
+            tx.send("rx", Tag("act", mb=i), tensor)
+        if tx.receive(120.0) is None:
+            raise RuntimeError("benchmark: the receiver did not confirm")
+
+    def by_socket() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            for _ in range(count):
+                sock.sendall(data)
+            if sock.recv(1) != b"!":
+                raise RuntimeError("benchmark: the receiver did not confirm")
+
     out: dict[str, list[float]] = {}
-    for turn in range(repeats + 1):   # the first turn warms buffers up and is not counted
-        for kind in ("transport", "socket"):
-            conn.send((kind, len(data), count))
-            before = usage()
-            if kind == "transport":
-                for i in range(count):
-                    tx.send("rx", Tag("act", mb=i), tensor)
-                if tx.receive(120.0) is None:
-                    raise RuntimeError("benchmark: the receiver did not confirm")
-            else:
-                with socket.create_connection(("127.0.0.1", port)) as sock:
-                    for _ in range(count):
-                        sock.sendall(data)
-                    if sock.recv(1) != b"!":
-                        raise RuntimeError("benchmark: the receiver did not confirm")
-            after = usage()
-            theirs, switches = conn.recv()
-            if turn:
-                out.setdefault(f"{kind} sender", []).append((after[0] - before[0]) / gb)
-                out.setdefault(f"{kind} receiver", []).append(theirs / gb)
-                out.setdefault(f"{kind} receiver switches", []).append(switches / count)
+    jobs = {"transport": ("transport", len(data), count, by_transport), "socket": ("socket", len(data), count, by_socket)}
+    for kind, mine, theirs, switches in in_turns(conn, repeats, jobs):
+        out.setdefault(f"{kind} sender", []).append(mine / gb)
+        out.setdefault(f"{kind} receiver", []).append(theirs / gb)
+        out.setdefault(f"{kind} receiver switches", []).append(switches / count)
     return out
 
 
@@ -119,28 +134,27 @@ def round_trips(conn: Connection, tx: SocketTransport, port: int, count: int, re
     """CPU microseconds per round trip of a 4 KiB tensor at each end, transport and plain socket taking turns."""
     tensor = torch.randn(1024)
     data = tensor.numpy().tobytes()
+
+    def by_transport() -> None:
+        for i in range(count):
+            tx.send("rx", Tag("act", mb=i), tensor)
+            if tx.receive(120.0) is None:
+                raise RuntimeError("benchmark: an echo did not come back")
+
+    def by_socket() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buffer = memoryview(bytearray(len(data)))
+            for _ in range(count):
+                sock.sendall(data)
+                _recv_exact(sock, buffer)
+
     out: dict[str, list[float]] = {}
-    for turn in range(repeats + 1):
-        for kind in ("transport", "socket"):
-            conn.send((f"{kind} echo", len(data), count))
-            before = usage()
-            if kind == "transport":
-                for i in range(count):
-                    tx.send("rx", Tag("act", mb=i), tensor)
-                    if tx.receive(120.0) is None:
-                        raise RuntimeError("benchmark: an echo did not come back")
-            else:
-                with socket.create_connection(("127.0.0.1", port)) as sock:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    buffer = memoryview(bytearray(len(data)))
-                    for _ in range(count):
-                        sock.sendall(data)
-                        _recv_exact(sock, buffer)
-            after = usage()
-            theirs, _ = conn.recv()
-            if turn:
-                out.setdefault(f"{kind} sender", []).append((after[0] - before[0]) / count * 1e6)
-                out.setdefault(f"{kind} receiver", []).append(theirs / count * 1e6)
+    jobs = {"transport": ("transport echo", len(data), count, by_transport),
+            "socket": ("socket echo", len(data), count, by_socket)}
+    for kind, mine, theirs, _ in in_turns(conn, repeats, jobs):
+        out.setdefault(f"{kind} sender", []).append(mine / count * 1e6)
+        out.setdefault(f"{kind} receiver", []).append(theirs / count * 1e6)
     return out
 
 
