@@ -538,22 +538,18 @@ class SocketTransport(Transport):
                                    "at %s: %s", self.name, connection.peer, connection.where, item)
             return None
         connection.delivered += 1
-        message = Message(connection.peer, item.tag, item.payload, item.control, time.time())
-        if item.control is None and not self._shaper.delays(message.src):
-            return message   # the usual case, in short
-        self._arrive(message)
-        return None
+        return self._arrive(Message(connection.peer, item.tag, item.payload, item.control, time.time()))
 
-    def _arrive(self, message: Message) -> None:
-        """A message is in off the wire; this node's downlink radio may hold a data message longer."""
-        if self._handled(message):
-            return
-        if message.is_control or message.payload is None or self._stopping.is_set() \
-                or not self._shaper.delays(message.src):
-            self._inbox.put(message)
-            return
+    def _arrive(self, message: Message) -> Message | None:
+        """A message is in off the wire: returned if it is to be delivered now; None if on_control took it
+        or this node's downlink radio holds a data message longer (it is queued when due)."""
+        if message.is_control:
+            return None if self._handled(message) else message
+        if message.payload is None or self._stopping.is_set() or not self._shaper.delays(message.src):
+            return message
         self._shaper.receive(message.src, payload_nbytes(message.payload),
                              lambda: self._inbox.put(replace(message, received_at=time.time())))
+        return None
 
     # -- the end ----------------------------------------------------------------------------
     def close(self) -> None:
