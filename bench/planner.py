@@ -17,7 +17,9 @@
 
 Epochs are short (--train samples, a few mini-batches per device) so that the sweep fits in
 minutes; each configuration trains one warm-up epoch and then --epochs measured ones, whose
-median is kept. The compute of an action depends on neither the network nor the node's speed
+median is kept. The measured epochs, the profile and the calibration runs take turns (each of
+--epochs passes has a share of the profile's repeats, an epoch of the calibration runs and an
+epoch of every configuration), so that the host's slow and fast spells meet them alike. The compute of an action depends on neither the network nor the node's speed
 (measured timing divides the host's seconds by the speed), so each configuration is trained
 once at speed 1 and its measured host seconds are replayed by the event engine under each
 network and speed set (the replay at speed 1 reproduces the emulated epoch exactly; an assert
@@ -47,7 +49,7 @@ from splitpipe.experiment import prepare
 from splitpipe.network import parse_network
 from splitpipe.plan import Plan, star_topology
 from splitpipe.planner import choose_split, micro_batch_choices, partition_min_max, solve_mpsl_cuts
-from splitpipe.planner.calibrate import calibrate
+from splitpipe.planner.calibrate import CalibrationRuns, fit_calibration
 from splitpipe.planner.choose import mpsl_costs
 from splitpipe.planner.mpsl_ilp import mpsl_objective
 from splitpipe.planner.pipelearn import paper_choice, with_choices
@@ -110,40 +112,85 @@ def with_network(plan: Plan, network: str, speeds: str) -> Plan:
     return replace(plan, topology=topology)
 
 
+class Emulation:
+    """One configuration trained with measured timing, an epoch at a time (the first a warm-up)."""
+
+    def __init__(self, setup, plan: Plan) -> None:  # type: ignore[no-untyped-def]
+        self.plan = plan
+        self.recorder = Recorder({n.name: n.speed for n in plan.topology.nodes})
+        self.executor = TensorExecutor(copy.deepcopy(setup.model), plan, setup.dataset, setup.shards, self.recorder,
+                                       clock=CLOCKS[CLOCK])
+        self.epochs = 0
+        self.measured: list[tuple[list, dict]] = []  # (spans, host seconds per action) of every epoch but the first
+
+    def epoch(self) -> None:
+        self.recorder.host_s.clear()
+        schedule = build_schedule(self.plan, self.epochs)
+        self.executor.begin_epoch(self.epochs, schedule)
+        spans = run_schedule(schedule, self.plan.topology, self.executor, self.epochs)
+        self.executor.end_epoch()
+        if self.epochs > 0:
+            self.measured.append((spans, dict(self.recorder.host_s)))
+        self.epochs += 1
+
+
 def emulate_epochs(setup, plan: Plan, measured: int):  # type: ignore[no-untyped-def]
     """Train 1 + `measured` epochs with measured timing; (spans, host seconds per action) of the measured ones."""
-    speeds = {n.name: n.speed for n in plan.topology.nodes}
-    recorder = Recorder(speeds)
-    executor = TensorExecutor(copy.deepcopy(setup.model), plan, setup.dataset, setup.shards, recorder,
-                              clock=CLOCKS[CLOCK])
-    out = []
-    for epoch in range(1 + measured):
-        recorder.host_s.clear()
-        schedule = build_schedule(plan, epoch)
-        executor.begin_epoch(epoch, schedule)
-        spans = run_schedule(schedule, plan.topology, executor, epoch)
-        executor.end_epoch()
-        if epoch > 0:
-            out.append((spans, dict(recorder.host_s)))
-    return out
+    emulation = Emulation(setup, plan)
+    for _ in range(1 + measured):
+        emulation.epoch()
+    return emulation.measured
 
 
 def epoch_time(spans) -> float:  # type: ignore[no-untyped-def]
     return max(s.end for s in spans)
 
 
-def model_profile(args: argparse.Namespace, model: str, setup, counts) -> Profile:  # type: ignore[no-untyped-def]
+def median_profile(profiles: list[Profile]) -> Profile:
+    """Each unit's time per size, its step and the copy cost: the median over `profiles` (of one model)."""
+    def med(values):  # type: ignore[no-untyped-def]
+        return statistics.median(values)
+
+    units = tuple(replace(costs[0], forward_s={n: med(c.forward_s[n] for c in costs) for n in costs[0].forward_s},
+                          backward_s={n: med(c.backward_s[n] for c in costs) for n in costs[0].backward_s},
+                          step_s=med(c.step_s for c in costs))
+                  for costs in zip(*(p.units for p in profiles)))
+    return replace(profiles[0], units=units, copy_s_per_byte=med(p.copy_s_per_byte for p in profiles))
+
+
+def measured_in_turns(args: argparse.Namespace, model: str, setup, counts, plans: list[Plan],  # type: ignore[no-untyped-def]
+                      passes: int) -> tuple[Profile, list[Emulation]]:
+    """The calibrated profile and every plan's emulated epochs, measured in `passes` turns.
+
+    Each pass takes a share of the profile's repeats, one epoch of the calibration runs and
+    one epoch of every configuration, so that the host's slow and fast spells (on this shared
+    2-core VM a fixed unit's CPU time moves by +-20% for seconds at a time) meet the profile,
+    the calibration and each configuration alike instead of whichever ran at that moment.
+    """
     sizes = sorted({args.batch_size // n for n in counts} | {-(-args.batch_size // n) for n in counts})
     started = time.perf_counter()
-    profile = measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model,
-                              repeats=args.repeats, warmup=args.warmup, clock=CLOCKS[args.clock], fit=args.fit,
-                              rounds=args.rounds)
-    if args.calibrate:
-        profile = calibrate(profile, setup.model, setup.dataset, batch_size=args.batch_size, clock=CLOCKS[args.clock])
+    emulations = [Emulation(setup, plan) for plan in plans]
+    runs = (CalibrationRuns(setup.model, setup.dataset, batch_size=args.batch_size, clock=CLOCKS[args.clock])
+            if args.calibrate else None)
+    for warming in [*emulations, *([runs] if runs else [])]:  # the warm-up epochs
+        warming.epoch()
+    profiles = []
+    for k in range(passes):
+        share = args.repeats // passes + (1 if k < args.repeats % passes else 0)
+        profiles.append(measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model,
+                                        repeats=max(1, share), warmup=args.warmup, clock=CLOCKS[args.clock],
+                                        fit=args.fit, rounds=max(1, args.rounds // passes)))
+        if runs is not None:
+            runs.epoch()
+        for emulation in emulations:
+            emulation.epoch()
+    profile = median_profile(profiles)
+    if runs is not None:
+        profile = fit_calibration(profile, runs.seen())
     overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profile.calibration.items()) or "none"
-    log(f"{model}: profiled batch sizes {sizes} in {time.perf_counter() - started:.1f} s; "
-        f"overhead per action (ms): {overhead}")
-    return profile
+    log(f"{model}: profiled batch sizes {sizes}, calibrated and emulated {len(plans)} configurations in {passes} "
+        f"passes, {time.perf_counter() - started:.1f} s; overhead per action (ms): {overhead}")
+    return profile, emulations
 
 
 def grid_of(args: argparse.Namespace, model: str, num_units: int) -> list[tuple[int, int]]:
@@ -165,16 +212,14 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
     setup = prepare(config_for(args, model, train))
     grid = grid_of(args, model, setup.plan.num_units)
     counts = sorted({n for _, n in grid} | set(micro_batch_choices(args.batch_size)))
-    profile = model_profile(args, model, setup, counts)
+    plans = [with_choices(setup.plan, [choice] * args.devices) for choice in grid]
+    profile, emulations = measured_in_turns(args, model, setup, counts, plans, measured)
     emulated: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
-    started = time.perf_counter()
-    for choice in grid:
-        plan = with_choices(setup.plan, [choice] * args.devices)
-        epochs = emulate_epochs(setup, plan, measured)
+    for choice, plan, emulation in zip(grid, plans, emulations):
         for net, speeds in itertools.product(NETWORKS, SPEEDS):
             netplan = with_network(plan, net, speeds)
             times = []
-            for epoch, (spans, host_s) in enumerate(epochs, start=1):
+            for epoch, (spans, host_s) in enumerate(emulation.measured, start=1):
                 replayed = run_schedule(build_schedule(netplan, epoch), netplan.topology,
                                         Replay(host_s, profile, netplan), epoch)
                 if net == NETWORKS[0] and speeds == "1,1":
@@ -188,7 +233,7 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
                                 "emulated_s": emulated_s, "predicted_s": predicted_s,
                                 "error": predicted_s / emulated_s - 1})
     errors = [abs(float(r["error"])) for r in out["rows"] if r["model"] == model]
-    log(f"{model}: swept {len(grid)} configurations in {time.perf_counter() - started:.1f} s; error mean "
+    log(f"{model}: {len(grid)} configurations; error mean "
         f"{statistics.mean(errors):.2%}, worst {max(errors):.2%}")
     if args.choice:
         for net in NETWORKS:

@@ -42,7 +42,7 @@ from splitpipe.profile import Profile
 from splitpipe.schedules import DEFAULT
 from splitpipe.schedules.ir import Action
 
-__all__ = ["calibrate", "calibration_runs", "fit_calibration"]
+__all__ = ["CalibrationRuns", "calibrate", "calibration_runs", "fit_calibration"]
 
 
 class _Recorder(MeasuredTiming):
@@ -74,20 +74,38 @@ def calibration_runs(
     model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2, epochs: int = 3,
     device: str = "cpu", clock: Callable[[], float] = time.perf_counter,
 ) -> Runs:
-    """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch.
+    """(1) Each short run's plan and its (node, action, measured seconds) after the warm-up epoch."""
+    runs = CalibrationRuns(model, dataset, batch_size=batch_size, steps=steps, device=device, clock=clock)
+    for _ in range(max(2, epochs)):
+        runs.epoch()
+    return runs.seen()
 
-    The runs take turns epoch by epoch (every run's epoch e before any run's e + 1), so that a
-    slow or fast spell of the host hits every split and size alike (run one after another, each
-    split met the host at its own moment, and the fit took that for a cost of the split).
+
+class CalibrationRuns:
+    """The short runs of step (1), trained an epoch at a time, every run's epoch e before any run's e + 1.
+
+    Taking turns, a slow or fast spell of the host hits every split and size alike (run one
+    after another, each split met the host at its own moment, and the fit took that for a cost
+    of the split). A caller may put other work between epochs (bench/planner.py puts its
+    profile rounds and emulated epochs there, so that all of them meet the same host).
     """
-    n = len(model)
-    runs = [_Run(_plan(n, split, batch_size, micro_batches, steps), model, dataset, device, clock)
-            for split in sorted({1, n // 2, n - 1})  # small and large parts on either side
-            for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)})]
-    for epoch in range(max(2, epochs)):
-        for run in runs:
-            run.epoch(epoch)
-    return [(run.plan, run.seen) for run in runs]
+
+    def __init__(self, model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2,
+                 device: str = "cpu", clock: Callable[[], float] = time.perf_counter) -> None:
+        n = len(model)
+        self.runs = [_Run(_plan(n, split, batch_size, micro_batches, steps), model, dataset, device, clock)
+                     for split in sorted({1, n // 2, n - 1})  # small and large parts on either side
+                     for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)})]
+        self.epochs = 0
+
+    def epoch(self) -> None:
+        """One more epoch of every run (the first of them a warm-up that is not kept)."""
+        for run in self.runs:
+            run.epoch(self.epochs)
+        self.epochs += 1
+
+    def seen(self) -> Runs:
+        return [(run.plan, list(run.seen)) for run in self.runs]
 
 
 def fit_calibration(profile: Profile, runs: Runs) -> Profile:
