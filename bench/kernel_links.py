@@ -12,7 +12,9 @@ emulator's error, (emulated - real) / real, per run and the median of the repeat
 `replayed` column is the emulator given the real run's own compute durations (from its
 trace.json), so that only the links and the runtime differ (the real nodes compute beside
 each other's transport threads, the emulator alone); the `payload only` column is the
-emulator without TCP framing (the link model before it counted headers and ACKs). A first table, which the host's load does not touch, sets the bytes each
+emulator without TCP framing (the link model before it counted headers and ACKs); the
+`predicted` column is the predictor's epoch time from this host's calibrated profile (what
+`run` reports as `predicted_time_s`) against the real run. A first table, which the host's load does not touch, sets the bytes each
 link's qdisc counted in the last run beside the bytes the link model puts on it. Needs root and `ip`/`tc` (iproute2); docs/links.md has the commands.
 """
 
@@ -50,7 +52,7 @@ PREFIX = "spk"          # namespaces spk-server, spk-dev0..; veths spk-s0/spk-d0
 PORT = 50051
 WIRE_COLUMNS = ["technique", "link", "payload_B", "model_B", "kernel_B", "model_error", "payload_error"]
 COLUMNS = ["technique", "run", "real_s", "emulated_s", "error", "replayed_s", "replayed_error", "payload_only_s",
-           "payload_only_error"]
+           "payload_only_error", "predicted_s", "predicted_error"]
 
 
 def sh(*args: str) -> None:
@@ -245,14 +247,16 @@ def main() -> None:
                 epoch = emulated(setup)
                 emu, raw = epoch["time_s"], emulated(setup, raw=True)["time_s"]
                 replayed = emulated(setup, timing=Replayed(spans))["time_s"]
-                runs.append((real, emu, replayed, raw))
-                rows.append(_row(technique, str(r), real, emu, replayed, raw))
-                print(f"{technique} run {r}: real {real:.3f} s, emulated {emu:.3f} s, replayed {replayed:.3f} s "
+                runs.append((real, emu, replayed, raw, epoch["predicted_time_s"]))
+                rows.append(_row(technique, str(r), *runs[-1]))
+                print(f"{technique} run {r}: real {real:.3f} s, emulated {emu:.3f} s, replayed {replayed:.3f} s, "
+                      f"predicted {runs[-1][-1]:.3f} s "
                       f"(load average: {_load()})", flush=True)
             wires += wire_rows(technique, setup, epoch, {k: after[k] - before[k] for k in after})
             medians = [statistics.median(x) for x in zip(*runs)]
             row = _row(technique, "median", *medians)
-            for key, column in (("error", 1), ("replayed_error", 2), ("payload_only_error", 3)):   # of the runs'
+            for key, column in (("error", 1), ("replayed_error", 2), ("payload_only_error", 3),
+                                ("predicted_error", 4)):   # of the runs'
                 row[key] = statistics.median((run[column] - run[0]) / run[0] for run in runs)
             rows.append(row)
     finally:
@@ -266,10 +270,12 @@ def main() -> None:
           f"benchmark took {time.perf_counter() - started:.0f} s")
 
 
-def _row(technique: str, run: str, real: float, emu: float, replayed: float, raw: float) -> dict[str, object]:
+def _row(technique: str, run: str, real: float, emu: float, replayed: float, raw: float,
+         predicted: float) -> dict[str, object]:
     return {"technique": technique, "run": run, "real_s": real, "emulated_s": emu, "error": (emu - real) / real,
             "replayed_s": replayed, "replayed_error": (replayed - real) / real,
-            "payload_only_s": raw, "payload_only_error": (raw - real) / real}
+            "payload_only_s": raw, "payload_only_error": (raw - real) / real,
+            "predicted_s": predicted, "predicted_error": (predicted - real) / real}
 
 
 def _load() -> str:
