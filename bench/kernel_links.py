@@ -228,6 +228,10 @@ def main() -> None:
     if os.geteuid() != 0 or not shutil.which("tc"):
         raise SystemExit("kernel_links: needs root and iproute2 (ip, tc) to make namespaces and tbf links")
     threads = max(1, (os.cpu_count() or 1) // (args.devices + 1))   # what each node of a launch gets
+    if args.devices + 1 > (os.cpu_count() or 1):
+        print(f"note: {args.devices + 1} node processes on {os.cpu_count()} cores: the real nodes share cores when "
+              "they compute at once, the emulator times each alone (--devices 1 gives each node its core)",
+              flush=True)
     torch.set_num_threads(threads)
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
