@@ -15,7 +15,7 @@ from splitpipe.runtime.transport.base import TransportError
 from splitpipe.runtime.transport.sockio import SocketReader, write_all, write_some
 from splitpipe.runtime.transport.wire import Pool, encode_bye
 
-__all__ = ["Connection", "Channel"]
+__all__ = ["Connection", "Channel", "discard"]
 
 log = logging.getLogger("splitpipe.transport")
 
@@ -69,6 +69,14 @@ class Connection:
                 pass
         self.turn.set()   # a parked reader thread: time to end
         self.on_release(self)
+
+
+def discard(connection: Connection | None, sock: socket.socket) -> None:
+    """Close a connection that never got going (its reader holds the socket open too)."""
+    if connection is not None:
+        connection.release()
+    else:
+        sock.close()
 
 
 class Channel:
