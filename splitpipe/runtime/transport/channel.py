@@ -88,9 +88,11 @@ class Channel:
     message's latency) and without a snapshot copy: over plain TCP the caller writes what the
     kernel takes now and hands only the rest, snapshotted, to the thread (`carry`, written
     before anything queued); over TLS, which cannot take part of a write back, only a small
-    message that fits the socket's room is written by the caller. If writing fails, `error`
-    says why and the messages still queued are dropped; the owner reports it on the next send
-    and starts afresh. Buffers may be views of a caller's tensors until `put` returns; the
+    message that fits the socket's room is written by the caller. A put after `close` began (or
+    after the channel ended) is refused, not queued behind the goodbye: `put` returns False and
+    the owner finds the message another channel or raises. If writing fails, `error` says why
+    and the messages still queued are dropped; the owner reports it on the next send and starts
+    afresh. Buffers may be views of a caller's tensors until `put` returns; the
     copies that outlive it come from `pool` and go back to it once written.
     """
 
@@ -111,25 +113,19 @@ class Channel:
         self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
         self._thread.start()
 
-    def put(self, buffers: Buffers, small: bool = False) -> None:
-        """Send one message; `buffers` may alias the caller's memory until this returns."""
+    def put(self, buffers: Buffers, small: bool = False) -> bool:
+        """Send one message; `buffers` may alias the caller's memory until this returns. False if the
+        channel is closing or over: nothing of the message was taken (the caller still owns `buffers`)."""
         if self._put_direct(buffers, small):
-            return
+            return True
         copies = self._pool.snapshot(buffers)   # outside the lock: the thread goes on writing meanwhile
         with self._lock:
-            if self._finished_put():
-                self._pool.recycle(copies)
-                return
+            if self._closing or self.finished:   # close() sets _closing under this lock before its goodbye
+                self._pool.recycle([copy for copy in copies if all(copy is not given for given in buffers)])
+                return False
             self._unwritten += 1
             self._queue.put(copies)
-
-    def _finished_put(self) -> bool:
-        """Whether the channel is over (a put is dropped and reported once); call with the lock held."""
-        if self.finished and self.error is None:
-            self.error = TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
-                                        f"{self.where} had ended; a message was dropped")
-            log.error("%s", self.error)
-        return self.finished
+        return True
 
     def _put_direct(self, buffers: Buffers, small: bool) -> bool:
         """Write from the caller if the channel is idle; the rest of a partial write goes to the thread.
@@ -140,10 +136,7 @@ class Channel:
             return False   # the thread (or another caller) is writing
         connection = self._connection
         try:
-            if self.finished:
-                with self._lock:
-                    return self._finished_put()
-            if (connection is None or self._unwritten or self._closing
+            if (connection is None or self._unwritten or self._closing or self.finished
                     or not (connection.plain or (small and _has_room(connection.sock)))):
                 return False
             try:

@@ -238,14 +238,22 @@ class SocketTransport(Transport):
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
         if not self._shaper.delays(peer):
-            channel.put(buffers, small=nbytes < JOIN_BELOW)
+            self._put(peer, channel, buffers, nbytes < JOIN_BELOW)
             return
         buffers = self._pool.snapshot(buffers)   # delivered to the channel later: the snapshot is taken now
-        self._shaper.send(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
+        self._shaper.send(peer, nbytes, lambda: self._put(peer, channel, buffers, nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
         buffers = encode_control(body, self._max_control_bytes)
-        self._channel(peer).put(buffers, small=len(buffers[0]) < JOIN_BELOW)
+        self._put(peer, self._channel(peer), buffers, len(buffers[0]) < JOIN_BELOW)
+
+    def _put(self, peer: str, channel: Channel, buffers: list[memoryview | bytes], small: bool) -> None:
+        """Hand a message to `channel`, found without the lock; if it began closing since (close(), the peer
+        moved), to the channel the peer has now: the message goes out or this raises, never dropped unsaid."""
+        if channel.put(buffers, small) or self._channel(peer).put(buffers, small):   # _channel raises if closed
+            return
+        raise TransportError(f"node '{self.name}' could not send to peer '{peer}': its channel closed twice "
+                             "while the message was handed over (is the peer being moved again and again?)")
 
     def heard(self, peer: str) -> float | None:
         return self._progress.heard(peer)
