@@ -142,17 +142,19 @@ class Channel:
             try:
                 if not connection.plain:
                     connection.write(buffers)
-                    return True
-                sent = write_some(connection.sock, buffers)
-                if sent < sum(map(len, buffers)):
-                    carry = self._pool.snapshot(buffers, sent)
-                    with self._lock:
-                        self._unwritten += 1
-                        self._carry = carry   # the thread writes it before anything queued after it
-                        self._queue.put(_WAKE)
+                else:
+                    sent = write_some(connection.sock, buffers)
+                    if sent < sum(map(len, buffers)):
+                        carry = self._pool.snapshot(buffers, sent)   # the pool's own buffers are not copied again
+                        with self._lock:
+                            self._unwritten += 1
+                            self._carry = carry   # the thread writes it before anything queued, then recycles it
+                            self._queue.put(_WAKE)
+                        return True
             except (OSError, ValueError) as exc:
                 self._fail(connection, exc, 1)
                 connection.release()
+            self._pool.recycle(buffers)   # written (or lost): the pool's buffers among them (a shaped link's) go back
             return True
         finally:
             self._write_lock.release()

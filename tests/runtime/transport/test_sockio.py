@@ -209,3 +209,25 @@ def test_after_a_large_body_a_fill_takes_little_and_after_a_whole_read_the_whole
     assert isinstance(read_message(reader, 1 << 30), Decoded) and reader.buffered == 0
     a.close()
     b.close()
+
+
+def test_pool_snapshots_handed_to_a_channel_go_back_to_the_pool_once_written(wait_for) -> None:
+    """A shaped link hands the channel pool snapshots (taken at send); each goes back to the pool once written,
+    whether the caller wrote all of it at once or the thread wrote its rest (else every one is kept for ever)."""
+    a, b = _pair()
+    connection = Connection(a, SocketReader(a), "peer", "push", "here")
+    pool = Pool()
+    channel = Channel("node", "peer", lambda: connection, pool)
+    assert wait_for(lambda: channel.where == "here")
+    reader = SocketReader(b)
+    try:
+        for i in range(8):
+            size = (24 << 10) if i % 2 else (1 << 18)   # 96 KiB (the caller writes it all) or 1 MiB (in part)
+            buffers, _ = encode_data(Tag("act", mb=i), torch.ones(size))
+            assert channel.put(pool.snapshot(buffers))
+            assert read_message(reader, 1 << 30).tag == Tag("act", mb=i)
+        assert wait_for(lambda: not pool._lent)
+        assert pool._idle_bytes > 0
+    finally:
+        connection.release()
+        b.close()
