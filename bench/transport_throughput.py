@@ -7,8 +7,8 @@ to make `--total-mib` to a SocketTransport in the child and times from the first
 the child's "done" control message is back; the baseline sends the same bytes with
 socket.sendall to a plain socket in the child that reads them with recv_into into one buffer
 and answers one byte when it has them all (over TLS: Python's ssl on both ends, the same
-mutual-TLS contexts as the transport). Latency: round trips of a `--small-kib` tensor that the
-child's transport sends straight back, against a plain socket that echoes the same bytes.
+mutual-TLS contexts as the transport). Latency: round trips of a `--small-kib` tensor (of each size
+given) that the child's transport sends straight back, against a plain socket that echoes the same bytes.
 Every cell is measured `--repeats` times, transport and baseline taking turns, and the median
 shown. Both processes keep freed memory for reuse, as node processes do (transport/memory.py). `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
 """
@@ -251,16 +251,20 @@ def measure(args: argparse.Namespace, bench: Bench) -> dict:
                 out[f"{wire}_transport_MBps_{mib}MiB"] = statistics.median(ours)
                 out[f"{wire}_socket_MBps_{mib}MiB"] = statistics.median(theirs)
                 out[f"{wire}_ratio_{mib}MiB"] = statistics.median(ours) / statistics.median(theirs)
-            if not secure:
-                small = torch.randn(args.small_kib * 256)
+            for kib in args.small_kib if not secure else ():
+                small = torch.randn(kib * 256)
                 data = small.numpy().tobytes()
                 ours, theirs = [], []
                 for _ in range(args.repeats):
                     ours.append(bench.round_trips(tx, small, args.round_trips))
                     theirs.append(bench.socket_round_trips(False, data, args.round_trips))
-                out["small_transport_rtt_us"] = statistics.median(ours) * 1e6
-                out["small_socket_rtt_us"] = statistics.median(theirs) * 1e6
-                out["small_latency_ratio"] = statistics.median(ours) / statistics.median(theirs)
+                out[f"transport_rtt_us_{kib}KiB"] = statistics.median(ours) * 1e6
+                out[f"socket_rtt_us_{kib}KiB"] = statistics.median(theirs) * 1e6
+                out[f"latency_ratio_{kib}KiB"] = statistics.median(ours) / statistics.median(theirs)
+                if kib == args.small_kib[0]:   # the issue's keys: the first size
+                    out["small_transport_rtt_us"] = out[f"transport_rtt_us_{kib}KiB"]
+                    out["small_socket_rtt_us"] = out[f"socket_rtt_us_{kib}KiB"]
+                    out["small_latency_ratio"] = out[f"latency_ratio_{kib}KiB"]
         finally:
             bench.stop(tx)
         if args.grpc:
@@ -293,9 +297,9 @@ def table(args: argparse.Namespace, out: dict) -> str:
                 row += f" {out[f'{wire}_grpc_MBps_{mib}MiB']:,.0f} |"
             lines.append(row)
     lines += ["", "| small message | SocketTransport round trip | plain socket round trip | transport / socket |",
-              "|---|---:|---:|---:|",
-              f"| {args.small_kib} KiB over TCP | {out['small_transport_rtt_us']:.0f} us | "
-              f"{out['small_socket_rtt_us']:.0f} us | {out['small_latency_ratio']:.2f} |"]
+              "|---|---:|---:|---:|"]
+    lines += [f"| {kib} KiB over TCP | {out[f'transport_rtt_us_{kib}KiB']:.0f} us | "
+              f"{out[f'socket_rtt_us_{kib}KiB']:.0f} us | {out[f'latency_ratio_{kib}KiB']:.2f} |" for kib in args.small_kib]
     return "\n".join(lines)
 
 
@@ -304,7 +308,8 @@ def main() -> None:
     parser.add_argument("--sizes-mib", type=int, nargs="+", default=[1, 16], help="tensor sizes in MiB")
     parser.add_argument("--total-mib", type=int, default=256, help="MiB moved per throughput measurement")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per cell; the median is shown")
-    parser.add_argument("--small-kib", type=int, default=4, help="size of the small message (KiB)")
+    parser.add_argument("--small-kib", type=int, nargs="+", default=[4],
+                        help="sizes of the round-trip messages (KiB); the first gives the small_* figures")
     parser.add_argument("--round-trips", type=int, default=200, help="round trips per latency measurement")
     parser.add_argument("--grpc", action="store_true", help="also measure GrpcTransport (slow)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

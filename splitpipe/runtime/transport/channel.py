@@ -15,7 +15,7 @@ from splitpipe.runtime.transport.base import TransportError
 from splitpipe.runtime.transport.sockio import SocketReader, write_all, write_some
 from splitpipe.runtime.transport.wire import Pool, encode_bye
 
-__all__ = ["Connection", "Channel"]
+__all__ = ["Connection", "Channel", "discard"]
 
 log = logging.getLogger("splitpipe.transport")
 
@@ -71,6 +71,14 @@ class Connection:
         self.on_release(self)
 
 
+def discard(connection: Connection | None, sock: socket.socket) -> None:
+    """Close a connection that never got going (its reader holds the socket open too)."""
+    if connection is not None:
+        connection.release()
+    else:
+        sock.close()
+
+
 class Channel:
     """Writes messages to one peer, in order, on a connection it obtains on first use.
 
@@ -80,9 +88,11 @@ class Channel:
     message's latency) and without a snapshot copy: over plain TCP the caller writes what the
     kernel takes now and hands only the rest, snapshotted, to the thread (`carry`, written
     before anything queued); over TLS, which cannot take part of a write back, only a small
-    message that fits the socket's room is written by the caller. If writing fails, `error`
-    says why and the messages still queued are dropped; the owner reports it on the next send
-    and starts afresh. Buffers may be views of a caller's tensors until `put` returns; the
+    message that fits the socket's room is written by the caller. A put after `close` began (or
+    after the channel ended) is refused, not queued behind the goodbye: `put` returns False and
+    the owner finds the message another channel or raises. If writing fails, `error` says why
+    and the messages still queued are dropped; the owner reports it on the next send and starts
+    afresh. Buffers may be views of a caller's tensors until `put` returns; the
     copies that outlive it come from `pool` and go back to it once written.
     """
 
@@ -103,25 +113,19 @@ class Channel:
         self._thread = threading.Thread(target=self._run, name=f"splitpipe-send-{node}-{peer}", daemon=True)
         self._thread.start()
 
-    def put(self, buffers: Buffers, small: bool = False) -> None:
-        """Send one message; `buffers` may alias the caller's memory until this returns."""
+    def put(self, buffers: Buffers, small: bool = False) -> bool:
+        """Send one message; `buffers` may alias the caller's memory until this returns. False if the
+        channel is closing or over: nothing of the message was taken (the caller still owns `buffers`)."""
         if self._put_direct(buffers, small):
-            return
+            return True
         copies = self._pool.snapshot(buffers)   # outside the lock: the thread goes on writing meanwhile
         with self._lock:
-            if self._finished_put():
-                self._pool.recycle(copies)
-                return
+            if self._closing or self.finished:   # close() sets _closing under this lock before its goodbye
+                self._pool.recycle([copy for copy in copies if all(copy is not given for given in buffers)])
+                return False
             self._unwritten += 1
             self._queue.put(copies)
-
-    def _finished_put(self) -> bool:
-        """Whether the channel is over (a put is dropped and reported once); call with the lock held."""
-        if self.finished and self.error is None:
-            self.error = TransportError(f"connection from node '{self.node}' to peer '{self.peer}' at "
-                                        f"{self.where} had ended; a message was dropped")
-            log.error("%s", self.error)
-        return self.finished
+        return True
 
     def _put_direct(self, buffers: Buffers, small: bool) -> bool:
         """Write from the caller if the channel is idle; the rest of a partial write goes to the thread.
@@ -132,26 +136,25 @@ class Channel:
             return False   # the thread (or another caller) is writing
         connection = self._connection
         try:
-            if self.finished:
-                with self._lock:
-                    return self._finished_put()
-            if (connection is None or self._unwritten or self._closing
+            if (connection is None or self._unwritten or self._closing or self.finished
                     or not (connection.plain or (small and _has_room(connection.sock)))):
                 return False
             try:
                 if not connection.plain:
                     connection.write(buffers)
-                    return True
-                sent = write_some(connection.sock, buffers)
-                if sent < sum(map(len, buffers)):
-                    carry = self._pool.snapshot(buffers, sent)
-                    with self._lock:
-                        self._unwritten += 1
-                        self._carry = carry   # the thread writes it before anything queued after it
-                        self._queue.put(_WAKE)
+                else:
+                    sent = write_some(connection.sock, buffers)
+                    if sent < sum(map(len, buffers)):
+                        carry = self._pool.snapshot(buffers, sent)   # the pool's own buffers are not copied again
+                        with self._lock:
+                            self._unwritten += 1
+                            self._carry = carry   # the thread writes it before anything queued, then recycles it
+                            self._queue.put(_WAKE)
+                        return True
             except (OSError, ValueError) as exc:
                 self._fail(connection, exc, 1)
                 connection.release()
+            self._pool.recycle(buffers)   # written (or lost): the pool's buffers among them (a shaped link's) go back
             return True
         finally:
             self._write_lock.release()

@@ -1,7 +1,7 @@
 """Transport over plain sockets (TCP, or TLS with Python's ssl): the fast wire, and nodes that never listen.
 
 Every connection carries messages one way and is authenticated both ways first
-(handshake.py). A node with `listen` accepts connections; a node without it ("dial-out", a phone
+(handshake.py). A node with `listen` accepts connections (listener.py); a node without it ("dial-out", a phone
 behind NAT) dials every peer twice: a "push" connection it writes to, opened on the first send,
 and a "pull" connection, opened as soon as it knows the peer, on which the peer writes to it. So
 every link can be opened from either end. Messages are framed by wire.py and moved by
@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import replace
-from typing import Any, cast
 
 from splitpipe.network import LinkSpec
 from splitpipe.runtime.shaping import NodeShaper
@@ -37,18 +36,18 @@ from splitpipe.runtime.transport.base import (
     check_message,
     payload_nbytes,
 )
-from splitpipe.runtime.transport.channel import Channel, Connection
-from splitpipe.runtime.transport.handshake import (
-    HandshakeError,
-    KeyedIdentity,
-    Prover,
-    SharedSecret,
-    accept_handshake,
-    dial_handshake,
-)
+from splitpipe.runtime.transport.channel import Channel, Connection, discard
+from splitpipe.runtime.transport.handshake import KeyedIdentity, Prover, SharedSecret, dial_handshake
 from splitpipe.runtime.transport.identity import Identity
 from splitpipe.runtime.transport.inbox import Inbox
 from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS, CodecError
+from splitpipe.runtime.transport.listener import (
+    HANDSHAKE_S,
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_PEER,
+    MAX_HANDSHAKES,
+    Listener,
+)
 from splitpipe.runtime.transport.progress import Progress
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
 from splitpipe.runtime.transport.redial import MAX_WAIT_S, redial
@@ -69,30 +68,11 @@ __all__ = ["SocketTransport", "MAX_CONNECTIONS_PER_PEER", "MAX_HANDSHAKES", "MAX
 
 log = logging.getLogger("splitpipe.transport")
 
-#: Connections one authenticated node may hold open each way: its own, and a new one while a broken one winds down.
-MAX_CONNECTIONS_PER_PEER = 4
-#: Connections still in their handshake (unauthenticated) at once; more are closed at accept.
-MAX_HANDSHAKES = 64
-#: Authenticated connections a node holds at once.
-MAX_CONNECTIONS = 1024
-#: Seconds a new connection has to finish its TLS and splitpipe handshakes.
-HANDSHAKE_S = 10.0
-
-
 def split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"address '{address}' must be HOST:PORT with a port from 0 to 65535")
     return host.strip("[]"), int(port)
-
-
-def _certificate_names(sock: socket.socket) -> set[str] | None:
-    """The names (common name and alternative names) of the peer's TLS certificate; None without TLS."""
-    if not isinstance(sock, ssl.SSLSocket):
-        return None
-    cert = cast(dict[str, Any], sock.getpeercert() or {})   # typeshed: a union of str and nested tuples
-    names = {str(value) for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"}
-    return names | {str(value) for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
 
 
 def _contexts(tls: TlsConfig) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -156,17 +136,17 @@ class SocketTransport(Transport):
         self._offered: dict[str, list[Connection]] = {}   # pull connections peers opened, for channels to them
         self._known: set[str] = set()                     # peers that proved themselves on a connection to us
         self._moves: Counter[str] = Counter()             # restarts per peer (add_peer moved=True)
-        self._open: Counter[tuple[str, str]] = Counter()  # authenticated connections per (peer, mode)
         self._connections: set[Connection] = set()
-        self._handshakes = 0
         self._pulled: set[str] = set()                    # peers this dial-out node opened a pull connection to
         self._cond = threading.Condition()
-        self._listener: socket.socket | None = None
         self._port: int | None = None
         self._started = self._closed = False
         self._stopping = threading.Event()
         self._refusals = RateLimitedLog(log)
         self._progress = Progress()   # bytes in count as a sign of life (progress.py)
+        self._listener = Listener(name, self._prover, self._tls[0] if self._tls else None, self._progress,
+                                  self._refusals, self._stopping, self._proved, lambda: len(self._connections),
+                                  self._admitted)
 
     # -- where it is reached --------------------------------------------------------------
     @property
@@ -198,16 +178,7 @@ class SocketTransport(Transport):
             for peer in list(self._peers):
                 self._pull(peer)
             return
-        host, port = split_address(self._listen)
-        try:
-            listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                            backlog=128)
-        except OSError as exc:
-            raise TransportError(f"node '{self.name}' cannot listen on '{self._listen}': port {port} is "
-                                 f"{'taken' if 'in use' in str(exc) else exc.strerror}; pick another with --listen") \
-                from None
-        self._listener, self._port = listener, listener.getsockname()[1]
-        threading.Thread(target=self._accept_loop, name=f"splitpipe-accept-{self.name}", daemon=True).start()
+        self._port = self._listener.open(self._listen, *split_address(self._listen))
         log.info("node '%s' listening on %s%s", self.name, self.address, " with mutual TLS" if self._tls else "")
 
     def add_peer(self, name: str, address: str, *, moved: bool = False) -> None:
@@ -267,14 +238,22 @@ class SocketTransport(Transport):
         if nbytes > self._max_message_bytes:
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
         if not self._shaper.delays(peer):
-            channel.put(buffers, small=nbytes < JOIN_BELOW)
+            self._put(peer, channel, buffers, nbytes < JOIN_BELOW)
             return
         buffers = self._pool.snapshot(buffers)   # delivered to the channel later: the snapshot is taken now
-        self._shaper.send(peer, nbytes, lambda: channel.put(buffers, small=nbytes < JOIN_BELOW))
+        self._shaper.send(peer, nbytes, lambda: self._put(peer, channel, buffers, nbytes < JOIN_BELOW))
 
     def send_control(self, peer: str, body: dict) -> None:
         buffers = encode_control(body, self._max_control_bytes)
-        self._channel(peer).put(buffers, small=len(buffers[0]) < JOIN_BELOW)
+        self._put(peer, self._channel(peer), buffers, len(buffers[0]) < JOIN_BELOW)
+
+    def _put(self, peer: str, channel: Channel, buffers: list[memoryview | bytes], small: bool) -> None:
+        """Hand a message to `channel`, found without the lock; if it began closing since (close(), the peer
+        moved), to the channel the peer has now: the message goes out or this raises, never dropped unsaid."""
+        if channel.put(buffers, small) or self._channel(peer).put(buffers, small):   # _channel raises if closed
+            return
+        raise TransportError(f"node '{self.name}' could not send to peer '{peer}': its channel closed twice "
+                             "while the message was handed over (is the peer being moved again and again?)")
 
     def heard(self, peer: str) -> float | None:
         return self._progress.heard(peer)
@@ -327,7 +306,7 @@ class SocketTransport(Transport):
             self._progress.watch(connection.reader, peer)
             sock.settimeout(None)
         except (OSError, ValueError) as exc:
-            _discard(connection, sock)
+            discard(connection, sock)
             raise TransportError(f"node '{self.name}' could not connect to peer '{peer}' at {address}: {exc}") \
                 from None
         return connection
@@ -380,118 +359,38 @@ class SocketTransport(Transport):
             return True
 
     def _track(self, connection: Connection) -> None:
+        """Hold `connection` among this node's (released at close); forgotten when it is released."""
+        release = connection.on_release   # the listener's count of it, for one a peer opened
+
         def forget(conn: Connection) -> None:
             with self._cond:
                 self._connections.discard(conn)
                 if conn.mode == "pull" and conn.peer in self._pulled and self._listen is None:
                     self._pulled.discard(conn.peer)
+            release(conn)
         connection.on_release = forget
         with self._cond:
             self._connections.add(connection)
             if self._closed:
                 connection.release()
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                sock, address = self._listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                time.sleep(0.01)   # out of file descriptors, say: do not spin
-                continue
-            where = f"{address[0]}:{address[1]}"
-            with self._cond:
-                full = self._handshakes >= MAX_HANDSHAKES
-                self._handshakes += not full
-            if full:
-                self._refusals.warning(address[0], "node '%s' refused a connection from %s: %d others are still in "
-                                       "their handshake", self.name, where, MAX_HANDSHAKES)
-                sock.close()
-                continue
-            threading.Thread(target=self._admit, args=(sock, where), name=f"splitpipe-admit-{self.name}",
-                             daemon=True).start()
+    def open_connections(self) -> dict[str, int]:
+        """Authenticated connections peers opened to this node, per peer (for tests and diagnostics)."""
+        return self._listener.open_connections()
 
-    def _admit(self, sock: socket.socket, where: str) -> None:
-        """Handshake with a new connection; then read it (push) or offer it to the channel to its node (pull)."""
-        reserved: list[tuple[str, str]] = []
-        connection: Connection | None = None
-
-        def admit(peer: str, mode: str) -> str | None:
-            names = _certificate_names(sock)
-            if names is not None and peer not in names:
-                return f"its TLS certificate is for {', '.join(sorted(names))[:120]}, not for that node"
-            refused = self._reserve(peer, mode)
-            if refused is None:
-                reserved.append((peer, mode))
-            return refused
-
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(HANDSHAKE_S)
-            if _closed_unopened(sock):
-                log.debug("node '%s': a connection from %s closed before its first byte (a reachability probe "
-                          "or port check)", self.name, where)
-                sock.close()
-                return
-            if self._tls is not None:
-                sock = self._tls[0].wrap_socket(sock, server_side=True)
-            connection = Connection(sock, self._progress.reader(sock, READ_BUFFER), "?", "?", where)
-            peer, mode = accept_handshake(connection.reader, connection.write, self._prover, admit)
-            self._progress.watch(connection.reader, peer)
-            sock.settimeout(None)
-        except (HandshakeError, OSError, ValueError) as exc:
-            claimed = exc.claimed if isinstance(exc, HandshakeError) else ""
-            self._refusals.warning(where.rpartition(":")[0], "node '%s' refused a connection from %s%s: %s",
-                                   self.name, where, f" claiming to be node '{claimed[:80]}'" if claimed else "", exc)
-            _discard(connection, sock)
-            for key in reserved:
-                self._unreserve(*key)
-            return
-        finally:
-            with self._cond:
-                self._handshakes -= 1
-        connection.peer, connection.mode = peer, mode
+    def _admitted(self, connection: Connection) -> None:
+        """A connection a peer opened proved itself (listener.py): read it (push) or offer it to its channel (pull)."""
         self._track(connection)
-        release = connection.on_release
-
-        def unreserve(conn: Connection) -> None:
-            release(conn)
-            self._unreserve(conn.peer, conn.mode)
-        connection.on_release = unreserve
-        log.debug("node '%s' accepted a %s connection from node '%s' at %s", self.name, mode, peer, where)
-        if mode == "push":
+        if connection.mode == "push":
             self._read(connection)
             return
         with self._cond:
-            self._offered.setdefault(peer, []).append(connection)
+            self._offered.setdefault(connection.peer, []).append(connection)
             self._cond.notify_all()
 
-    def _reserve(self, peer: str, mode: str) -> str | None:
-        """Count a connection that proved itself, unless its node already holds too many: then why not."""
+    def _proved(self, peer: str) -> None:
         with self._cond:
-            if self._open[(peer, mode)] >= MAX_CONNECTIONS_PER_PEER:
-                return f"node '{peer}' already has {MAX_CONNECTIONS_PER_PEER} {mode} connections open"
-            if len(self._connections) >= MAX_CONNECTIONS:
-                return f"this node already holds {MAX_CONNECTIONS} connections"
-            self._open[(peer, mode)] += 1
             self._known.add(peer)
-        return None
-
-    def _unreserve(self, peer: str, mode: str) -> None:
-        with self._cond:
-            self._open[(peer, mode)] -= 1
-            if self._open[(peer, mode)] <= 0:
-                del self._open[(peer, mode)]
-
-    def open_connections(self) -> dict[str, int]:
-        """Authenticated connections peers opened to this node, per peer (for tests and diagnostics)."""
-        with self._cond:
-            out: Counter[str] = Counter()
-            for (peer, _), n in self._open.items():
-                out[peer] += n
-            return dict(out)
 
     def _read(self, connection: Connection, announce: bool = True) -> bool:
         """Deliver what `connection` carries until it ends; whether it ended with bye. An end without bye
@@ -567,8 +466,7 @@ class SocketTransport(Transport):
                 log.warning("node '%s': connection to peer '%s' did not finish within %g s",
                             self.name, channel.peer, self._connect_timeout)
         self._stopping.set()
-        if self._listener is not None:
-            self._listener.close()
+        self._listener.close()
         with self._cond:
             offered = [c for conns in self._offered.values() for c in conns]
             self._offered.clear()
@@ -582,15 +480,6 @@ class SocketTransport(Transport):
             connection.release()
 
 
-def _closed_unopened(sock: socket.socket) -> bool:
-    """True when the other end closed without sending a byte: a probe (coordinator's `address.probe`, a port check).
-
-    Such a connection never started a handshake, so it is no refusal worth a warning; one that
-    sends anything, even a byte, and then stalls or stops is still refused out loud.
-    """
-    return sock.recv(1, socket.MSG_PEEK) == b""   # OSError (reset, stalled past the timeout): refused out loud
-
-
 def _alive(connection: Connection | None) -> bool:
     """Whether the other end of `connection` is still open (a killed process's end reads as closed or reset)."""
     if connection is None:
@@ -602,10 +491,3 @@ def _alive(connection: Connection | None) -> bool:
     except (OSError, ValueError):
         return False
 
-
-def _discard(connection: Connection | None, sock: socket.socket) -> None:
-    """Close a connection that never got going (its reader holds the socket open too)."""
-    if connection is not None:
-        connection.release()
-    else:
-        sock.close()

@@ -17,10 +17,14 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 
-__all__ = ["SocketReader", "write_all", "write_some", "rest", "READ_BUFFER", "DIRECT_FROM"]
+__all__ = ["SocketReader", "write_all", "write_some", "rest", "READ_BUFFER", "DIRECT_FROM", "AFTER_LARGE"]
 
-#: Read buffer of a connection: a few small messages per system call, and little of a large body copied twice.
-READ_BUFFER = 16 << 10
+#: Read buffer of a connection: a few small messages or one mid-size activation (up to 64 KiB and its header)
+#: per system call, decoded straight from it (wire.py).
+READ_BUFFER = 128 << 10
+#: What one `recv` into the buffer takes at most after a large body was read: little of the next large one
+#: copied twice (the rest of it goes straight into its tensor).
+AFTER_LARGE = 16 << 10
 #: Reads of at least this many bytes bypass the buffer (no second copy).
 DIRECT_FROM = 64 << 10
 #: A large body is read in slices of this size, each a sign of life (a few per second on a 1 MB/s link).
@@ -54,6 +58,7 @@ class SocketReader:
         self._buffer = memoryview(bytearray(buffer))
         self._start = self._end = 0   # the buffered bytes are _buffer[_start:_end]
         self._wait_all = _plain(sock)
+        self._fill = buffer   # bytes one fill reads at most: the whole buffer, or AFTER_LARGE after a large read
         self._closed = False
 
     @property
@@ -68,6 +73,19 @@ class SocketReader:
         """Drop the first `nbytes` buffered bytes (read through `peek`); at most `buffered`."""
         self._start += min(nbytes, self._end - self._start)
 
+    @property
+    def capacity(self) -> int:
+        """Bytes the buffer holds at most."""
+        return len(self._buffer)
+
+    def fill_to(self, nbytes: int) -> None:
+        """Read until at least `nbytes` (at most `capacity`) are buffered, blocking as long as it takes;
+        ConnectionError if the stream ends first."""
+        self._fill = len(self._buffer)   # this connection carries messages that fit: read them whole
+        while self._end - self._start < nbytes:
+            if not self.fill():
+                raise ConnectionError(f"stream ended inside a message ({self._end - self._start} of {nbytes} bytes)")
+
     def fill(self, wait: bool = True) -> int | None:
         """Add what one `recv` gives to the buffer: the bytes got, 0 at the end of the stream, None if
         `wait` is False and nothing was there. The buffer must have room (it holds less than its size)."""
@@ -79,9 +97,9 @@ class SocketReader:
             self._start, self._end = 0, left
         if self._end == len(self._buffer):
             return None   # full: nothing read
+        room = self._buffer[self._end:self._end + self._fill]
         try:
-            n = (self._sock.recv_into(self._buffer[self._end:]) if wait
-                 else self._sock.recv_into(self._buffer[self._end:], 0, socket.MSG_DONTWAIT))
+            n = self._sock.recv_into(room) if wait else self._sock.recv_into(room, 0, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return None
         if n and self.heard is not None:
@@ -100,6 +118,7 @@ class SocketReader:
             self._start += got
         if got == want or want < DIRECT_FROM:
             return got
+        self._fill = min(AFTER_LARGE, len(self._buffer))   # large bodies come here: read little of the next
         while got < want:   # a large read: straight from the socket into the destination
             piece = view[got:got + DIRECT_SLICE]
             if self._closed:

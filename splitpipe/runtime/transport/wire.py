@@ -330,17 +330,24 @@ def read_message(reader: Reader, max_message_bytes: int, max_control_bytes: int 
 
 
 def _whole_single(reader: SocketReader, max_message_bytes: int) -> Decoded | CodecError | None:
-    """The next message if it is a one-tensor data message already whole in `reader`'s buffer (a small
-    activation or gradient, the usual case), decoded from there: one unpack, one copy, no other read.
+    """The next message if it is a one-tensor data message that fits `reader`'s buffer (a small or mid-size
+    activation or gradient, the usual case), decoded from there: one unpack, one copy. The bytes of it that
+    are not buffered yet are read into the buffer first: the general path would read just as many.
     None for anything else, which read_message's general path reads (and names what is wrong with it)."""
     view = reader.peek()
-    if len(view) <= PREFIX.size:
-        return None
+    if len(view) < PREFIX.size:   # (a reader thread woken by bytes): the general path would read them too
+        reader.fill()
+        view = reader.peek()
+        if len(view) < PREFIX.size:
+            return None
     kind, head_len, body_len = PREFIX.unpack_from(view)
     start = PREFIX.size + head_len
     end = start + body_len
-    if kind != DATA or end > len(view) or body_len > max_message_bytes:
+    if kind != DATA or end > reader.capacity or body_len > max_message_bytes:
         return None
+    if end > len(view):
+        reader.fill_to(end)
+        view = reader.peek()
     single = _parse_single(view[PREFIX.size:start])
     if single is None or single[2][0].nbytes != body_len:
         return None

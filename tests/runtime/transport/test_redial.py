@@ -45,9 +45,9 @@ def test_a_pull_connection_whose_peer_is_gone_is_reported_broken(wait_for) -> No
         rx.send_control("phone", {"n": 0})
         assert phone.receive(10.0).control == {"n": 0}
         rx._stopping.set()   # rx "dies": its listener and connections go, no bye
-        assert rx._listener is not None
-        rx._listener.shutdown(socket.SHUT_RDWR)   # wakes its accept loop, which then ends
-        rx._listener.close()
+        assert rx._listener.sock is not None
+        rx._listener.sock.shutdown(socket.SHUT_RDWR)   # wakes its accept loop, which then ends
+        rx._listener.sock.close()
         for connection in list(rx._connections):
             connection.release()
         message = phone.receive(30.0)

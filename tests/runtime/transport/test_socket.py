@@ -14,6 +14,7 @@ import torch
 
 from splitpipe.runtime.address import probe
 from splitpipe.runtime.transport import SocketTransport, TransportError
+from splitpipe.runtime.transport import listener as listener_module
 from splitpipe.runtime.transport import socket_transport as socket_module
 from splitpipe.runtime.transport.channel import Connection
 from splitpipe.runtime.transport.handshake import HandshakeError, SharedSecret, dial_handshake
@@ -211,8 +212,8 @@ def test_connections_per_peer_are_capped_and_others_still_served(rx, caplog, wai
 
 
 def test_silent_connections_are_cut_after_the_handshake_time(monkeypatch, wait_for) -> None:
-    monkeypatch.setattr(socket_module, "HANDSHAKE_S", 0.3)
-    monkeypatch.setattr(socket_module, "MAX_HANDSHAKES", 3)
+    monkeypatch.setattr(listener_module, "HANDSHAKE_S", 0.3)
+    monkeypatch.setattr(listener_module, "MAX_HANDSHAKES", 3)
     with SocketTransport("rx", "127.0.0.1:0", {}, SECRET) as node:
         node.start()
         host, _, port = node.address.rpartition(":")
@@ -220,7 +221,7 @@ def test_silent_connections_are_cut_after_the_handshake_time(monkeypatch, wait_f
         for s in silent:
             s.settimeout(30)
             assert s.recv(1) == b""   # closed by the node: over the cap at once, the others after 0.3 s
-        assert wait_for(lambda: node._handshakes == 0)
+        assert wait_for(lambda: node._listener.handshakes == 0)
         with SocketTransport("alice", "127.0.0.1:0", {"rx": node.address}, SECRET) as alice:
             alice.send_control("rx", {"after": "flood"})
             assert node.receive(10.0).control == {"after": "flood"}

@@ -7,13 +7,22 @@ import socket
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from splitpipe.runtime.transport import channel as channel_module
+from splitpipe.runtime.transport import wire
 from splitpipe.runtime.transport.channel import Channel, Connection
 from splitpipe.runtime.transport.codec import Decoded
 from splitpipe.runtime.transport.limits import CodecError
-from splitpipe.runtime.transport.sockio import DIRECT_FROM, SocketReader, rest, write_all, write_some
+from splitpipe.runtime.transport.sockio import (
+    AFTER_LARGE,
+    DIRECT_FROM,
+    SocketReader,
+    rest,
+    write_all,
+    write_some,
+)
 from splitpipe.runtime.transport.wire import Pool, encode_data, read_message
 from splitpipe.schedules.ir import Tag
 
@@ -155,3 +164,70 @@ def test_a_message_whole_in_the_read_buffer_is_held_to_max_tensors_as_one_read_i
     assert reader.buffered == 0
     a.close()
     b.close()
+
+
+def test_a_mid_size_message_arriving_in_parts_is_read_whole_into_the_buffer_and_decoded_from_it(monkeypatch) -> None:
+    """A 32 KiB activation fits the read buffer: the bytes still to come are read into it and the message is
+    decoded from there (not by the general path); one over max_message_bytes is still dropped, the next read."""
+    tensor = torch.arange(8 << 10, dtype=torch.float32)   # 32 KiB
+    message = b"".join(bytes(x) for x in encode_data(Tag("act", mb=1), tensor)[0])
+    a, b = _pair()
+    reader = SocketReader(b)
+    assert len(message) * 2 < reader.capacity
+    a.sendall(message[:1000])
+    assert reader.fill() == 1000   # the prefix and the start of the tensor
+    a.sendall(message[1000:] + message)
+    general = wire._data
+    monkeypatch.setattr(wire, "_data", lambda *args: pytest.fail("took the general path"))
+    item = read_message(reader, 1 << 30)
+    assert isinstance(item, Decoded) and item.tag == Tag("act", mb=1) and torch.equal(item.payload, tensor)
+    monkeypatch.setattr(wire, "_data", general)
+    refused = read_message(reader, 1000)   # over max_message_bytes: the general path drops it and names why
+    assert isinstance(refused, CodecError) and "exceed the limit of 1000" in str(refused)
+    a.sendall(message[:-1])
+    a.close()   # the stream ends one byte short
+    with pytest.raises(ConnectionError, match="stream ended inside a message"):
+        read_message(reader, 1 << 30)
+    b.close()
+
+
+def test_after_a_large_body_a_fill_takes_little_and_after_a_whole_read_the_whole_buffer() -> None:
+    """A connection carrying large tensors copies little of each twice (a fill reads AFTER_LARGE after a large
+    body); one carrying mid-size ones reads each whole in one recv again once a message was read whole."""
+    large = b"".join(bytes(x) for x in encode_data(Tag("act"), torch.ones(1 << 18))[0])   # 1 MiB
+    mid = b"".join(bytes(x) for x in encode_data(Tag("act"), torch.ones(8 << 10))[0])     # 32 KiB
+    a, b = _pair(sndbuf=4 << 20)
+    writer = threading.Thread(target=write_all, args=(a, [large, large, mid, mid]))
+    writer.start()
+    reader = SocketReader(b)
+    assert isinstance(read_message(reader, 1 << 30), Decoded)   # the first large body: read straight in
+    assert 0 < reader.fill() <= AFTER_LARGE                       # a fill then takes little of the next one
+    assert isinstance(read_message(reader, 1 << 30), Decoded)
+    writer.join()   # the rest is in the kernel
+    assert isinstance(read_message(reader, 1 << 30), Decoded)   # read whole into the buffer (fill_to) ...
+    assert reader.buffered == len(mid)   # ... and the next one with it, by one recv that took the whole room
+    assert isinstance(read_message(reader, 1 << 30), Decoded) and reader.buffered == 0
+    a.close()
+    b.close()
+
+
+def test_pool_snapshots_handed_to_a_channel_go_back_to_the_pool_once_written(wait_for) -> None:
+    """A shaped link hands the channel pool snapshots (taken at send); each goes back to the pool once written,
+    whether the caller wrote all of it at once or the thread wrote its rest (else every one is kept for ever)."""
+    a, b = _pair()
+    connection = Connection(a, SocketReader(a), "peer", "push", "here")
+    pool = Pool()
+    channel = Channel("node", "peer", lambda: connection, pool)
+    assert wait_for(lambda: channel.where == "here")
+    reader = SocketReader(b)
+    try:
+        for i in range(8):
+            size = (24 << 10) if i % 2 else (1 << 18)   # 96 KiB (the caller writes it all) or 1 MiB (in part)
+            buffers, _ = encode_data(Tag("act", mb=i), torch.ones(size))
+            assert channel.put(pool.snapshot(buffers))
+            assert read_message(reader, 1 << 30).tag == Tag("act", mb=i)
+        assert wait_for(lambda: not pool._lent)
+        assert pool._idle_bytes > 0
+    finally:
+        connection.release()
+        b.close()
