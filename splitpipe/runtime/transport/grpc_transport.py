@@ -8,7 +8,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent import futures
 from dataclasses import replace
 
@@ -27,6 +27,7 @@ from splitpipe.runtime.transport.base import (
 from splitpipe.runtime.transport.codec import MAX_CONTROL_BYTES, control_to_frames, payload_to_frames
 from splitpipe.runtime.transport.identity import Identity
 from splitpipe.runtime.transport.limits import MAX_TENSORS
+from splitpipe.runtime.transport.proto.splitpipe_pb2 import Frame as ProtoFrame
 from splitpipe.runtime.transport.proto.splitpipe_pb2_grpc import add_LinkServicer_to_server
 from splitpipe.runtime.transport.security import (
     NODE_KEY,
@@ -235,7 +236,20 @@ class GrpcTransport(Transport):
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
         sender = self._sender(peer)
         frames = payload_to_frames(sender.next_message(), tag, payload, self._chunk_bytes)
-        self._shaper.send(peer, nbytes, lambda: sender.put(frames))
+        self._shaper.send(peer, nbytes, lambda: self._put(peer, sender, frames,
+                                                          lambda s: payload_to_frames(s.next_message(), tag, payload,
+                                                                                      self._chunk_bytes)))
+
+    def _put(self, peer: str, sender: PeerSender, frames: list[ProtoFrame],
+             again: Callable[[PeerSender], list[ProtoFrame]]) -> None:
+        """Hand a message to `sender`, found without the lock; if it began closing since (close(), the peer
+        moved), framed anew for the sender the peer has now: the message goes out or this raises."""
+        if sender.put(frames):
+            return
+        current = self._sender(peer)   # raises if the transport is closed or the stream failed
+        if not current.put(again(current)):
+            raise TransportError(f"node '{self.name}' could not send to peer '{peer}': its stream closed twice "
+                                 "while the message was handed over (is the peer being moved again and again?)")
 
     def _arrive(self, message: Message) -> None:
         """A message is in off the wire; this node's downlink radio may hold a data message longer."""
@@ -248,8 +262,10 @@ class GrpcTransport(Transport):
                              lambda: self._inbox.put(replace(message, received_at=time.time())))
 
     def send_control(self, peer: str, body: dict) -> None:
+        def frames(sender: PeerSender) -> list[ProtoFrame]:
+            return control_to_frames(sender.next_message(), body, self._chunk_bytes, self._max_control_bytes)
         sender = self._sender(peer)
-        sender.put(control_to_frames(sender.next_message(), body, self._chunk_bytes, self._max_control_bytes))
+        self._put(peer, sender, frames(sender), frames)
 
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:

@@ -65,15 +65,14 @@ class PeerSender:
             self._next_message += 1
             return self._next_message
 
-    def put(self, frames: list[ProtoFrame]) -> None:
+    def put(self, frames: list[ProtoFrame]) -> bool:
+        """Queue one message's frames; False once `close` began or the stream ended: nothing was queued
+        (behind the stream's end it would never be sent), and the caller finds the message another sender."""
         with self._lock:
-            if self.finished:
-                if self.error is None:
-                    self.error = TransportError(f"stream from node '{self.node}' to peer '{self.peer}' at "
-                                                f"{self.address} had ended; a message was dropped")
-                    log.error("%s", self.error)
-                return
+            if self._closing or self.finished:
+                return False
             self._queue.put(frames)
+            return True
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -86,7 +85,8 @@ class PeerSender:
     def close(self, timeout: float) -> bool:
         """Send what is queued, end the stream and wait up to `timeout`, or until the peer is `unreachable`
         (what is queued then is dropped); False if it did not finish."""
-        self._closing = True
+        with self._lock:   # a put after this is refused, not queued behind the stream's end
+            self._closing = True
         self._queue.put(None)
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from splitpipe.runtime.transport import SocketTransport, TransportError
+from splitpipe.runtime.transport import GrpcTransport, SocketTransport, TransportError
+from splitpipe.runtime.transport import grpc_transport as grpc_module
 from splitpipe.runtime.transport import socket_transport as socket_module
 from splitpipe.runtime.transport.channel import Channel, Connection
 from splitpipe.runtime.transport.sockio import SocketReader
@@ -28,11 +29,12 @@ SIZES = {"4 KiB (written by the caller)": 1 << 10, "1 MiB (partly queued)": 1 <<
 
 
 @contextmanager
-def paused_sender(monkeypatch: pytest.MonkeyPatch, send: Callable[[], None]) -> Iterator[list[Exception]]:
-    """Run `send` in a thread held between its channel look-up and the hand-over until the block ends;
-    yields the errors it raised (filled once the block is left)."""
+def paused_sender(monkeypatch: pytest.MonkeyPatch, send: Callable[[], None], module: object = socket_module,
+                  encoder: str = "encode_data") -> Iterator[list[Exception]]:
+    """Run `send` in a thread held between its channel look-up and the hand-over (in `module.encoder`)
+    until the block ends; yields the errors it raised (filled once the block is left)."""
     looked_up, go, errors = threading.Event(), threading.Event(), []
-    encode = socket_module.encode_data
+    encode = getattr(module, encoder)
 
     def held(*args, **kwargs):   # type: ignore[no-untyped-def]
         if threading.current_thread().name == "racing-sender":
@@ -46,7 +48,7 @@ def paused_sender(monkeypatch: pytest.MonkeyPatch, send: Callable[[], None]) -> 
         except Exception as exc:   # noqa: BLE001 - handed to the test
             errors.append(exc)
 
-    monkeypatch.setattr(socket_module, "encode_data", held)
+    monkeypatch.setattr(module, encoder, held)
     thread = threading.Thread(target=run, name="racing-sender", daemon=True)
     thread.start()
     assert looked_up.wait(30)
@@ -107,3 +109,33 @@ def test_a_channel_refuses_a_put_once_it_began_closing(wait_for) -> None:
     finally:
         connection.release()
         b.close()
+
+
+def test_grpc_a_send_racing_a_move_of_its_peer_reaches_the_new_process(monkeypatch) -> None:
+    payload = torch.arange(256, dtype=torch.float32)
+    with GrpcTransport("bob", "127.0.0.1:0", {}, SECRET) as old, GrpcTransport("bob", "127.0.0.1:0", {}, SECRET) as new:
+        old.start()
+        new.start()
+        with GrpcTransport("tx", "127.0.0.1:0", {"bob": old.address}, SECRET, connect_timeout=5.0) as tx:
+            tx.send("bob", Tag("act", mb=0), payload)
+            assert old.receive(10.0).tag == Tag("act", mb=0)
+            with paused_sender(monkeypatch, lambda: tx.send("bob", Tag("act", mb=1), payload), grpc_module,
+                               "payload_to_frames") as errors:
+                tx.add_peer("bob", new.address, moved=True)   # ends the stream the sender holds
+            assert errors == []
+            message = new.receive(10.0)
+            assert message is not None and message.tag == Tag("act", mb=1)
+            assert torch.equal(message.payload, payload)
+
+
+def test_grpc_a_send_racing_close_raises(monkeypatch) -> None:
+    with GrpcTransport("bob", "127.0.0.1:0", {}, SECRET) as rx:
+        rx.start()
+        tx = GrpcTransport("tx", "127.0.0.1:0", {"bob": rx.address}, SECRET, connect_timeout=5.0)
+        tx.send("bob", Tag("act", mb=0), torch.ones(4))
+        assert rx.receive(10.0).tag == Tag("act", mb=0)
+        with paused_sender(monkeypatch, lambda: tx.send("bob", Tag("act", mb=1), torch.ones(4)), grpc_module,
+                           "payload_to_frames") as errors:
+            tx.close()   # ends the stream the sender holds
+        assert len(errors) == 1 and isinstance(errors[0], TransportError), errors
+        assert "closed" in str(errors[0])
