@@ -172,6 +172,7 @@ class NodeShaper:
         self._radios = frozenset(radios)
         self._shaper: LinkShaper[Channel] = LinkShaper(clock=clock)
         self._clock = clock
+        self._failed: dict[str, Exception] = {}   # per peer: a delivery that failed since the last send to it
 
     def _held(self, src: str, dst: str) -> tuple[Channel, LinkSpec] | None:
         link = self._links.get((src, dst))
@@ -179,16 +180,30 @@ class NodeShaper:
         return None if link is None or holder(ch) != self.name else (ch, link)
 
     def send(self, peer: str, nbytes: int, deliver: Callable[[], None]) -> float:
-        """Deliver a message of `nbytes` to `peer` when the link model says it is in."""
+        """Deliver a message of `nbytes` to `peer` when the link model says it is in.
+
+        A delayed delivery runs on the shaper's thread, where its error reaches no caller; so the
+        next send to that peer raises it instead of going out (the sender hears what was lost).
+        """
+        failed = self._failed.pop(peer, None)
+        if failed is not None:
+            raise failed
         held = self._held(self.name, peer)
         if held is None:
             deliver()
             return self._clock()
-        due = self._shaper.submit(held[0], nbytes, deliver, link=held[1])
+        due = self._shaper.submit(held[0], nbytes, lambda: self._reporting(peer, deliver), link=held[1])
         back = self._held(peer, self.name)   # this node's downlink radio: the peer's ACKs come in on it
         if back is not None:
             self._shaper.book_acks(back[0], back[1], nbytes, due)
         return due
+
+    def _reporting(self, peer: str, deliver: Callable[[], None]) -> None:
+        try:
+            deliver()
+        except Exception as exc:
+            self._failed.setdefault(peer, exc)
+            raise   # the link shaper logs it and goes on
 
     def delays(self, peer: str) -> bool:
         """Whether messages to or from `peer` go through the link model here (else send and receive deliver at once)."""

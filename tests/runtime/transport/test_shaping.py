@@ -87,6 +87,23 @@ def test_failing_delivery_does_not_stop_the_link() -> None:
     shaper.close()
 
 
+def test_a_failed_delayed_delivery_is_raised_by_the_next_send_to_that_peer() -> None:
+    shaper = NodeShaper("a", {("a", "b"): LinkSpec(1e9, 0.0), ("a", "c"): LinkSpec(1e9, 0.0)})
+
+    def fails() -> None:
+        raise ConnectionError("peer b is gone")
+
+    got: list[str] = []
+    shaper.send("b", 10, fails)
+    assert shaper.drain(5.0)
+    shaper.send("c", 10, lambda: got.append("c"))   # another peer's link is not concerned
+    with pytest.raises(ConnectionError, match="peer b is gone"):
+        shaper.send("b", 10, lambda: got.append("b1"))   # not sent: the sender hears of the loss first
+    shaper.send("b", 10, lambda: got.append("b2"))   # reported once
+    assert shaper.drain(5.0) and got == ["c", "b2"]
+    shaper.close()
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from splitpipe.network import LinkSpec
 from splitpipe.runtime.address import probe
 from splitpipe.runtime.transport import SocketTransport, TransportError
 from splitpipe.runtime.transport import listener as listener_module
@@ -328,6 +329,21 @@ def test_identity_connections_deliver_as_the_sender_and_no_one_speaks_as_another
                     fake.send_control("rx", {"type": "error"})
                     node.receive(0.02)
         assert node.receive(0.1) is None
+
+
+def test_on_a_shaped_link_a_failed_connection_is_reported_to_the_sender() -> None:
+    """The shaper hands a message over on its own thread, after the channel it was sent on failed: the
+    failure reaches no caller there, so the next send raises it (before, that send quietly opened a
+    new channel and the message held by the link was lost without a word)."""
+    with socket.socket() as s:       # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    links = {("tx", "gone"): LinkSpec(1e5, 0.0)}   # 100 kB/s: the message is handed over after ~1 s
+    with SocketTransport("tx", "127.0.0.1:0", {"gone": address}, SECRET, links=links, connect_timeout=0.3) as tx:
+        tx.send("gone", Tag("act"), torch.ones(1 << 15))   # 128 KiB; the channel's connect fails meanwhile
+        assert tx._shaper.drain(30.0)
+        with pytest.raises(TransportError, match="could not connect to peer 'gone'"):
+            tx.send("gone", Tag("act"), torch.ones(1))
 
 
 def test_tls_refuses_a_foreign_ca_and_plaintext(tls_for) -> None:
