@@ -198,6 +198,10 @@ class NodeShaper:
             self._shaper.book_acks(back[0], back[1], nbytes, due)
         return due
 
+    def forget_failure(self, peer: str) -> None:
+        """`peer` restarted: what failed on the way to its old process is not the new one's to answer for."""
+        self._failed.pop(peer, None)
+
     def _reporting(self, peer: str, deliver: Callable[[], None]) -> None:
         try:
             deliver()

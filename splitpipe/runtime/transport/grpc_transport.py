@@ -203,6 +203,8 @@ class GrpcTransport(Transport):
                 sender.close(0)
             self._lost.discard(name)
             self._peers[name] = address
+        if moved:
+            self._shaper.forget_failure(name)
 
     def _sender(self, peer: str) -> PeerSender:
         with self._lock:

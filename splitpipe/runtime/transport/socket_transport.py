@@ -204,6 +204,8 @@ class SocketTransport(Transport):
                 self._peers[name] = address
             else:
                 self._known.add(name)
+        if moved:
+            self._shaper.forget_failure(name)
         if stale is not None:
             stale.close(0.0)
         if address and self._listen is None and self._started:

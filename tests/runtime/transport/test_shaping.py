@@ -101,6 +101,11 @@ def test_a_failed_delayed_delivery_is_raised_by_the_next_send_to_that_peer() -> 
         shaper.send("b", 10, lambda: got.append("b1"))   # not sent: the sender hears of the loss first
     shaper.send("b", 10, lambda: got.append("b2"))   # reported once
     assert shaper.drain(5.0) and got == ["c", "b2"]
+    shaper.send("b", 10, fails)
+    assert shaper.drain(5.0)
+    shaper.forget_failure("b")   # b restarted: its old process's loss is not raised to the new one
+    shaper.send("b", 10, lambda: got.append("b3"))
+    assert shaper.drain(5.0) and got == ["c", "b2", "b3"]
     shaper.close()
 
 
