@@ -192,7 +192,8 @@ class NodeShaper:
         if held is None:
             deliver()
             return self._clock()
-        due = self._shaper.submit(held[0], nbytes, lambda: self._reporting(peer, deliver), link=held[1])
+        later = deliver if is_unshaped(held[1]) else lambda: self._reporting(peer, deliver)   # (else inline)
+        due = self._shaper.submit(held[0], nbytes, later, link=held[1])
         back = self._held(peer, self.name)   # this node's downlink radio: the peer's ACKs come in on it
         if back is not None:
             self._shaper.book_acks(back[0], back[1], nbytes, due)

@@ -118,6 +118,8 @@ class Channel:
         channel is closing or over: nothing of the message was taken (the caller still owns `buffers`)."""
         if self._put_direct(buffers, small):
             return True
+        if self._closing or self.finished:   # (checked again under the lock) no copy for a refused message
+            return False
         copies = self._pool.snapshot(buffers)   # outside the lock: the thread goes on writing meanwhile
         with self._lock:
             if self._closing or self.finished:   # close() sets _closing under this lock before its goodbye
@@ -146,6 +148,7 @@ class Channel:
                     sent = write_some(connection.sock, buffers)
                     if sent < sum(map(len, buffers)):
                         carry = self._pool.snapshot(buffers, sent)   # the pool's own buffers are not copied again
+                        self._pool.recycle(_written(buffers, sent))   # those wholly written go back now
                         with self._lock:
                             self._unwritten += 1
                             self._carry = carry   # the thread writes it before anything queued, then recycles it
@@ -167,10 +170,14 @@ class Channel:
     def pending(self) -> int:
         return self._unwritten
 
-    def close(self, timeout: float) -> bool:
-        """Send what is queued, say bye and wait up to `timeout`; False if it did not finish."""
+    def stop_taking(self) -> None:
+        """Refuse every later put (close() will follow): from now on a sender finds another channel."""
         with self._lock:
             self._closing = True
+
+    def close(self, timeout: float) -> bool:
+        """Send what is queued, say bye and wait up to `timeout`; False if it did not finish."""
+        self.stop_taking()
         self._queue.put(None)
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -190,7 +197,6 @@ class Channel:
         with self._lock:
             if self.finished:
                 return
-            self.finished = True
             dropped = in_flight
             if self._carry is not None:
                 self._pool.recycle(self._carry)
@@ -204,10 +210,13 @@ class Channel:
                     self._pool.recycle(item)
                     dropped += 1
             self._queue.put(None)   # lets the thread end
-        if self._closing and not dropped:
+            quiet = self._closing and not dropped
+            if not quiet:
+                self.error = error   # before `finished`: an owner that sees the channel over sees why
+            self.finished = True
+        if quiet:
             log.debug("%s (while closing)", error)
         else:
-            self.error = error
             log.error("%s; %d queued message(s) dropped", error, dropped)
 
     def _run(self) -> None:
@@ -253,3 +262,14 @@ def _has_room(sock: socket.socket) -> bool:
         return bool(select.select([], [sock], [], 0)[1])
     except (OSError, ValueError):
         return False
+
+
+def _written(buffers: Buffers, sent: int) -> Buffers:
+    """The buffers among `buffers` that the first `sent` bytes wrote whole."""
+    out, end = [], 0
+    for buffer in buffers:
+        end += len(buffer)
+        if end > sent:
+            break
+        out.append(buffer)
+    return out

@@ -8,7 +8,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from concurrent import futures
 from dataclasses import replace
 
@@ -238,18 +238,19 @@ class GrpcTransport(Transport):
             raise ValueError(f"payload {tag} of {nbytes} bytes exceeds max_message_bytes={self._max_message_bytes}")
         sender = self._sender(peer)
         frames = payload_to_frames(sender.next_message(), tag, payload, self._chunk_bytes)
-        self._shaper.send(peer, nbytes, lambda: self._put(peer, sender, frames,
-                                                          lambda s: payload_to_frames(s.next_message(), tag, payload,
-                                                                                      self._chunk_bytes)))
+        self._shaper.send(peer, nbytes, lambda: self._put(peer, sender, frames))
 
-    def _put(self, peer: str, sender: PeerSender, frames: list[ProtoFrame],
-             again: Callable[[PeerSender], list[ProtoFrame]]) -> None:
+    def _put(self, peer: str, sender: PeerSender, frames: list[ProtoFrame]) -> None:
         """Hand a message to `sender`, found without the lock; if it began closing since (close(), the peer
-        moved), framed anew for the sender the peer has now: the message goes out or this raises."""
+        moved), to the sender the peer has now, numbered for its stream: the message goes out or this raises.
+        The frames hold copies of the payload (taken at send), not the caller's tensors."""
         if sender.put(frames):
             return
         current = self._sender(peer)   # raises if the transport is closed or the stream failed
-        if not current.put(again(current)):
+        number = current.next_message()
+        for frame in frames:
+            frame.message = number
+        if not current.put(frames):
             raise TransportError(f"node '{self.name}' could not send to peer '{peer}': its stream closed twice "
                                  "while the message was handed over (is the peer being moved again and again?)")
 
@@ -264,10 +265,9 @@ class GrpcTransport(Transport):
                              lambda: self._inbox.put(replace(message, received_at=time.time())))
 
     def send_control(self, peer: str, body: dict) -> None:
-        def frames(sender: PeerSender) -> list[ProtoFrame]:
-            return control_to_frames(sender.next_message(), body, self._chunk_bytes, self._max_control_bytes)
         sender = self._sender(peer)
-        self._put(peer, sender, frames(sender), frames)
+        self._put(peer, sender, control_to_frames(sender.next_message(), body, self._chunk_bytes,
+                                                  self._max_control_bytes))
 
     def receive(self, timeout: float | None = None) -> Message | None:
         if self._closed:

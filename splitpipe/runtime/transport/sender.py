@@ -122,7 +122,6 @@ class PeerSender:
     def _end(self, error: TransportError, code: grpc.StatusCode | None = None) -> None:
         """The stream is over: drop what is queued; keep `error` for the owner unless nothing was lost."""
         with self._lock:
-            self.finished = True
             self.lost = not self._closing
             dropped = 0
             while True:   # a sentinel from close() is not a message
@@ -131,12 +130,16 @@ class PeerSender:
                 except queue.Empty:
                     break
             self._queue.put(None)   # releases gRPC's thread if it still waits for the next frame
-        if self._closing and not dropped:
+            quiet = self._closing and not dropped
+            harmless = not dropped and code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+            if not (quiet or harmless):
+                self.error = error   # before `finished`: an owner that sees the stream over sees why
+            self.finished = True
+        if quiet:
             log.debug("%s (while closing)", error)
-        elif not dropped and code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+        elif harmless:
             log.info("%s; nothing queued was lost, the next send reconnects", error)
         else:
-            self.error = error
             log.error("%s; %d queued message(s) dropped", error, dropped)
 
     def _make_channel(self) -> grpc.Channel:

@@ -195,6 +195,8 @@ class SocketTransport(Transport):
                 if stale is not None and not self._peers.get(name) and not self._offered.get(name) \
                         and _alive(stale.connection):   # it took the connection the new process dialled in on
                     self._channels[name], stale = stale, None
+                if stale is not None:
+                    stale.stop_taking()   # now, not at close below: a put meanwhile would reach the old process
                 self._peers.pop(name, None)
             channel = self._channels.get(name)
             if channel is not None and address and self._peers.get(name, address) != address:
@@ -243,7 +245,11 @@ class SocketTransport(Transport):
             self._put(peer, channel, buffers, nbytes < JOIN_BELOW)
             return
         buffers = self._pool.snapshot(buffers)   # delivered to the channel later: the snapshot is taken now
-        self._shaper.send(peer, nbytes, lambda: self._put(peer, channel, buffers, nbytes < JOIN_BELOW))
+        try:
+            self._shaper.send(peer, nbytes, lambda: self._put(peer, channel, buffers, nbytes < JOIN_BELOW))
+        except Exception:
+            self._pool.recycle(buffers)   # not sent: an earlier failure is reported instead
+            raise
 
     def send_control(self, peer: str, body: dict) -> None:
         buffers = encode_control(body, self._max_control_bytes)
@@ -252,10 +258,14 @@ class SocketTransport(Transport):
     def _put(self, peer: str, channel: Channel, buffers: list[memoryview | bytes], small: bool) -> None:
         """Hand a message to `channel`, found without the lock; if it began closing since (close(), the peer
         moved), to the channel the peer has now: the message goes out or this raises, never dropped unsaid."""
-        if channel.put(buffers, small) or self._channel(peer).put(buffers, small):   # _channel raises if closed
-            return
-        raise TransportError(f"node '{self.name}' could not send to peer '{peer}': its channel closed twice "
-                             "while the message was handed over (is the peer being moved again and again?)")
+        try:
+            if channel.put(buffers, small) or self._channel(peer).put(buffers, small):   # _channel raises if closed
+                return
+            raise TransportError(f"node '{self.name}' could not send to peer '{peer}': its channel closed twice "
+                                 "while the message was handed over (is the peer being moved again and again?)")
+        except TransportError:
+            self._pool.recycle(buffers)   # not taken: the pool's snapshots among them go back
+            raise
 
     def heard(self, peer: str) -> float | None:
         return self._progress.heard(peer)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from splitpipe.network import LinkSpec
 from splitpipe.runtime.transport import GrpcTransport, SocketTransport, TransportError
 from splitpipe.runtime.transport import grpc_transport as grpc_module
 from splitpipe.runtime.transport import socket_transport as socket_module
@@ -139,3 +140,22 @@ def test_grpc_a_send_racing_close_raises(monkeypatch) -> None:
             tx.close()   # ends the stream the sender holds
         assert len(errors) == 1 and isinstance(errors[0], TransportError), errors
         assert "closed" in str(errors[0])
+
+
+def test_grpc_a_shaped_message_handed_to_a_moved_peer_carries_what_was_sent(monkeypatch) -> None:
+    """On a shaped link the message waits in the link model; if its stream closes meanwhile (the peer moved),
+    it goes to the new stream as it was sent, not as the caller's tensor is by then."""
+    payload = torch.ones(1 << 14)   # 64 KiB at 100 kB/s: handed over after ~0.65 s
+    links = {("tx", "bob"): LinkSpec(1e5, 0.0)}
+    with GrpcTransport("bob", "127.0.0.1:0", {}, SECRET) as old, GrpcTransport("bob", "127.0.0.1:0", {}, SECRET) as new:
+        old.start()
+        new.start()
+        with GrpcTransport("tx", "127.0.0.1:0", {"bob": old.address}, SECRET, links=links, connect_timeout=5.0) as tx:
+            tx.send_control("bob", {"k": 0})   # opens the stream to the old process (control is not shaped)
+            assert old.receive(10.0).control == {"k": 0}
+            tx.send("bob", Tag("act", mb=1), payload)
+            payload.fill_(7.0)   # the caller reuses its buffer once send returned
+            tx.add_peer("bob", new.address, moved=True)
+            message = new.receive(10.0)
+            assert message is not None and message.tag == Tag("act", mb=1)
+            assert torch.equal(message.payload, torch.ones(1 << 14))

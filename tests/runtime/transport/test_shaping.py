@@ -109,6 +109,20 @@ def test_a_failed_delayed_delivery_is_raised_by_the_next_send_to_that_peer() -> 
     shaper.close()
 
 
+def test_a_failed_delivery_on_an_unshaped_link_is_raised_once_by_its_own_send() -> None:
+    shaper = NodeShaper("a", {("a", "b"): LinkSpec(math.inf, 0.0)})   # held here, but it delays nothing
+    got: list[str] = []
+
+    def fails() -> None:
+        raise ConnectionError("peer b is gone")
+
+    with pytest.raises(ConnectionError, match="peer b is gone"):
+        shaper.send("b", 10, fails)   # delivered inline: the caller hears it now ...
+    shaper.send("b", 10, lambda: got.append("b"))   # ... and not again with the next message
+    assert got == ["b"]
+    shaper.close()
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0

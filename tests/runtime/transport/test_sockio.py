@@ -226,6 +226,10 @@ def test_pool_snapshots_handed_to_a_channel_go_back_to_the_pool_once_written(wai
             buffers, _ = encode_data(Tag("act", mb=i), torch.ones(size))
             assert channel.put(pool.snapshot(buffers))
             assert read_message(reader, 1 << 30).tag == Tag("act", mb=i)
+        # two tensors, the caller's write ending inside the second: the first, written whole, goes back too
+        buffers, _ = encode_data(Tag("weights"), {"small": torch.ones(2 << 10), "large": torch.ones(1 << 20)})
+        assert channel.put(pool.snapshot(buffers))
+        assert read_message(reader, 1 << 30).tag == Tag("weights")
         assert wait_for(lambda: not pool._lent)
         assert pool._idle_bytes > 0
     finally:
