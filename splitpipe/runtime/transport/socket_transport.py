@@ -41,13 +41,7 @@ from splitpipe.runtime.transport.handshake import KeyedIdentity, Prover, SharedS
 from splitpipe.runtime.transport.identity import Identity
 from splitpipe.runtime.transport.inbox import Inbox
 from splitpipe.runtime.transport.limits import MAX_CONTROL_BYTES, MAX_TENSORS, CodecError
-from splitpipe.runtime.transport.listener import (
-    HANDSHAKE_S,
-    MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_PEER,
-    MAX_HANDSHAKES,
-    Listener,
-)
+from splitpipe.runtime.transport.listener import HANDSHAKE_S, Listener
 from splitpipe.runtime.transport.progress import Progress
 from splitpipe.runtime.transport.ratelimit import RateLimitedLog
 from splitpipe.runtime.transport.redial import MAX_WAIT_S, redial
@@ -64,7 +58,7 @@ from splitpipe.runtime.transport.wire import (
 )
 from splitpipe.schedules.ir import Tag
 
-__all__ = ["SocketTransport", "MAX_CONNECTIONS_PER_PEER", "MAX_HANDSHAKES", "MAX_CONNECTIONS"]
+__all__ = ["SocketTransport"]
 
 log = logging.getLogger("splitpipe.transport")
 

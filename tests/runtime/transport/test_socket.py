@@ -16,7 +16,6 @@ from splitpipe.network import LinkSpec
 from splitpipe.runtime.address import probe
 from splitpipe.runtime.transport import SocketTransport, TransportError
 from splitpipe.runtime.transport import listener as listener_module
-from splitpipe.runtime.transport import socket_transport as socket_module
 from splitpipe.runtime.transport.channel import Connection
 from splitpipe.runtime.transport.handshake import HandshakeError, SharedSecret, dial_handshake
 from splitpipe.runtime.transport.identity import Identity, load_identity, make_keys
@@ -197,8 +196,8 @@ def test_a_node_cannot_pass_itself_off_as_the_peer_it_was_dialled_as(rx) -> None
 
 def test_connections_per_peer_are_capped_and_others_still_served(rx, caplog, wait_for) -> None:
     caplog.set_level(logging.WARNING, LOGGER)
-    hogs = [dial(rx.address, "hog") for _ in range(socket_module.MAX_CONNECTIONS_PER_PEER)]
-    assert wait_for(lambda: rx.open_connections() == {"hog": socket_module.MAX_CONNECTIONS_PER_PEER})
+    hogs = [dial(rx.address, "hog") for _ in range(listener_module.MAX_CONNECTIONS_PER_PEER)]
+    assert wait_for(lambda: rx.open_connections() == {"hog": listener_module.MAX_CONNECTIONS_PER_PEER})
     with pytest.raises(HandshakeError, match="too many connections"):
         dial(rx.address, "hog")
     with SocketTransport("alice", "127.0.0.1:0", {"rx": rx.address}, SECRET) as alice:
