@@ -24,6 +24,7 @@ __all__ = ["LinkShaper", "NodeShaper", "is_unshaped"]
 
 log = logging.getLogger("splitpipe.transport")
 K = TypeVar("K", bound=Hashable)
+Failed = Callable[[Exception], object]   # told of a delivery that failed on the shaper's thread
 
 
 def is_unshaped(link: LinkSpec | None) -> bool:
@@ -50,7 +51,7 @@ class LinkShaper(Generic[K]):
         self._links = dict(links or {})
         self._clock = clock
         self._book: LinkBook[K] = LinkBook()
-        self._heap: list[tuple[float, int, Callable[[], None], Booking, float]] = []
+        self._heap: list[tuple[float, int, Callable[[], None], Booking, float, Failed | None]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._busy = 0          # deliveries popped but still running
@@ -80,8 +81,12 @@ class LinkShaper(Generic[K]):
         with self._cond:
             self._book.book_acks(key, link, nbytes, self._clock() if at is None else at)
 
-    def submit(self, key: K, nbytes: int, deliver: Callable[[], None], link: LinkSpec | None = None) -> float:
-        """Run `deliver()` when a message of `nbytes` sent now on link `key` arrives; return its due time."""
+    def submit(self, key: K, nbytes: int, deliver: Callable[[], None], link: LinkSpec | None = None,
+               failed: Failed | None = None) -> float:
+        """Run `deliver()` when a message of `nbytes` sent now on link `key` arrives; return its due time.
+
+        On an unshaped link it runs now and its error goes to the caller; later, on this shaper's
+        thread, an error reaches no caller: it is logged and handed to `failed`."""
         if self._closed:
             raise RuntimeError("link shaper is closed")
         link = self._links.get(key) if link is None else link
@@ -92,7 +97,7 @@ class LinkShaper(Generic[K]):
         booking = self._reserve(key, link, nbytes, self._clock())
         due = booking.end + link.latency_s
         with self._cond:
-            heapq.heappush(self._heap, (due, next(self._seq), deliver, booking, link.latency_s))
+            heapq.heappush(self._heap, (due, next(self._seq), deliver, booking, link.latency_s, failed))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="splitpipe-shaper", daemon=True)
                 self._thread.start()
@@ -141,15 +146,17 @@ class LinkShaper(Generic[K]):
                         self._cond.wait()
                 if self._closed:
                     return
-                due, seq, deliver, booking, latency = heapq.heappop(self._heap)
+                due, seq, deliver, booking, latency, failed = heapq.heappop(self._heap)
                 if booking.end + latency > due:   # ACKs pushed it since: wait for its new due time
-                    heapq.heappush(self._heap, (booking.end + latency, seq, deliver, booking, latency))
+                    heapq.heappush(self._heap, (booking.end + latency, seq, deliver, booking, latency, failed))
                     continue
                 self._busy += 1
             try:
                 deliver()
-            except Exception:  # a failing delivery must not stop the link
+            except Exception as exc:  # a failing delivery must not stop the link
                 log.exception("delivery on a shaped link failed")
+                if failed is not None:
+                    failed(exc)
             finally:
                 with self._cond:
                     self._busy -= 1
@@ -192,8 +199,8 @@ class NodeShaper:
         if held is None:
             deliver()
             return self._clock()
-        later = deliver if is_unshaped(held[1]) else lambda: self._reporting(peer, deliver)   # (else inline)
-        due = self._shaper.submit(held[0], nbytes, later, link=held[1])
+        due = self._shaper.submit(held[0], nbytes, deliver, link=held[1],
+                                  failed=lambda exc: self._failed.setdefault(peer, exc))
         back = self._held(peer, self.name)   # this node's downlink radio: the peer's ACKs come in on it
         if back is not None:
             self._shaper.book_acks(back[0], back[1], nbytes, due)
@@ -202,13 +209,6 @@ class NodeShaper:
     def forget_failure(self, peer: str) -> None:
         """`peer` restarted: what failed on the way to its old process is not the new one's to answer for."""
         self._failed.pop(peer, None)
-
-    def _reporting(self, peer: str, deliver: Callable[[], None]) -> None:
-        try:
-            deliver()
-        except Exception as exc:
-            self._failed.setdefault(peer, exc)
-            raise   # the link shaper logs it and goes on
 
     def delays(self, peer: str) -> bool:
         """Whether messages to or from `peer` go through the link model here (else send and receive deliver at once)."""
