@@ -14,6 +14,10 @@
     python bench/planner.py                  # the whole grid: about 15 minutes on a 2-core machine
     python bench/planner.py --quick          # a reduced grid (3 splits, 3 micro-batch counts), errors only
     python bench/planner.py --quick --json   # one JSON object: mean_error, worst_error, rows, ...
+    python bench/planner.py --quick --remeasure   # also: a second measurement scored against the first
+
+--remeasure says what this host can judge: if two emulations of the same configuration differ
+by as much as the prediction does, the error left is the measurement's, not the predictor's.
 
 Epochs are short (--train samples, a few mini-batches per device) so that the sweep fits in
 minutes; each configuration trains one warm-up epoch and then --epochs measured ones, whose
@@ -142,6 +146,18 @@ def emulate_epochs(setup, plan: Plan, measured: int):  # type: ignore[no-untyped
     return emulation.measured
 
 
+def replayed_epoch_s(emulation: Emulation, plan: Plan, profile: Profile, check: bool = False) -> float:
+    """The median of `emulation`'s measured epochs replayed under `plan`'s network and speeds (`check`:
+    the plan is the one trained, so the replay must give the emulated epoch exactly)."""
+    times = []
+    for epoch, (spans, host_s) in enumerate(emulation.measured, start=1):
+        replayed = run_schedule(build_schedule(plan, epoch), plan.topology, Replay(host_s, profile, plan), epoch)
+        if check:
+            assert math.isclose(epoch_time(replayed), epoch_time(spans), rel_tol=1e-12)
+        times.append(epoch_time(replayed))
+    return statistics.median(times)
+
+
 def epoch_time(spans) -> float:  # type: ignore[no-untyped-def]
     return max(s.end for s in spans)
 
@@ -213,28 +229,26 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
     grid = grid_of(args, model, setup.plan.num_units)
     counts = sorted({n for _, n in grid} | set(micro_batch_choices(args.batch_size)))
     plans = [with_choices(setup.plan, [choice] * args.devices) for choice in grid]
-    profile, emulations = measured_in_turns(args, model, setup, counts, plans, measured)
+    twice = plans * 2 if args.remeasure else plans   # the second copies: every configuration measured again
+    profile, emulations = measured_in_turns(args, model, setup, counts, twice, measured)
     emulated: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
-    for choice, plan, emulation in zip(grid, plans, emulations):
+    for i, (choice, plan) in enumerate(zip(grid, plans)):
         for net, speeds in itertools.product(NETWORKS, SPEEDS):
             netplan = with_network(plan, net, speeds)
-            times = []
-            for epoch, (spans, host_s) in enumerate(emulation.measured, start=1):
-                replayed = run_schedule(build_schedule(netplan, epoch), netplan.topology,
-                                        Replay(host_s, profile, netplan), epoch)
-                if net == NETWORKS[0] and speeds == "1,1":
-                    assert math.isclose(epoch_time(replayed), epoch_time(spans), rel_tol=1e-12)
-                times.append(epoch_time(replayed))
-            emulated_s = statistics.median(times)
+            emulated_s = replayed_epoch_s(emulations[i], netplan, profile, check=(net, speeds) == (NETWORKS[0], "1,1"))
             predicted_s = predict_epoch(netplan, node_profiles(netplan.topology, profile), 1).time_s
             emulated.setdefault((net, speeds), {})[choice] = emulated_s
-            out["rows"].append({"model": model, "network": net, "device_speed": speeds, "split": choice[0],
-                                "micro_batches": choice[1], "samples": -(-args.batch_size // choice[1]),
-                                "emulated_s": emulated_s, "predicted_s": predicted_s,
-                                "error": predicted_s / emulated_s - 1})
+            row = {"model": model, "network": net, "device_speed": speeds, "split": choice[0],
+                   "micro_batches": choice[1], "samples": -(-args.batch_size // choice[1]),
+                   "emulated_s": emulated_s, "predicted_s": predicted_s, "error": predicted_s / emulated_s - 1}
+            if args.remeasure:
+                again_s = replayed_epoch_s(emulations[len(plans) + i], netplan, profile)
+                row |= {"remeasured_s": again_s, "remeasure_error": again_s / emulated_s - 1}
+            out["rows"].append(row)
     errors = [abs(float(r["error"])) for r in out["rows"] if r["model"] == model]
-    log(f"{model}: {len(grid)} configurations; error mean "
-        f"{statistics.mean(errors):.2%}, worst {max(errors):.2%}")
+    again = [abs(float(r["remeasure_error"])) for r in out["rows"] if r["model"] == model and "remeasure_error" in r]
+    log(f"{model}: {len(grid)} configurations; error mean {statistics.mean(errors):.2%}, worst {max(errors):.2%}"
+        + (f"; measured again: mean {statistics.mean(again):.2%}, worst {max(again):.2%}" if again else ""))
     if args.choice:
         for net in NETWORKS:
             out["choice"].append(check_choice(args, model, setup, profile, counts, emulated[(net, CHOICE_SPEEDS)],
@@ -278,9 +292,12 @@ def summary(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     keys = dict.fromkeys((r["model"], r["network"]) for r in rows)
     for model, net in keys:
         errors = [float(r["error"]) for r in rows if (r["model"], r["network"]) == (model, net)]  # type: ignore[arg-type]
+        again = [abs(float(r["remeasure_error"])) for r in rows  # type: ignore[arg-type]
+                 if (r["model"], r["network"]) == (model, net) and "remeasure_error" in r]
         out.append({"model": model, "network": net, "configs": len(errors),
                     "mean_abs_err": statistics.mean(abs(e) for e in errors),
-                    "worst_abs_err": max(abs(e) for e in errors), "mean_err": statistics.mean(errors)})
+                    "worst_abs_err": max(abs(e) for e in errors), "mean_err": statistics.mean(errors)}
+                   | ({"remeasure_mean": statistics.mean(again), "remeasure_worst": max(again)} if again else {}))
     return out
 
 
@@ -381,6 +398,10 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: the emulator's measured timing as it is; cpu: every time (profile, calibration, "
                              "emulator) read from this thread's CPU time, which a loaded machine does not inflate")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="emulate every configuration twice (separate executors, in the same passes) and score "
+                             "the second against the first as the prediction is scored: how far two measurements "
+                             "of the same configuration differ on this host (doubles the emulation time)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = parser.parse_args()
     if args.quick:
@@ -400,6 +421,9 @@ def main() -> None:
     errors = [abs(float(r["error"])) for r in out["rows"]]  # type: ignore[arg-type]
     figures = {"mean_error": statistics.mean(errors) if errors else math.nan,
                "worst_error": max(errors) if errors else math.nan}
+    again = [abs(float(r["remeasure_error"])) for r in out["rows"] if "remeasure_error" in r]  # type: ignore[arg-type]
+    if again:   # the same score for a second measurement of every configuration: the host's own floor
+        figures |= {"remeasure_mean_error": statistics.mean(again), "remeasure_worst_error": max(again)}
     setting = (f"total {time.perf_counter() - started:.0f} s, torch threads {args.threads}, devices {args.devices} "
                f"(speeds {' | '.join(SPEEDS)}), batch {args.batch_size}, splits {args.splits}, micro-batches "
                f"{args.micro_batches}, train {args.train}, measured epochs {args.epochs}, clock {args.clock}")
@@ -411,6 +435,9 @@ def main() -> None:
     print(format_table(summary(out["rows"]), list(summary(out["rows"])[0])) if out["rows"] else "(no models)")
     print(f"\nover the grid: mean error {figures['mean_error']:.2%}, worst {figures['worst_error']:.2%} "
           f"({len(errors)} rows)")
+    if again:
+        print(f"a second measurement of the same configurations against the first: mean "
+              f"{figures['remeasure_mean_error']:.2%}, worst {figures['remeasure_worst_error']:.2%}")
     worst = sorted(out["rows"], key=lambda r: -abs(float(r["error"])))[:8]  # type: ignore[arg-type]
     print("\n### The largest errors\n")
     print(format_table(worst, list(worst[0])) if worst else "(none)")
