@@ -23,7 +23,7 @@ import torch
 
 from splitpipe.config import RunConfig
 from splitpipe.experiment import prepare
-from splitpipe.planner.calibrate import _measure, _plan
+from splitpipe.planner.calibrate import calibration_plan, measure_run
 from splitpipe.profile import _forward_backward_times
 from splitpipe.report import format_table
 
@@ -55,8 +55,8 @@ def main() -> None:
     executed: dict[tuple[int, int, str, int], list[float]] = defaultdict(list)
     for _ in range(args.rounds):
         for split, micro_batches in configs:
-            plan = _plan(n, split, args.batch_size, micro_batches, steps=2)
-            for _node, action, seconds in _measure(plan, model, setup.dataset, 2, "cpu", clock):
+            plan = calibration_plan(n, split, args.batch_size, micro_batches, steps=2)
+            for _node, action, seconds in measure_run(plan, model, setup.dataset, 2, "cpu", clock):
                 executed[(split, micro_batches, action.op, action.part)].append(seconds)
         for s in sizes:
             for u, unit in enumerate(units):

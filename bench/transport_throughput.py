@@ -8,7 +8,11 @@ the child's "done" control message is back; the baseline sends the same bytes wi
 socket.sendall to a plain socket in the child that reads them with recv_into into one buffer
 and answers one byte when it has them all (over TLS: Python's ssl on both ends, the same
 mutual-TLS contexts as the transport). Latency: round trips of a `--small-kib` tensor (of each size
-given) that the child's transport sends straight back, against a plain socket that echoes the same bytes.
+given) that the child's transport sends straight back, against a plain socket that echoes the same bytes,
+and against the least a Python transport of tensors does (a header, the body read into its own
+buffer, a tensor over it, one sendmsg back): what no Python transport gets below. The two
+processes run on two different CPUs by default (`--cpus`): on a VM where the baseline and the
+transport are placed differently, the placement decides the latency ratio, not the transport.
 Every cell is measured `--repeats` times, transport and baseline taking turns, and the median
 shown. Both processes keep freed memory for reuse, as node processes do (transport/memory.py). `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
 """
@@ -25,6 +29,7 @@ import platform
 import socket
 import ssl
 import statistics
+import struct
 import tempfile
 import threading
 import time
@@ -126,7 +131,29 @@ def _recv_exact(sock: socket.socket, view: memoryview) -> bool:
     return True
 
 
-def child(conn: Connection, tls: TlsConfig) -> None:
+# The least any Python transport of tensors does per message, for scale: one header (body bytes,
+# micro-batch), the body read into its own buffer, a tensor over it, a tag; one sendmsg to send.
+FRAME = struct.Struct("<Iq")
+
+
+def _send_framed(sock: socket.socket, tag: Tag, tensor: torch.Tensor) -> None:
+    body = memoryview(tensor.numpy()).cast("B")
+    sock.sendmsg([FRAME.pack(len(body), tag.mb), body])
+
+
+def _read_framed(sock: socket.socket, head: memoryview) -> tuple[Tag, torch.Tensor] | None:
+    if not _recv_exact(sock, head):
+        return None
+    size, mb = FRAME.unpack(head)
+    body = bytearray(size)
+    if not _recv_exact(sock, memoryview(body)):
+        return None
+    return Tag("act", mb=mb), torch.frombuffer(body, dtype=torch.float32)
+
+
+def child(conn: Connection, tls: TlsConfig, cpus: set[int] | None = None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)   # before any thread starts: they all inherit it
     keep_freed_memory()   # as a node process does (runtime/entry.py)
     server_context = _contexts(tls)[0]
     while True:
@@ -156,6 +183,12 @@ def child(conn: Connection, tls: TlsConfig) -> None:
                 while _recv_exact(sock, buffer):
                     sock.sendall(buffer)
             _plain_server(context, conn, echo)
+        elif kind == "framed":
+            def framed(sock: socket.socket) -> None:
+                head = memoryview(bytearray(FRAME.size))
+                while (message := _read_framed(sock, head)) is not None:
+                    _send_framed(sock, *message)
+            _plain_server(None, conn, framed)
 
 
 # -- the measurements ---------------------------------------------------------------------------
@@ -222,6 +255,19 @@ class Bench:
                 raise RuntimeError("socket benchmark: the receiver did not confirm")
             return time.perf_counter() - start
 
+    def framed_round_trips(self, tensor: torch.Tensor, count: int) -> float:
+        """Median seconds of one round trip through the least a Python tensor transport does (FRAME)."""
+        with self.plain(False, ("framed",)) as sock:
+            head, times = memoryview(bytearray(FRAME.size)), []
+            for i in range(count):
+                start = time.perf_counter()
+                _send_framed(sock, Tag("act", mb=i), tensor)
+                reply = _read_framed(sock, head)
+                times.append(time.perf_counter() - start)
+                if reply is None or reply[0].mb != i:
+                    raise RuntimeError(f"benchmark: expected the framed echo of message {i}, got {reply}")
+            return statistics.median(times)
+
     def socket_round_trips(self, secure: bool, data: bytes, count: int) -> float:
         with self.plain(secure, ("echo", len(data))) as sock:
             buffer, times = memoryview(bytearray(len(data))), []
@@ -254,12 +300,15 @@ def measure(args: argparse.Namespace, bench: Bench) -> dict:
             for kib in args.small_kib if not secure else ():
                 small = torch.randn(kib * 256)
                 data = small.numpy().tobytes()
-                ours, theirs = [], []
+                ours, theirs, least = [], [], []
                 for _ in range(args.repeats):
                     ours.append(bench.round_trips(tx, small, args.round_trips))
                     theirs.append(bench.socket_round_trips(False, data, args.round_trips))
+                    least.append(bench.framed_round_trips(small, args.round_trips))
                 out[f"transport_rtt_us_{kib}KiB"] = statistics.median(ours) * 1e6
                 out[f"socket_rtt_us_{kib}KiB"] = statistics.median(theirs) * 1e6
+                out[f"framed_rtt_us_{kib}KiB"] = statistics.median(least) * 1e6
+                out[f"framed_ratio_{kib}KiB"] = statistics.median(least) / statistics.median(theirs)
                 out[f"latency_ratio_{kib}KiB"] = statistics.median(ours) / statistics.median(theirs)
                 if kib == args.small_kib[0]:   # the issue's keys: the first size
                     out["small_transport_rtt_us"] = out[f"transport_rtt_us_{kib}KiB"]
@@ -296,11 +345,33 @@ def table(args: argparse.Namespace, out: dict) -> str:
             if args.grpc:
                 row += f" {out[f'{wire}_grpc_MBps_{mib}MiB']:,.0f} |"
             lines.append(row)
-    lines += ["", "| small message | SocketTransport round trip | plain socket round trip | transport / socket |",
-              "|---|---:|---:|---:|"]
+    lines += ["", f"round trips, processes placed: {args.cpus}", "",
+              "| small message | SocketTransport round trip | plain socket round trip | transport / socket "
+              "| least framing round trip | least framing / socket |",
+              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {kib} KiB over TCP | {out[f'transport_rtt_us_{kib}KiB']:.0f} us | "
-              f"{out[f'socket_rtt_us_{kib}KiB']:.0f} us | {out[f'latency_ratio_{kib}KiB']:.2f} |" for kib in args.small_kib]
+              f"{out[f'socket_rtt_us_{kib}KiB']:.0f} us | {out[f'latency_ratio_{kib}KiB']:.2f} | "
+              f"{out[f'framed_rtt_us_{kib}KiB']:.0f} us | {out[f'framed_ratio_{kib}KiB']:.2f} |"
+              for kib in args.small_kib]
     return "\n".join(lines)
+
+
+def placement(cpus: str) -> tuple[set[int] | None, set[int] | None]:
+    """(this process's CPUs, the child's) for --cpus; None: wherever the scheduler puts it.
+
+    On a VM the choice moves a round trip more than anything the transport does: a process
+    woken on another CPU that was idle pays that CPU's wake-up (here about 55 us each way, a bare
+    echo 125-140 us against 27 us on one CPU), so baseline and transport are only comparable
+    when both run with the same placement; "free" lets the scheduler give them different ones.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpus == "free":
+        return None, None
+    if cpus == "apart":
+        if len(allowed) < 2:
+            raise SystemExit(f"--cpus apart needs two CPUs; this process may use only {allowed}")
+        return {allowed[0]}, {allowed[1]}
+    return {allowed[0]}, {allowed[0]}
 
 
 def main() -> None:
@@ -312,14 +383,23 @@ def main() -> None:
                         help="sizes of the round-trip messages (KiB); the first gives the small_* figures")
     parser.add_argument("--round-trips", type=int, default=200, help="round trips per latency measurement")
     parser.add_argument("--grpc", action="store_true", help="also measure GrpcTransport (slow)")
+    parser.add_argument("--cpus", choices=("apart", "same", "free"), default=None,
+                        help="where the two processes run: this one on the first CPU and the child on the second "
+                             "(apart, the default with two CPUs or more: each wake-up crosses CPUs, as between two "
+                             "machines), both on the first CPU (same; the default on one CPU), or wherever the "
+                             "scheduler puts them (free: baseline and transport may then be placed differently)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
+    args.cpus = args.cpus or ("apart" if len(os.sched_getaffinity(0)) > 1 else "same")
+    mine, theirs = placement(args.cpus)
+    if mine is not None:
+        os.sched_setaffinity(0, mine)
     keep_freed_memory()   # as a node process does (runtime/entry.py)
     with tempfile.TemporaryDirectory(prefix="splitpipe-bench-") as tmp:
         tls = make_tls(Path(tmp))
         context = multiprocessing.get_context("spawn")
         parent, child_end = context.Pipe()
-        process = context.Process(target=child, args=(child_end, tls), daemon=True)
+        process = context.Process(target=child, args=(child_end, tls, theirs), daemon=True)
         process.start()
         try:
             out = measure(args, Bench(parent, tls))
@@ -328,7 +408,7 @@ def main() -> None:
         finally:
             if process.is_alive():
                 process.terminate()
-    print(json.dumps(out, sort_keys=True) if args.json else table(args, out))
+    print(json.dumps(out | {"cpus": args.cpus}, sort_keys=True) if args.json else table(args, out))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from splitpipe.profile import Profile
 from splitpipe.schedules import DEFAULT
 from splitpipe.schedules.ir import Action
 
-__all__ = ["CalibrationRuns", "calibrate", "calibration_runs", "fit_calibration"]
+__all__ = ["CalibrationRuns", "calibrate", "calibration_plan", "calibration_runs", "fit_calibration", "measure_run"]
 
 
 class _Recorder(MeasuredTiming):
@@ -93,7 +93,7 @@ class CalibrationRuns:
     def __init__(self, model: nn.Sequential, dataset: Dataset, *, batch_size: int, steps: int = 2,
                  device: str = "cpu", clock: Callable[[], float] = time.perf_counter) -> None:
         n = len(model)
-        self.runs = [_Run(_plan(n, split, batch_size, micro_batches, steps), model, dataset, device, clock)
+        self.runs = [_Run(calibration_plan(n, split, batch_size, micro_batches, steps), model, dataset, device, clock)
                      for split in sorted({1, n // 2, n - 1})  # small and large parts on either side
                      for micro_batches in sorted({1, max(1, batch_size // 4), max(1, batch_size // 2)})]
         self.epochs = 0
@@ -127,7 +127,8 @@ def fit_calibration(profile: Profile, runs: Runs) -> Profile:
     return replace(profile, calibration=calibration)  # (4)
 
 
-def _plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps: int) -> Plan:
+def calibration_plan(num_units: int, split: int, batch_size: int, micro_batches: int, steps: int) -> Plan:
+    """One short run's plan: one device at speed 1 split at `split`, an unshaped link, `steps` mini-batches."""
     return Plan(
         technique=DEFAULT, topology=star_topology(1, [PROFILES["none"]], [1.0], 1.0),
         num_units=num_units, cuts=(split,), batch_size=batch_size, micro_batches=micro_batches,
@@ -158,8 +159,8 @@ class _Run:
             self.seen += self.recorder.seen
 
 
-def _measure(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str,
-             clock: Callable[[], float]) -> list[tuple[str, Action, float]]:
+def measure_run(plan: Plan, model: nn.Sequential, dataset: Dataset, epochs: int, device: str,
+                clock: Callable[[], float]) -> list[tuple[str, Action, float]]:
     """(node, action, measured seconds) of every compute action of one run's epochs but the first."""
     run = _Run(plan, model, dataset, device, clock)
     for epoch in range(max(2, epochs)):

@@ -7,7 +7,7 @@ import pytest
 from splitpipe.data import load_dataset
 from splitpipe.engine.predict import node_profiles, profile_timing
 from splitpipe.models import build_model
-from splitpipe.planner.calibrate import _plan, fit_calibration
+from splitpipe.planner.calibrate import calibration_plan, fit_calibration
 from splitpipe.schedules import build_schedule
 
 from .conftest import fake_profile
@@ -24,7 +24,7 @@ def test_the_fit_recovers_a_known_calibration_per_place() -> None:
     runs = []
     for split in (1, 2, 4):
         for micro_batches in (1, 4, 8):
-            plan = _plan(len(profile.units), split, 16, micro_batches, steps=2)
+            plan = calibration_plan(len(profile.units), split, 16, micro_batches, steps=2)
             timing = profile_timing(plan, node_profiles(plan.topology, truth))
             seen = [(node, action, timing.duration(node, action))
                     for node, _, action in build_schedule(plan, 1).actions() if action.op in "FB" and action.is_compute]
