@@ -17,7 +17,9 @@
     python bench/planner.py --quick --remeasure   # also: a second measurement scored against the first
 
 --remeasure says what this host can judge: if two emulations of the same configuration differ
-by as much as the prediction does, the error left is the measurement's, not the predictor's.
+by as much as the prediction does, the error left is the measurement's, not the predictor's
+(and a second profile, calibrated on the same runs, says how far the profile's own noise moves
+the prediction).
 
 Epochs are short (--train samples, a few mini-batches per device) so that the sweep fits in
 minutes; each configuration trains one warm-up epoch and then --epochs measured ones, whose
@@ -175,8 +177,8 @@ def median_profile(profiles: list[Profile]) -> Profile:
 
 
 def measured_in_turns(args: argparse.Namespace, model: str, setup, counts, plans: list[Plan],  # type: ignore[no-untyped-def]
-                      passes: int) -> tuple[Profile, list[Emulation]]:
-    """The calibrated profile and every plan's emulated epochs, measured in `passes` turns.
+                      passes: int, copies: int = 1) -> tuple[list[Profile], list[Emulation]]:
+    """`copies` calibrated profiles and every plan's emulated epochs, measured in `passes` turns.
 
     Each pass takes a share of the profile's repeats, one epoch of the calibration runs and
     one epoch of every configuration, so that the host's slow and fast spells (on this shared
@@ -190,23 +192,28 @@ def measured_in_turns(args: argparse.Namespace, model: str, setup, counts, plans
             if args.calibrate else None)
     for warming in [*emulations, *([runs] if runs else [])]:  # the warm-up epochs
         warming.epoch()
-    profiles = []
-    for k in range(passes):
+    shares: list[list[Profile]] = [[] for _ in range(copies)]
+
+    def profile_share(k: int) -> Profile:
         share = args.repeats // passes + (1 if k < args.repeats % passes else 0)
-        profiles.append(measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model,
-                                        repeats=max(1, share), warmup=args.warmup, clock=CLOCKS[args.clock],
-                                        fit=args.fit, rounds=max(1, args.rounds // passes)))
+        return measure_profile(copy.deepcopy(setup.model), (3, 32, 32), sizes, name=model, repeats=max(1, share),
+                               warmup=args.warmup, clock=CLOCKS[args.clock], fit=args.fit,
+                               rounds=max(1, args.rounds // passes))
+    for k in range(passes):
+        shares[0].append(profile_share(k))
         if runs is not None:
             runs.epoch()
         for emulation in emulations:
             emulation.epoch()
-    profile = median_profile(profiles)
+        for more in shares[1:]:   # a second profile, at the other end of the pass
+            more.append(profile_share(k))
+    profiles = [median_profile(measured) for measured in shares]
     if runs is not None:
-        profile = fit_calibration(profile, runs.seen())
-    overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profile.calibration.items()) or "none"
-    log(f"{model}: profiled batch sizes {sizes}, calibrated and emulated {len(plans)} configurations in {passes} "
-        f"passes, {time.perf_counter() - started:.1f} s; overhead per action (ms): {overhead}")
-    return profile, emulations
+        profiles = [fit_calibration(profile, runs.seen()) for profile in profiles]
+    overhead = ", ".join(f"{op} {f * 1e3:.2f}+{r:.0%}" for op, (f, r) in profiles[0].calibration.items()) or "none"
+    log(f"{model}: profiled batch sizes {sizes} ({copies}x), calibrated and emulated {len(plans)} configurations in "
+        f"{passes} passes, {time.perf_counter() - started:.1f} s; overhead per action (ms): {overhead}")
+    return profiles, emulations
 
 
 def grid_of(args: argparse.Namespace, model: str, num_units: int) -> list[tuple[int, int]]:
@@ -230,7 +237,8 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
     counts = sorted({n for _, n in grid} | set(micro_batch_choices(args.batch_size)))
     plans = [with_choices(setup.plan, [choice] * args.devices) for choice in grid]
     twice = plans * 2 if args.remeasure else plans   # the second copies: every configuration measured again
-    profile, emulations = measured_in_turns(args, model, setup, counts, twice, measured)
+    profiles, emulations = measured_in_turns(args, model, setup, counts, twice, measured, 2 if args.remeasure else 1)
+    profile = profiles[0]
     emulated: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
     for i, (choice, plan) in enumerate(zip(grid, plans)):
         for net, speeds in itertools.product(NETWORKS, SPEEDS):
@@ -243,12 +251,16 @@ def sweep(args: argparse.Namespace, model: str, out: dict) -> None:  # type: ign
                    "emulated_s": emulated_s, "predicted_s": predicted_s, "error": predicted_s / emulated_s - 1}
             if args.remeasure:
                 again_s = replayed_epoch_s(emulations[len(plans) + i], netplan, profile)
-                row |= {"remeasured_s": again_s, "remeasure_error": again_s / emulated_s - 1}
+                repredicted_s = predict_epoch(netplan, node_profiles(netplan.topology, profiles[1]), 1).time_s
+                row |= {"remeasured_s": again_s, "remeasure_error": again_s / emulated_s - 1,
+                        "reprofiled_s": repredicted_s, "reprofile_error": repredicted_s / predicted_s - 1}
             out["rows"].append(row)
     errors = [abs(float(r["error"])) for r in out["rows"] if r["model"] == model]
-    again = [abs(float(r["remeasure_error"])) for r in out["rows"] if r["model"] == model and "remeasure_error" in r]
+    mine = [r for r in out["rows"] if r["model"] == model]
+    again, reprofiled = magnitudes(mine, "remeasure_error"), magnitudes(mine, "reprofile_error")
     log(f"{model}: {len(grid)} configurations; error mean {statistics.mean(errors):.2%}, worst {max(errors):.2%}"
-        + (f"; measured again: mean {statistics.mean(again):.2%}, worst {max(again):.2%}" if again else ""))
+        + (f"; measured again: mean {statistics.mean(again):.2%}, worst {max(again):.2%}; predicted from a second "
+           f"profile: mean {statistics.mean(reprofiled):.2%}, worst {max(reprofiled):.2%}" if again else ""))
     if args.choice:
         for net in NETWORKS:
             out["choice"].append(check_choice(args, model, setup, profile, counts, emulated[(net, CHOICE_SPEEDS)],
@@ -286,18 +298,25 @@ def check_choice(args, model, setup, profile, counts, emulated, net, measured) -
     return row
 
 
+def magnitudes(rows: list[dict[str, object]], key: str) -> list[float]:
+    """|rows' `key`| where they have it (the --remeasure figures)."""
+    return [abs(float(r[key])) for r in rows if key in r]  # type: ignore[arg-type]
+
+
 def summary(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     """Mean and worst absolute error per model and network, and the signed mean (bias)."""
     out = []
     keys = dict.fromkeys((r["model"], r["network"]) for r in rows)
     for model, net in keys:
         errors = [float(r["error"]) for r in rows if (r["model"], r["network"]) == (model, net)]  # type: ignore[arg-type]
-        again = [abs(float(r["remeasure_error"])) for r in rows  # type: ignore[arg-type]
-                 if (r["model"], r["network"]) == (model, net) and "remeasure_error" in r]
+        mine = [r for r in rows if (r["model"], r["network"]) == (model, net)]
+        again, reprofiled = magnitudes(mine, "remeasure_error"), magnitudes(mine, "reprofile_error")
         out.append({"model": model, "network": net, "configs": len(errors),
                     "mean_abs_err": statistics.mean(abs(e) for e in errors),
                     "worst_abs_err": max(abs(e) for e in errors), "mean_err": statistics.mean(errors)}
-                   | ({"remeasure_mean": statistics.mean(again), "remeasure_worst": max(again)} if again else {}))
+                   | ({"remeasure_mean": statistics.mean(again), "remeasure_worst": max(again),
+                       "reprofile_mean": statistics.mean(reprofiled), "reprofile_worst": max(reprofiled)}
+                      if again else {}))
     return out
 
 
@@ -399,9 +418,10 @@ def main() -> None:
                         help="wall: the emulator's measured timing as it is; cpu: every time (profile, calibration, "
                              "emulator) read from this thread's CPU time, which a loaded machine does not inflate")
     parser.add_argument("--remeasure", action="store_true",
-                        help="emulate every configuration twice (separate executors, in the same passes) and score "
-                             "the second against the first as the prediction is scored: how far two measurements "
-                             "of the same configuration differ on this host (doubles the emulation time)")
+                        help="emulate every configuration twice (separate executors, in the same passes) and profile "
+                             "twice, and score the second measurement against the first and the prediction from the "
+                             "second profile against the first's, as the prediction is scored: how far two "
+                             "measurements of the same thing differ on this host (doubles the measuring time)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = parser.parse_args()
     if args.quick:
@@ -421,9 +441,10 @@ def main() -> None:
     errors = [abs(float(r["error"])) for r in out["rows"]]  # type: ignore[arg-type]
     figures = {"mean_error": statistics.mean(errors) if errors else math.nan,
                "worst_error": max(errors) if errors else math.nan}
-    again = [abs(float(r["remeasure_error"])) for r in out["rows"] if "remeasure_error" in r]  # type: ignore[arg-type]
-    if again:   # the same score for a second measurement of every configuration: the host's own floor
-        figures |= {"remeasure_mean_error": statistics.mean(again), "remeasure_worst_error": max(again)}
+    again, reprofiled = magnitudes(out["rows"], "remeasure_error"), magnitudes(out["rows"], "reprofile_error")
+    if again:   # the same score for a second measurement of every configuration, and of the profile: the host's floor
+        figures |= {"remeasure_mean_error": statistics.mean(again), "remeasure_worst_error": max(again),
+                    "reprofile_mean_error": statistics.mean(reprofiled), "reprofile_worst_error": max(reprofiled)}
     setting = (f"total {time.perf_counter() - started:.0f} s, torch threads {args.threads}, devices {args.devices} "
                f"(speeds {' | '.join(SPEEDS)}), batch {args.batch_size}, splits {args.splits}, micro-batches "
                f"{args.micro_batches}, train {args.train}, measured epochs {args.epochs}, clock {args.clock}")
@@ -437,7 +458,9 @@ def main() -> None:
           f"({len(errors)} rows)")
     if again:
         print(f"a second measurement of the same configurations against the first: mean "
-              f"{figures['remeasure_mean_error']:.2%}, worst {figures['remeasure_worst_error']:.2%}")
+              f"{figures['remeasure_mean_error']:.2%}, worst {figures['remeasure_worst_error']:.2%}; the prediction "
+              f"from a second profile against the first: mean {figures['reprofile_mean_error']:.2%}, "
+              f"worst {figures['reprofile_worst_error']:.2%}")
     worst = sorted(out["rows"], key=lambda r: -abs(float(r["error"])))[:8]  # type: ignore[arg-type]
     print("\n### The largest errors\n")
     print(format_table(worst, list(worst[0])) if worst else "(none)")
