@@ -291,6 +291,8 @@ def measure(args: argparse.Namespace, bench: Bench) -> dict:
                 count = max(4, args.total_mib // mib)
                 moved = count * len(data) / 1e6
                 ours, theirs = [], []
+                bench.throughput(tx, tensor, count)   # a round not timed: the pools hold buffers of this size,
+                bench.socket_throughput(secure, data, count)   # as a training run's do after its first steps
                 for _ in range(args.repeats):   # taking turns: both see the same load
                     ours.append(moved / bench.throughput(tx, tensor, count))
                     theirs.append(moved / bench.socket_throughput(secure, data, count))
