@@ -14,7 +14,8 @@ buffer, a tensor over it, one sendmsg back): what no Python transport gets below
 processes run on two different CPUs by default (`--cpus`): on a VM where the baseline and the
 transport are placed differently, the placement decides the latency ratio, not the transport.
 Every cell is measured `--repeats` times, transport and baseline taking turns, and the median
-shown. Both processes keep freed memory for reuse, as node processes do (transport/memory.py). `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
+shown; each tensor size first has one untimed round of both (the transport's snapshot pool then
+holds buffers of that size, as in training after the first steps). Both processes keep freed memory for reuse, as node processes do (transport/memory.py). `--grpc` adds the GrpcTransport for comparison. `--json` prints one JSON object.
 """
 
 from __future__ import annotations
