@@ -38,6 +38,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import torch
 from cryptography import x509
@@ -138,7 +139,7 @@ FRAME = struct.Struct("<Iq")
 
 
 def _send_framed(sock: socket.socket, tag: Tag, tensor: torch.Tensor) -> None:
-    body = memoryview(tensor.numpy()).cast("B")
+    body = tensor.numpy().data.cast("B")
     sock.sendmsg([FRAME.pack(len(body), tag.mb), body])
 
 
@@ -193,6 +194,18 @@ def child(conn: Connection, tls: TlsConfig, cpus: set[int] | None = None) -> Non
 
 
 # -- the measurements ---------------------------------------------------------------------------
+def _median_trip(count: int, trip: Callable[[int], Any], echoed: Callable[[int, Any], bool]) -> float:
+    """Median seconds of `trip(i)` for i < count; each reply is checked with `echoed` after it was timed."""
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        reply = trip(i)
+        times.append(time.perf_counter() - start)
+        if not echoed(i, reply):
+            raise RuntimeError(f"benchmark: expected the echo of round trip {i}, got {reply}")
+    return statistics.median(times)
+
+
 class Bench:
     def __init__(self, conn: Connection, tls: TlsConfig) -> None:
         self.conn, self.tls = conn, tls
@@ -226,16 +239,12 @@ class Bench:
         ready = tx.receive(60.0)
         if ready is None or ready.control != {"ready": True}:
             raise RuntimeError(f"benchmark: expected the echo to be ready, got {ready}")
-        times = []
-        for i in range(count):
-            start = time.perf_counter()
+        def trip(i: int) -> Any:
             tx.send("rx", Tag("act", mb=i), tensor)
-            reply = tx.receive(60.0)
-            times.append(time.perf_counter() - start)
-            if reply is None or reply.tag != Tag("act", mb=i):
-                raise RuntimeError(f"benchmark: expected the echo of message {i}, got {reply}")
+            return tx.receive(60.0)
+        seconds = _median_trip(count, trip, lambda i, reply: reply is not None and reply.tag == Tag("act", mb=i))
         tx.send_control("rx", {"count": None})
-        return statistics.median(times)
+        return seconds
 
     def stop(self, tx: Transport) -> None:
         tx.send_control("rx", {"stop": True})
@@ -259,25 +268,21 @@ class Bench:
     def framed_round_trips(self, tensor: torch.Tensor, count: int) -> float:
         """Median seconds of one round trip through the least a Python tensor transport does (FRAME)."""
         with self.plain(False, ("framed",)) as sock:
-            head, times = memoryview(bytearray(FRAME.size)), []
-            for i in range(count):
-                start = time.perf_counter()
+            head = memoryview(bytearray(FRAME.size))
+
+            def trip(i: int) -> Any:
                 _send_framed(sock, Tag("act", mb=i), tensor)
-                reply = _read_framed(sock, head)
-                times.append(time.perf_counter() - start)
-                if reply is None or reply[0].mb != i:
-                    raise RuntimeError(f"benchmark: expected the framed echo of message {i}, got {reply}")
-            return statistics.median(times)
+                return _read_framed(sock, head)
+            return _median_trip(count, trip, lambda i, reply: reply is not None and reply[0].mb == i)
 
     def socket_round_trips(self, secure: bool, data: bytes, count: int) -> float:
         with self.plain(secure, ("echo", len(data))) as sock:
-            buffer, times = memoryview(bytearray(len(data))), []
-            for _ in range(count):
-                start = time.perf_counter()
+            buffer = memoryview(bytearray(len(data)))
+
+            def trip(i: int) -> Any:
                 sock.sendall(data)
-                _recv_exact(sock, buffer)
-                times.append(time.perf_counter() - start)
-            return statistics.median(times)
+                return _recv_exact(sock, buffer)
+            return _median_trip(count, trip, lambda i, whole: whole is True)
 
 
 def measure(args: argparse.Namespace, bench: Bench) -> dict:
